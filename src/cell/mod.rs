@@ -1,0 +1,174 @@
+//! Cell models: ODEs of one excitable cell, written once and solved everywhere.
+//!
+//! A model is one file in `src/cell/models/`: a type implementing
+//! [`CellModel`] plus a `pub static MODEL`. The build script finds every file
+//! there and registers it, so adding a model means adding that one file. The
+//! right-hand side is generic over [`Real`], which lets the same equations run
+//! in f64 (checking), f32 (the scalar reference) and SIMD lanes; the CUDA
+//! solver takes the same equations as a short CUDA C snippet.
+
+mod real;
+
+pub use real::{Lanes, Real, LANES};
+
+use crate::solve::{self, Cells, TimeGrid, Trajectories};
+use crate::Error;
+
+/// Most state variables a model may have (sizes the solvers' stack buffers).
+pub const MAX_STATE: usize = 8;
+/// Most parameters a model may have.
+pub const MAX_PARAMS: usize = 16;
+
+/// A state variable of a model.
+#[derive(Debug, Clone, Copy)]
+pub struct StateVar {
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// A parameter of a model with its default and the range of valid values.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub default: f64,
+    /// Smallest valid value (inclusive).
+    pub min: f64,
+    /// Largest valid value (inclusive).
+    pub max: f64,
+    pub summary: &'static str,
+}
+
+/// What a model is, for people and for the metadata of everything built on it.
+#[derive(Debug)]
+pub struct ModelInfo {
+    /// The name used in configuration files (`fhn-cardiac`).
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The equations in plain text, as recorded in dataset metadata.
+    pub equations: &'static str,
+    pub states: &'static [StateVar],
+    pub params: &'static [Param],
+}
+
+impl ModelInfo {
+    pub fn state_index(&self, name: &str) -> Option<usize> {
+        self.states.iter().position(|s| s.name == name)
+    }
+
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|p| p.name == name)
+    }
+
+    pub fn defaults(&self) -> Vec<f64> {
+        self.params.iter().map(|p| p.default).collect()
+    }
+
+    /// Checks a value for parameter `i` against its valid range.
+    pub fn check_param(&self, i: usize, value: f64) -> Result<(), Error> {
+        let p = &self.params[i];
+        if !value.is_finite() || value < p.min || value > p.max {
+            return Err(Error::invalid(
+                format!("params.{}", p.name),
+                format!(
+                    "{value} is outside the valid range [{}, {}] of `{}` in model `{}`",
+                    p.min, p.max, p.name, self.name
+                ),
+                format!("choose a value in [{}, {}] ({})", p.min, p.max, p.summary),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An ODE cell model `dx/dt = f(x; p)`.
+pub trait CellModel: Send + Sync + 'static {
+    /// Number of state variables; equals `info().states.len()`.
+    const N_STATE: usize;
+
+    fn info(&self) -> &'static ModelInfo;
+
+    /// Writes `f(x; p)` into `dx`. `p` follows `info().params`, `x` and `dx`
+    /// follow `info().states`.
+    fn rhs<R: Real>(&self, p: &[R], x: &[R], dx: &mut [R]);
+
+    /// The same right-hand side in CUDA C: a `__device__` function
+    /// `void rhs(const float* p, const float* x, float* dx)`.
+    fn cuda_rhs(&self) -> &'static str;
+}
+
+/// The object-safe face of a [`CellModel`]: what the rest of excite holds
+/// (`&'static dyn Model`), with the solvers already instantiated for it.
+pub trait Model: Send + Sync {
+    fn info(&self) -> &'static ModelInfo;
+    fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]);
+    fn cuda_rhs(&self) -> &'static str;
+    /// Forward Euler in f32 on the SIMD, multi-threaded CPU path.
+    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32>;
+    /// Forward Euler in f32, one cell at a time: the reference the fast paths are tested against.
+    fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32>;
+    /// Forward Euler in f64, one cell at a time.
+    fn solve_scalar_f64(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f64>;
+}
+
+impl<M: CellModel> Model for M {
+    fn info(&self) -> &'static ModelInfo {
+        CellModel::info(self)
+    }
+    fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]) {
+        self.rhs(p, x, dx)
+    }
+    fn cuda_rhs(&self) -> &'static str {
+        CellModel::cuda_rhs(self)
+    }
+    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32> {
+        solve::cpu::solve(self, grid, cells, threads)
+    }
+    fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32> {
+        solve::scalar::solve::<M, f32>(self, grid, cells)
+    }
+    fn solve_scalar_f64(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f64> {
+        solve::scalar::solve::<M, f64>(self, grid, cells)
+    }
+}
+
+mod registry {
+    include!(concat!(env!("OUT_DIR"), "/models.rs"));
+}
+
+/// Every built-in model, sorted by name.
+pub fn all() -> &'static [&'static dyn Model] {
+    registry::MODELS
+}
+
+/// The model called `name`, or an error listing the known ones.
+pub fn by_name(name: &str) -> Result<&'static dyn Model, Error> {
+    all().iter().copied().find(|m| m.info().name == name).ok_or_else(|| {
+        let known: Vec<_> = all().iter().map(|m| m.info().name).collect();
+        Error::invalid(
+            "model",
+            format!("unknown cell model `{name}`"),
+            format!("use one of: {}", known.join(", ")),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        assert!(all().len() >= 2);
+        for m in all() {
+            let info = m.info();
+            assert!(info.states.len() <= MAX_STATE && info.params.len() <= MAX_PARAMS);
+            for (i, p) in info.params.iter().enumerate() {
+                assert!(p.min <= p.default && p.default <= p.max, "{}.{}", info.name, p.name);
+                info.check_param(i, p.default).unwrap();
+            }
+        }
+        assert!(by_name("fhn").is_ok() && by_name("fhn-cardiac").is_ok());
+        let err = by_name("hodgkin").err().unwrap().to_string();
+        assert!(err.contains("fhn-cardiac"), "{err}");
+    }
+}

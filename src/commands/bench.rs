@@ -1,0 +1,172 @@
+//! `excite bench euler`: Euler reference throughput, every path in one run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use excite::data::{self, DatasetSpec};
+use excite::solve::{cpu, cuda::CudaSolver, Trajectories};
+use serde::Serialize;
+
+use super::printer::rate;
+
+#[derive(Args)]
+pub struct EulerArgs {
+    /// Cells for the SIMD and CUDA runs (the scalar loop runs a twentieth).
+    #[arg(long, default_value_t = 1_000_000)]
+    cells: usize,
+    /// Euler steps per cell (a multiple of 100; one sample is stored every 100).
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Timed repetitions of each path; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also solve on the GPU, and report the largest difference to the CPU result.
+    #[arg(long)]
+    cuda: bool,
+    /// Skip the numpy baseline.
+    #[arg(long)]
+    no_numpy: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Row {
+    path: String,
+    threads: usize,
+    cells: usize,
+    cell_steps_per_s: f64,
+    ratio_to_scalar: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: &'static str,
+    steps: usize,
+    kernel: &'static str,
+    rows: Vec<Row>,
+    cuda_max_abs_diff_to_cpu: Option<f64>,
+    notes: Vec<String>,
+}
+
+pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
+    anyhow::ensure!(a.steps >= 100 && a.steps % 100 == 0, "--steps {}: must be a positive multiple of 100", a.steps);
+    anyhow::ensure!(a.cells >= 20 && a.repeat >= 1, "--cells must be at least 20 and --repeat at least 1");
+    let dt = 0.01;
+    let spec_for = |cells: usize| -> Result<DatasetSpec> {
+        Ok(DatasetSpec::from_yaml(&format!(
+            "name: bench\nmodel: fhn-cardiac\ntime: {{t_end: {}, dt: {dt}, sample_every: 1.0}}\n\
+             sample: {{u: [0.0, 0.9], v: [0.0, 0.12], k: [0.0, 1.0]}}\ncells: {cells}\nseed: 3\n",
+            a.steps as f64 * dt
+        ))?)
+    };
+    let big = spec_for(a.cells)?;
+    let small = spec_for((a.cells / 20).max(20))?;
+    let (big_cells, small_cells) = (data::sample_cells(&big), data::sample_cells(&small));
+    let model = big.model;
+    let all = rayon::current_num_threads();
+
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let time = |f: &mut dyn FnMut()| {
+        median(
+            (0..a.repeat)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect(),
+        )
+    };
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let push = |path: &str, threads: usize, cells: usize, seconds: f64, rows: &mut Vec<Row>| {
+        let r = (cells * a.steps) as f64 / seconds;
+        let base = rows.first().map(|b: &Row| b.cell_steps_per_s).unwrap_or(r);
+        rows.push(Row { path: path.into(), threads, cells, cell_steps_per_s: r, ratio_to_scalar: r / base });
+    };
+
+    let s = time(&mut || drop(std::hint::black_box(model.solve_scalar_f32(&small.grid, &small_cells))));
+    push("scalar loop (f32)", 1, small.cells, s, &mut rows);
+    let s = time(&mut || drop(std::hint::black_box(model.solve_cpu(&big.grid, &big_cells, 1))));
+    push(&format!("simd {} (f32)", cpu::kernel_name()), 1, big.cells, s, &mut rows);
+    let mut cpu_result: Option<Trajectories<f32>> = None;
+    let s = time(&mut || cpu_result = Some(model.solve_cpu(&big.grid, &big_cells, all)));
+    push(&format!("simd {} (f32)", cpu::kernel_name()), all, big.cells, s, &mut rows);
+
+    let mut cuda_diff = None;
+    if a.cuda {
+        let gpu = CudaSolver::new()?;
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..a.repeat + 1 {
+            let t = gpu.solve_timed(model, &big.grid, &big_cells)?;
+            times.push(t.kernel_seconds);
+            last = Some(t.trajectories);
+        }
+        times.remove(0); // the first launch includes module loading
+        push(&format!("cuda kernel ({})", gpu.device_name()), 0, big.cells, median(times), &mut rows);
+        cuda_diff = Some(last.unwrap().max_abs_diff(cpu_result.as_ref().unwrap()));
+    }
+
+    if !a.no_numpy {
+        match numpy_baseline(a.cells, 100) {
+            Ok(r) => push("numpy, vectorised (f32)", 1, a.cells, (a.cells * a.steps) as f64 / r, &mut rows),
+            Err(e) => notes.push(format!("numpy baseline skipped: {e:#} (hint: run scripts/setup.sh)")),
+        }
+    }
+
+    let report = Report { model: "fhn-cardiac", steps: a.steps, kernel: cpu::kernel_name(), rows, cuda_max_abs_diff_to_cpu: cuda_diff, notes };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("Euler reference, fhn-cardiac, dt = {dt}, {} steps per cell, median of {}", a.steps, a.repeat);
+        println!("{:<44} {:>7} {:>9} {:>16} {:>9}", "path", "threads", "cells", "cell-steps/s", "× scalar");
+        for r in &report.rows {
+            let threads = if r.threads == 0 { "gpu".to_string() } else { r.threads.to_string() };
+            println!("{:<44} {:>7} {:>9} {:>16} {:>9.2}", r.path, threads, r.cells, rate(r.cell_steps_per_s), r.ratio_to_scalar);
+        }
+        if let Some(d) = report.cuda_max_abs_diff_to_cpu {
+            println!("max |cuda - cpu| over all samples: {d:.3e}");
+        }
+        for n in &report.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `scripts/bench_numpy.py`; returns its cell-steps per second.
+fn numpy_baseline(cells: usize, steps: usize) -> Result<f64> {
+    let script = find_in_ancestors("scripts/bench_numpy.py").context("scripts/bench_numpy.py not found")?;
+    let root = script.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    let deps = root.join(".deps/python");
+    let pythonpath = match std::env::var_os("PYTHONPATH") {
+        Some(p) => format!("{}:{}", deps.display(), p.to_string_lossy()),
+        None => deps.display().to_string(),
+    };
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--cells", &cells.to_string(), "--steps", &steps.to_string()])
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .context("running python3")?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["cell_steps_per_s"].as_f64().context("no cell_steps_per_s in the script's output")
+}
+
+fn find_in_ancestors(rel: &str) -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().map(PathBuf::from));
+    }
+    roots.into_iter().map(|r| r.join(rel)).find(|p| p.is_file())
+}

@@ -1,0 +1,116 @@
+//! Writing outputs so that a failure never leaves a half-written result:
+//! every file goes to a temporary name in the same folder and is renamed into
+//! place, and a multi-file output is built in a staging folder that replaces
+//! the previous one only once complete.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = parent_of(path);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = sibling(path, "tmp");
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// A folder being built next to its final place; [`StagingDir::commit`]
+/// swaps it in, dropping it uncommitted removes it and keeps the old output.
+pub struct StagingDir {
+    staging: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl StagingDir {
+    pub fn new(target: &Path) -> Result<Self, Error> {
+        let staging = sibling(target, "partial");
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false })
+    }
+
+    /// Where to write the files of the new output.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Replaces the target folder by the staged one.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let old = sibling(&self.target, "old");
+        let had_old = self.target.exists();
+        if had_old {
+            fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
+        }
+        if let Err(e) = fs::rename(&self.staging, &self.target) {
+            if had_old {
+                let _ = fs::rename(&old, &self.target);
+            }
+            return Err(Error::io(&self.target, e));
+        }
+        self.committed = true;
+        if had_old {
+            let _ = fs::remove_dir_all(&old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `dir/.name.<tag>-<pid>`: a hidden neighbour on the same file system.
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    parent_of(path).join(format!(".{name}.{tag}-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_staging_keeps_previous_output() {
+        let root = std::env::temp_dir().join(format!("excite-fsio-{}", std::process::id()));
+        let target = root.join("out");
+        let s = StagingDir::new(&target).unwrap();
+        write_atomic(&s.path().join("a.txt"), b"first").unwrap();
+        s.commit().unwrap();
+        {
+            let s = StagingDir::new(&target).unwrap();
+            write_atomic(&s.path().join("a.txt"), b"second").unwrap();
+            // dropped without commit: an interrupted stage
+        }
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"first");
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 1, "staging folder left behind");
+        let s = StagingDir::new(&target).unwrap();
+        write_atomic(&s.path().join("a.txt"), b"third").unwrap();
+        s.commit().unwrap();
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"third");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

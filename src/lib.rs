@@ -1,0 +1,15 @@
+//! excite: cell-electrophysiology ODE models turned into fast, verified neural surrogates.
+//!
+//! The library is organised by pipeline stage, data flowing one way:
+//! [`cell`] (the models) → [`solve`] (the Euler reference) → [`data`]
+//! (datasets for training). The `excite` binary is a thin layer over these
+//! modules; nothing here prints, long work reports through [`report::Reporter`].
+
+pub mod cell;
+pub mod data;
+mod error;
+pub mod fsio;
+pub mod report;
+pub mod solve;
+
+pub use error::Error;

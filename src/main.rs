@@ -1,0 +1,116 @@
+//! The `excite` command line: parses arguments, runs one command, prints.
+//! All work happens in the library; errors are printed here with their hint.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use excite::solve::Device;
+
+/// Turn cell-electrophysiology ODE models into fast, verified neural surrogates.
+///
+/// The pipeline runs stage by stage: `simulate` solves a cell model with the
+/// forward-Euler reference and writes a training dataset; later stages train,
+/// export, build and verify surrogates against that same reference.
+#[derive(Parser)]
+#[command(name = "excite", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Solve a cell model with the Euler reference and write a dataset.
+    ///
+    /// Samples initial states and parameters as the config says (Latin
+    /// hypercube or uniform, seeded), solves every cell with forward Euler in
+    /// f32, and writes DIR/dataset.npz (x_train, y_train, x_val, y_val,
+    /// x_test, y_test) and DIR/dataset.json (model, constants, ranges, time
+    /// grid, seed, solver, version, content hash). Without --config, the
+    /// built-in quick preset (problem A, models/quick.yaml) is used.
+    Simulate(SimulateArgs),
+    /// Look at datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// List the built-in cell models with their parameters.
+    Models(ModelsArgs),
+    /// Measure the speed of excite's components.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Dataset configuration (YAML); see models/ for presets.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Output folder [default: runs/<name>/simulate].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Where to solve; overrides the config's `device`.
+    #[arg(long, value_enum)]
+    device: Option<Device>,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Overrides the config's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the written metadata as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Print a dataset's metadata and per-variable statistics.
+    ///
+    /// PATH is a dataset folder, or its dataset.json or dataset.npz. The
+    /// content hash recorded at write time is checked against the arrays.
+    Inspect {
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ModelsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Euler reference throughput in cell-steps per second.
+    ///
+    /// Solves the same cells with the plain scalar loop, the SIMD solver on
+    /// one thread and on all threads (and on CUDA with --cuda), all in one
+    /// run, and prints each throughput with its ratio to the scalar loop.
+    /// A vectorised numpy loop is timed too when numpy is installed
+    /// (`scripts/setup.sh`). The problem is fhn-cardiac with sampled
+    /// (u0, v0, k), dt = 0.01, one stored sample every 100 steps.
+    Euler(commands::bench::EulerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
+        Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
+        Command::Models(a) => commands::models::run(a.json),
+        Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            commands::printer::error(&e);
+            ExitCode::from(2)
+        }
+    }
+}
