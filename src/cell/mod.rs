@@ -9,7 +9,7 @@
 
 mod real;
 
-pub use real::{Lanes, Real, LANES};
+pub use real::{Lanes, Real};
 
 use crate::solve::{self, Cells, TimeGrid, Trajectories};
 use crate::Error;
@@ -102,8 +102,12 @@ pub trait Model: Send + Sync {
     fn info(&self) -> &'static ModelInfo;
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]);
     fn cuda_rhs(&self) -> &'static str;
-    /// Forward Euler in f32 on the SIMD, multi-threaded CPU path.
-    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32>;
+    /// Forward Euler in f32 on the SIMD, multi-threaded CPU path (`threads = 0`: all cores).
+    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32> {
+        self.solve_cpu_with(grid, cells, threads, solve::cpu::Kernel::best())
+    }
+    /// As [`Model::solve_cpu`], with a chosen kernel.
+    fn solve_cpu_with(&self, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: solve::cpu::Kernel) -> Trajectories<f32>;
     /// Forward Euler in f32, one cell at a time: the reference the fast paths are tested against.
     fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32>;
     /// Forward Euler in f64, one cell at a time.
@@ -120,8 +124,8 @@ impl<M: CellModel> Model for M {
     fn cuda_rhs(&self) -> &'static str {
         CellModel::cuda_rhs(self)
     }
-    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32> {
-        solve::cpu::solve(self, grid, cells, threads)
+    fn solve_cpu_with(&self, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: solve::cpu::Kernel) -> Trajectories<f32> {
+        solve::cpu::solve(self, grid, cells, threads, kernel)
     }
     fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32> {
         solve::scalar::solve::<M, f32>(self, grid, cells)
@@ -168,7 +172,7 @@ mod tests {
             }
         }
         assert!(by_name("fhn").is_ok() && by_name("fhn-cardiac").is_ok());
-        let err = by_name("hodgkin").err().unwrap().to_string();
-        assert!(err.contains("fhn-cardiac"), "{err}");
+        let err = by_name("hodgkin").err().unwrap();
+        assert!(err.to_string().contains("hodgkin") && err.hint().unwrap().contains("fhn-cardiac"), "{err}");
     }
 }

@@ -55,25 +55,23 @@ impl Real for f32 {
     }
 }
 
-/// Number of f32 cells advanced together by the SIMD solver: four AVX2
-/// registers per variable, enough independent work to hide FMA latency.
-pub const LANES: usize = 32;
-
-/// `LANES` cells' worth of one variable. `FMA` selects fused multiply-add,
+/// `W` cells' worth of one variable. `FMA` selects fused multiply-add,
 /// which is only fast (and only used) inside code compiled for the `fma`
-/// target feature.
+/// target feature. `W` is several registers wide on purpose: one Euler step
+/// is a chain of dependent operations, and only many independent registers in
+/// flight keep the FMA units busy through that latency.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(align(32))]
-pub struct Lanes<const FMA: bool>(pub [f32; LANES]);
+#[repr(align(64))]
+pub struct Lanes<const W: usize, const FMA: bool>(pub [f32; W]);
 
 macro_rules! lanewise {
     ($tr:ident, $f:ident, $op:tt) => {
-        impl<const FMA: bool> $tr for Lanes<FMA> {
+        impl<const W: usize, const FMA: bool> $tr for Lanes<W, FMA> {
             type Output = Self;
             #[inline(always)]
             fn $f(self, o: Self) -> Self {
                 let mut r = self.0;
-                for i in 0..LANES {
+                for i in 0..W {
                     r[i] = self.0[i] $op o.0[i];
                 }
                 Lanes(r)
@@ -86,7 +84,7 @@ lanewise!(Sub, sub, -);
 lanewise!(Mul, mul, *);
 lanewise!(Div, div, /);
 
-impl<const FMA: bool> Neg for Lanes<FMA> {
+impl<const W: usize, const FMA: bool> Neg for Lanes<W, FMA> {
     type Output = Self;
     #[inline(always)]
     fn neg(self) -> Self {
@@ -98,15 +96,15 @@ impl<const FMA: bool> Neg for Lanes<FMA> {
     }
 }
 
-impl<const FMA: bool> Real for Lanes<FMA> {
+impl<const W: usize, const FMA: bool> Real for Lanes<W, FMA> {
     #[inline(always)]
     fn splat(x: f64) -> Self {
-        Lanes([x as f32; LANES])
+        Lanes([x as f32; W])
     }
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         let mut r = self.0;
-        for i in 0..LANES {
+        for i in 0..W {
             r[i] = if FMA {
                 self.0[i].mul_add(a.0[i], b.0[i])
             } else {

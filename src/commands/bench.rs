@@ -95,8 +95,10 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
 
     let s = time(&mut || drop(std::hint::black_box(model.solve_scalar_f32(&small.grid, &small_cells))));
     push("scalar loop (f32)", 1, small.cells, s, &mut rows);
-    let s = time(&mut || drop(std::hint::black_box(model.solve_cpu(&big.grid, &big_cells, 1))));
-    push(&format!("simd {} (f32)", cpu::kernel_name()), 1, big.cells, s, &mut rows);
+    for kernel in cpu::Kernel::available() {
+        let s = time(&mut || drop(std::hint::black_box(cpu::solve_with(model, &big.grid, &big_cells, 1, kernel))));
+        push(&format!("simd {} (f32)", kernel.name()), 1, big.cells, s, &mut rows);
+    }
     let mut cpu_result: Option<Trajectories<f32>> = None;
     let s = time(&mut || cpu_result = Some(model.solve_cpu(&big.grid, &big_cells, all)));
     push(&format!("simd {} (f32)", cpu::kernel_name()), all, big.cells, s, &mut rows);

@@ -29,7 +29,7 @@ pub fn run(config: Option<&Path>, out: Option<PathBuf>, device: Option<Device>, 
     if json {
         println!("{}", serde_json::to_string_pretty(&meta)?);
     } else {
-        let rows: Vec<String> = meta.split.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let rows: Vec<String> = data::SPLITS.iter().map(|s| format!("{s} {}", meta.split.rows.get(*s).copied().unwrap_or(0))).collect();
         let ins: Vec<&str> = meta.inputs.iter().map(|v| v.name.as_str()).collect();
         let outs: Vec<&str> = meta.outputs.iter().map(|v| v.name.as_str()).collect();
         println!("wrote {}", out.join(data::NPZ_FILE).display());

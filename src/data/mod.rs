@@ -300,11 +300,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct Loaded {
     pub meta: Metadata,
     pub arrays: Vec<(String, Array2)>,
-    /// Whether `dataset.npz` still has the hash recorded in the metadata.
-    pub hash_ok: bool,
 }
 
-/// Reads a dataset folder (or its `dataset.json` / `dataset.npz`).
+/// Reads a dataset folder (or its `dataset.json` / `dataset.npz`), refusing
+/// arrays whose hash differs from the one recorded when they were written.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let meta_path = dir.join(META_FILE);
@@ -313,9 +312,16 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         .map_err(|e| Error::format(&meta_path, format!("not excite dataset metadata ({FORMAT}): {e}"), "regenerate it with `excite simulate`"))?;
     let npz_path = dir.join(NPZ_FILE);
     let bytes = std::fs::read(&npz_path).map_err(|e| Error::io(&npz_path, e))?;
-    let hash_ok = sha256_hex(&bytes) == meta.content_sha256;
+    let hash = sha256_hex(&bytes);
+    if hash != meta.content_sha256 {
+        return Err(Error::format(
+            &npz_path,
+            format!("content hash {hash} does not match the {} recorded in {META_FILE}: the file changed after it was written", meta.content_sha256),
+            "regenerate the dataset with `excite simulate`",
+        ));
+    }
     let arrays = npz::read(&npz_path)?;
-    Ok(Loaded { meta, arrays, hash_ok })
+    Ok(Loaded { meta, arrays })
 }
 
 /// Count, min, max, mean and standard deviation of one column.

@@ -85,10 +85,18 @@ fn nvrtc_candidates() -> Vec<PathBuf> {
 /// `None` for NVRTC's default). Needs NVRTC, not a GPU.
 pub fn compile(model: &dyn Model, arch: Option<&'static str>) -> Result<Ptx, Error> {
     ensure_nvrtc()?;
-    let opts = CompileOptions { arch, name: Some(format!("euler_{}.cu", model.info().name)), ..Default::default() };
+    // No implicit contraction: the kernel does exactly the operations the
+    // model wrote (explicit fmaf included), as the CPU path does.
+    let opts = CompileOptions { arch, fmad: Some(false), name: Some(format!("euler_{}.cu", model.info().name)), ..Default::default() };
     cudarc::nvrtc::compile_ptx_with_opts(euler_source(model), opts).map_err(|e| {
         Error::unavailable("nvrtc", format!("the Euler kernel for `{}` did not compile: {e:?}", model.info().name), "this is a bug in the model's CUDA right-hand side")
     })
+}
+
+/// Whether a CUDA driver library is installed (says nothing of a GPU).
+pub fn driver_present() -> bool {
+    // SAFETY: only probes for the library.
+    unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
 /// A CUDA context on GPU 0.
@@ -106,8 +114,8 @@ impl CudaSolver {
     /// Opens GPU 0, or says why there is none.
     pub fn new() -> Result<Self, Error> {
         let hint = "run on a machine with an NVIDIA GPU and driver, or use --device cpu";
-        // SAFETY: only probes for the library; cudarc panics instead of erring without it.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        // cudarc panics instead of erring without the library: probe first.
+        if !driver_present() {
             return Err(Error::unavailable("cuda", "no CUDA driver (libcuda.so) on this machine", hint));
         }
         let ctx = std::panic::catch_unwind(|| CudaContext::new(0))

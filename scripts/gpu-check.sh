@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build (or use a carried binary), then solve the
+# same million cells on CPU and CUDA over the reference problem (fhn-cardiac,
+# dt = 0.01, t in [0, 25]), print both throughputs and the largest difference,
+# and fail if the difference exceeds 1e-5.
+#
+# Usage: scripts/gpu-check.sh [OUT_DIR]     (OUT_DIR receives the JSON report)
+# Without cargo on the GPU machine, build here with `cargo build --release`
+# and carry target/release/excite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-/tmp}}"
+mkdir -p "$out"
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: not found"
+nproc
+
+# NVRTC from the CUDA toolkit or from pip's nvidia packages (as PyTorch ships them).
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, q, "lib") for p in nvidia.__path__ for q in os.listdir(p)))' 2>/dev/null || true); do
+    [[ -d $d ]] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+if [[ -z "${EXCITE_NVRTC_LIB:-}" ]]; then
+    lib=$(ls /usr/local/cuda/lib64/libnvrtc.so.* 2>/dev/null | grep -v builtins | head -n1 || true)
+    [[ -n $lib ]] && export EXCITE_NVRTC_LIB=$lib
+fi
+
+echo "== build"
+if command -v cargo >/dev/null; then
+    cargo build --release --quiet
+else
+    echo "cargo: not found, using the carried target/release/excite"
+fi
+bin=target/release/excite
+[[ -x $bin ]] || { echo "error: $bin missing; build it where cargo exists and carry it" >&2; exit 2; }
+
+echo "== Euler: CPU vs CUDA, 1e6 cells, 2500 steps"
+"$bin" bench euler --cuda --cells 1000000 --steps 2500 --repeat 3 --no-numpy --json > "$out/gpu-check-euler.json"
+"$bin" bench euler --cuda --cells 1000000 --steps 2500 --repeat 3 --no-numpy
+python3 - "$out/gpu-check-euler.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = r["cuda_max_abs_diff_to_cpu"]
+print(f"max |cuda - cpu| = {d:.3e} (limit 1e-5)")
+sys.exit(0 if d is not None and d <= 1e-5 else 1)
+PY

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what excite's tests and optional paths need beyond cargo, into the
+# project-local folder .deps/ (nothing system-wide):
+#   - numpy: the dataset round-trip test and the numpy baseline of `excite bench euler`;
+#   - NVRTC (PyPI nvidia-cuda-nvrtc-cu12): compiles the CUDA kernels, no GPU needed.
+# Safe to re-run: it does nothing when .deps/ already matches this list.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86"
+python="${PYTHON:-python3}"
+target=.deps/python
+stamp=.deps/installed.txt
+
+if [[ -f $stamp && "$(cat "$stamp")" == "$requirements" ]]; then
+    exit 0
+fi
+echo "setup: installing $requirements into $target" >&2
+rm -rf "$target" "$stamp"
+mkdir -p .deps
+# shellcheck disable=SC2086
+"$python" -m pip install --quiet --disable-pip-version-check --no-input --target "$target" $requirements
+echo "$requirements" > "$stamp"

@@ -1,0 +1,7 @@
+//! Integration tests, one module per user-visible behaviour, in one binary.
+
+mod cli;
+mod kernels;
+mod reference;
+mod solver;
+mod util;

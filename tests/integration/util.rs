@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use excite::solve::{Cells, Column};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The authors' reference data (`../shared/reference`, or `$EXCITE_SHARED/reference`).
+/// Missing data fails the test: it is a fixture, never optional.
+pub fn reference_dir() -> PathBuf {
+    let shared = std::env::var_os("EXCITE_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+    let dir = shared.join("reference");
+    assert!(dir.is_dir(), "reference data not found at {}; set EXCITE_SHARED to the shared/ folder", dir.display());
+    dir
+}
+
+/// Reads a headerless CSV of numbers.
+pub fn read_csv(path: &std::path::Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|x| x.trim().parse().unwrap()).collect())
+        .collect()
+}
+
+/// Cells with per-cell initial states and default parameters, some overridden.
+pub fn cells(model: &dyn excite::cell::Model, init: Vec<Vec<f64>>, overrides: &[(&str, Column)]) -> Cells {
+    let info = model.info();
+    let n = init[0].len();
+    let mut params: Vec<Column> = info.defaults().into_iter().map(Column::Same).collect();
+    for (name, col) in overrides {
+        params[info.param_index(name).unwrap()] = col.clone();
+    }
+    Cells { n, init: init.into_iter().map(Column::PerCell).collect(), params }
+}
+
+/// The `excite` binary built for these tests.
+pub fn excite() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_excite"));
+    c.current_dir(root());
+    c
+}
+
+/// A fresh scratch folder.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("excite-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
