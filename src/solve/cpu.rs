@@ -45,7 +45,7 @@ impl Kernel {
     /// of a step's dependency chain (AVX-512 has 32 registers, AVX2 16).
     pub fn block_cells(self) -> usize {
         match self {
-            Kernel::Avx512 => 128,
+            Kernel::Avx512 => AVX512_BLOCK,
             Kernel::Avx2Fma => AVX2_BLOCK,
             Kernel::Portable => 32,
         }
@@ -115,6 +115,7 @@ pub fn kernel_name() -> &'static str {
 }
 
 const AVX2_BLOCK: usize = 64;
+const AVX512_BLOCK: usize = 128;
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -135,7 +136,7 @@ unsafe fn solve_block<M: CellModel>(m: &M, g: &TimeGrid, c: &Cells, b: usize, ou
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512<M: CellModel>(m: &M, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
-    block::<M, 128, true>(m, g, c, b, out)
+    block::<M, AVX512_BLOCK, true>(m, g, c, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
