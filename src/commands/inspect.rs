@@ -34,7 +34,7 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
         println!("time     t ∈ [0, {}], dt {}, sample every {} ({} steps)", meta.time.t_end, meta.time.dt, meta.time.sample_every, meta.time.steps_per_sample);
         let ranges: Vec<String> = meta.sampling.ranges.iter().map(|(k, [lo, hi])| format!("{k} ∈ [{lo}, {hi}]")).collect();
         println!("sampling {:?}, seed {}, {} cells{}", meta.sampling.method, meta.sampling.seed, meta.sampling.cells, if ranges.is_empty() { String::new() } else { format!(": {}", ranges.join(", ")) });
-        println!("solver   {} {} on {:?} ({}), excite {}", meta.solver.scheme, meta.solver.precision, meta.solver.device, meta.solver.kernel, meta.excite_version);
+        println!("solver   {} {} on {} ({}), excite {}", meta.solver.scheme, meta.solver.precision, meta.solver.device, meta.solver.kernel, meta.excite_version);
         println!("sha256   {} (verified)", meta.content_sha256);
         println!();
         println!("{:<8} {:<6} {:>9} {:>12} {:>12} {:>12} {:>12}", "array", "var", "count", "min", "max", "mean", "std");

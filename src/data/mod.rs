@@ -125,7 +125,7 @@ pub fn sample_cells(spec: &DatasetSpec) -> Cells {
 pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> Result<Dataset, Error> {
     let info = spec.model.info();
     let cells = sample_cells(spec);
-    reporter.phase(&format!("solving {} cells × {} steps ({:?})", spec.cells, spec.grid.total_steps(), spec.device));
+    reporter.phase(&format!("solving {} cells × {} steps on {}", spec.cells, spec.grid.total_steps(), spec.device));
     let traj = solve::solve(spec.model, &spec.grid, &cells, spec.device, threads)?;
     if let Some(bad) = traj.data.iter().position(|x| !x.is_finite()) {
         let var = bad / (traj.n_samples * traj.n_cells);

@@ -172,6 +172,15 @@ pub enum Device {
     Cuda,
 }
 
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        })
+    }
+}
+
 /// Solves `cells` on `device` in f32; `threads = 0` means all cores.
 pub fn solve(model: &dyn crate::cell::Model, grid: &TimeGrid, cells: &Cells, device: Device, threads: usize) -> Result<Trajectories<f32>, Error> {
     cells.check(model)?;
