@@ -32,6 +32,7 @@ pub struct StagingDir {
     staging: PathBuf,
     target: PathBuf,
     committed: bool,
+    keep_on_failure: bool,
 }
 
 impl StagingDir {
@@ -39,7 +40,20 @@ impl StagingDir {
         let staging = sibling(target, "partial");
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false })
+        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false, keep_on_failure: false })
+    }
+
+    /// A staging folder with a fixed name (`.NAME.partial`) that survives a
+    /// failure, so long work (training) can resume from what it left there.
+    /// `fresh` empties it first.
+    pub fn resumable(target: &Path, fresh: bool) -> Result<Self, Error> {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = parent_of(target).join(format!(".{name}.partial"));
+        if fresh {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false, keep_on_failure: true })
     }
 
     /// Where to write the files of the new output.
@@ -70,7 +84,7 @@ impl StagingDir {
 
 impl Drop for StagingDir {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.keep_on_failure {
             let _ = fs::remove_dir_all(&self.staging);
         }
     }

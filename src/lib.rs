@@ -11,5 +11,6 @@ mod error;
 pub mod fsio;
 pub mod report;
 pub mod solve;
+pub mod train;
 
 pub use error::Error;

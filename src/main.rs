@@ -32,6 +32,16 @@ enum Command {
     /// grid, seed, solver, version, content hash). Without --config, the
     /// built-in quick preset (problem A, models/quick.yaml) is used.
     Simulate(SimulateArgs),
+    /// Train a surrogate network on a dataset.
+    ///
+    /// Reads a training configuration (YAML: dataset folder, mode ddnn|pinn|itnn,
+    /// architecture, steps, batch, learning rate and schedule, validation interval,
+    /// early-stopping patience, seed, PINN loss weights, adaptive point density,
+    /// time windows) and writes the run folder: surrogate.json, model-K.bpk (best
+    /// weights per window), losses.csv, metrics.json and checkpoint-K/ for --resume.
+    /// The run folder is replaced only when training finishes; an interrupted run
+    /// leaves its checkpoint in a staging folder beside it.
+    Train(TrainArgs),
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -60,6 +70,22 @@ struct SimulateArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Print the written metadata as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training configuration (YAML); see models/quick-train.yaml.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Run folder [default: runs/<name>/train].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint an interrupted (or finished) run left.
+    #[arg(long)]
+    resume: bool,
+    /// Print the validation metrics as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -102,6 +128,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
+        Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
         Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),

@@ -6,6 +6,8 @@ pub trait Reporter: Sync {
     fn phase(&self, name: &str);
     /// A line worth showing the user (a fallback taken, a figure measured).
     fn note(&self, message: &str);
+    /// `done` of `total` units of the current phase, with a short status.
+    fn progress(&self, _done: usize, _total: usize, _status: &str) {}
 }
 
 /// Discards everything (tests, library users who want silence).

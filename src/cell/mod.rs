@@ -8,6 +8,7 @@
 //! solver takes the same equations as a short CUDA C snippet.
 
 mod real;
+pub mod symbolic;
 
 pub use real::{Lanes, Real};
 
@@ -101,6 +102,8 @@ pub trait CellModel: Send + Sync + 'static {
 pub trait Model: Send + Sync {
     fn info(&self) -> &'static ModelInfo;
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]);
+    /// The right-hand side on symbols, for [`symbolic::trace`].
+    fn rhs_sym(&self, p: &[symbolic::Sym], x: &[symbolic::Sym], dx: &mut [symbolic::Sym]);
     fn cuda_rhs(&self) -> &'static str;
     /// Forward Euler in f32 on the SIMD, multi-threaded CPU path (`threads = 0`: all cores).
     fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32> {
@@ -119,6 +122,9 @@ impl<M: CellModel> Model for M {
         CellModel::info(self)
     }
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]) {
+        self.rhs(p, x, dx)
+    }
+    fn rhs_sym(&self, p: &[symbolic::Sym], x: &[symbolic::Sym], dx: &mut [symbolic::Sym]) {
         self.rhs(p, x, dx)
     }
     fn cuda_rhs(&self) -> &'static str {

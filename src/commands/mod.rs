@@ -5,3 +5,4 @@ pub mod inspect;
 pub mod models;
 pub mod printer;
 pub mod simulate;
+pub mod train;

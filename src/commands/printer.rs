@@ -1,6 +1,7 @@
 //! All terminal output goes through here: results to stdout, progress and
 //! errors (with their `hint:` line) to stderr.
 
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use excite::report::Reporter;
@@ -33,6 +34,20 @@ impl Reporter for Progress {
     }
     fn note(&self, message: &str) {
         eprintln!("note: {message}");
+    }
+    fn progress(&self, done: usize, total: usize, status: &str) {
+        let width = 24;
+        let filled = (done * width / total.max(1)).min(width);
+        let bar = format!("[{}{}] {done}/{total} {status}", "#".repeat(filled), " ".repeat(width - filled));
+        let mut err = std::io::stderr();
+        if err.is_terminal() {
+            let _ = write!(err, "\r\x1b[2K{bar}");
+            if done >= total {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{bar}");
+        }
     }
 }
 

@@ -19,6 +19,15 @@ impl Rng {
         Rng([next(), next(), next(), next()])
     }
 
+    /// The generator's state, to resume the stream later.
+    pub fn state(&self) -> [u64; 4] {
+        self.0
+    }
+
+    pub fn from_state(state: [u64; 4]) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.0;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);

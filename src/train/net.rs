@@ -1,0 +1,124 @@
+//! The surrogate network in burn: an MLP of `Linear` layers and activations,
+//! with a forward pass that also carries the derivative along one input (the
+//! time), which the physics loss of PINN training needs. Burn has no double
+//! backward, so the derivative is propagated forward exactly, with ordinary
+//! tensor ops that reverse-mode autodiff then differentiates once:
+//! `z' = z'_prev·W`, `a' = σ'(z) ⊙ z'`.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::{activation, Device, Tensor};
+
+use crate::train::arch::{Activation, Architecture};
+
+/// The MLP; works in normalised units (see [`crate::train::Normalization`]).
+#[derive(Module, Debug)]
+pub struct Net {
+    pub layers: Vec<Linear>,
+    #[module(skip)]
+    pub activations: Vec<Activation>,
+}
+
+impl Net {
+    /// Fresh weights (Xavier-normal, zero bias) on `device`; seed the device first for repeatability.
+    pub fn new(arch: &Architecture, device: &Device) -> Net {
+        let mut dims = vec![arch.inputs];
+        dims.extend(arch.hidden.iter().map(|l| l.1));
+        dims.push(arch.outputs);
+        let layers = dims
+            .windows(2)
+            .map(|d| LinearConfig::new(d[0], d[1]).with_initializer(Initializer::XavierNormal { gain: 1.0 }).init(device))
+            .collect();
+        Net { layers, activations: arch.hidden.iter().map(|l| l.0).collect() }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let (last, hidden) = self.layers.split_last().expect("at least one layer");
+        let mut a = x;
+        for (layer, act) in hidden.iter().zip(&self.activations) {
+            a = apply(*act, layer.forward(a));
+        }
+        last.forward(a)
+    }
+
+    /// Outputs and their derivative with respect to input column `col`, where
+    /// the input moves by `scale` per unit of the physical variable.
+    pub fn forward_tangent(&self, x: Tensor<2>, col: usize, scale: f64) -> (Tensor<2>, Tensor<2>) {
+        let (last, hidden) = self.layers.split_last().expect("at least one layer");
+        let mut a = x;
+        let mut da: Option<Tensor<2>> = None;
+        for (layer, act) in hidden.iter().zip(&self.activations) {
+            let z = layer.forward(a);
+            let dz = match da {
+                // the input tangent is a scaled unit vector: dz is one row of W
+                None => layer.weight.val().narrow(0, col, 1).mul_scalar(scale),
+                Some(da) => da.matmul(layer.weight.val()),
+            };
+            let (value, slope) = apply_with_slope(*act, z);
+            a = value;
+            da = Some(slope * dz);
+        }
+        let dy = da.expect("at least one hidden layer").matmul(last.weight.val());
+        (last.forward(a), dy)
+    }
+}
+
+/// σ(z).
+pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
+    match act {
+        Activation::Relu => activation::relu(z),
+        Activation::LeakyRelu => activation::leaky_relu(z, Activation::LEAKY_SLOPE),
+        Activation::Elu => activation::elu(z, 1.0),
+        Activation::Silu => activation::silu(z),
+        Activation::Gelu => activation::gelu(z),
+        Activation::Tanh => activation::tanh(z),
+        Activation::Sigmoid => activation::sigmoid(z),
+    }
+}
+
+/// σ(z) and σ'(z), sharing work where the derivative is a function of the value.
+pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    match act {
+        Activation::Tanh => {
+            let t = activation::tanh(z);
+            let slope = t.clone().square().neg().add_scalar(1.0);
+            (t, slope)
+        }
+        Activation::Sigmoid => {
+            let s = activation::sigmoid(z);
+            let slope = s.clone() * s.clone().neg().add_scalar(1.0);
+            (s, slope)
+        }
+        Activation::Relu => {
+            let mask = z.clone().greater_elem(0.0).float();
+            (activation::relu(z), mask)
+        }
+        Activation::LeakyRelu => {
+            let mask = z.clone().greater_elem(0.0).float();
+            let slope = mask.clone().mul_scalar(1.0 - Activation::LEAKY_SLOPE).add_scalar(Activation::LEAKY_SLOPE);
+            (activation::leaky_relu(z, Activation::LEAKY_SLOPE), slope)
+        }
+        Activation::Elu => {
+            let value = activation::elu(z.clone(), 1.0);
+            let mask = z.greater_elem(0.0).float();
+            // slope 1 above zero, e^z = elu(z) + 1 below
+            let below = value.clone().add_scalar(1.0);
+            let slope = mask.clone() + below * mask.neg().add_scalar(1.0);
+            (value, slope)
+        }
+        Activation::Silu => {
+            let s = activation::sigmoid(z.clone());
+            let value = z.clone() * s.clone();
+            // s + z·s·(1 − s)
+            let slope = s.clone() + value.clone() * s.neg().add_scalar(1.0);
+            (value, slope)
+        }
+        Activation::Gelu => {
+            let value = activation::gelu(z.clone());
+            // Φ(z) + z·φ(z)
+            let cdf = z.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
+            let pdf = z.clone().square().mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+            (value, cdf + z * pdf)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The training configuration: the YAML a user writes and its checked form.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::train::arch::{self, Activation, Layer, Shape};
+use crate::Error;
+
+/// How the surrogate learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Data-driven: MSE against solver data (the paper's L_D).
+    Ddnn,
+    /// Physics-informed: λ_D·L_D + λ_P·L_physics + λ_B·L_B.
+    Pinn,
+    /// Iterative: the one-step map state(t) → state(t + Δ), on an ITNN dataset.
+    Itnn,
+}
+
+/// Hidden layers: spelled out, a shape at a neuron budget, or a zoo entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum HiddenSpec {
+    Layers { hidden: Vec<Layer> },
+    Shaped { shape: Shape, layers: usize, budget: usize, activation: Activation },
+    Zoo { zoo: usize, zoo_file: Option<PathBuf> },
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `factor` after `patience` validations without improvement (the authors' choice).
+    Plateau { factor: f64, patience: usize, min_lr: f64 },
+    /// Cosine decay from `lr` to `min_lr` over the run.
+    Cosine { min_lr: f64 },
+}
+
+/// Loss weights for PINN training (the authors used 10, 1, 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    pub data: f64,
+    pub physics: f64,
+    pub initial: f64,
+}
+
+/// Adaptive point density: every `every` steps, the `fraction` of training
+/// rows (or collocation points) with the largest error are drawn `boost`
+/// times as often.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adaptive {
+    pub every: usize,
+    pub fraction: f64,
+    pub boost: f64,
+}
+
+/// The training section as written in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub name: String,
+    /// Dataset folder written by `excite simulate`.
+    pub dataset: PathBuf,
+    pub mode: Mode,
+    pub architecture: HiddenSpec,
+    pub steps: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_schedule")]
+    pub schedule: Schedule,
+    #[serde(default = "default_val_every")]
+    pub val_every: usize,
+    /// Validations without improvement before stopping; 0 trains all steps.
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_weights")]
+    pub loss: LossWeights,
+    /// PINN collocation points per step.
+    #[serde(default = "default_batch")]
+    pub collocation: usize,
+    #[serde(default)]
+    pub adaptive: Option<Adaptive>,
+    /// Time-domain splitting: this many sub-models over consecutive windows of t.
+    #[serde(default = "one")]
+    pub windows: usize,
+}
+
+fn default_batch() -> usize {
+    1024
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_schedule() -> Schedule {
+    Schedule::Plateau { factor: 0.5, patience: 10, min_lr: 1e-6 }
+}
+fn default_val_every() -> usize {
+    200
+}
+fn default_weights() -> LossWeights {
+    LossWeights { data: 10.0, physics: 1.0, initial: 1.0 }
+}
+fn one() -> usize {
+    1
+}
+
+impl TrainSpec {
+    /// Reads and checks a YAML file; a relative dataset path is taken from the working directory.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
+            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
+            other => other,
+        })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+        let spec: TrainSpec = serde_norway::from_str(text)
+            .map_err(|e| Error::format("<config>", format!("not a valid training configuration: {e}"), "compare with models/quick-train.yaml"))?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    pub fn check(&self) -> Result<(), Error> {
+        let positive = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::invalid(field, format!("{v} is not a positive number"), "give a value > 0")) }
+        };
+        positive("lr", self.lr)?;
+        for (f, v) in [("steps", self.steps), ("batch", self.batch), ("val_every", self.val_every), ("collocation", self.collocation), ("windows", self.windows)] {
+            if v == 0 {
+                return Err(Error::invalid(f, "must be at least 1", format!("set {f} ≥ 1")));
+            }
+        }
+        for (f, v) in [("loss.data", self.loss.data), ("loss.physics", self.loss.physics), ("loss.initial", self.loss.initial)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(f, format!("{v} is not a weight ≥ 0"), "use weights such as data: 10, physics: 1, initial: 1"));
+            }
+        }
+        match self.schedule {
+            Schedule::Plateau { factor, min_lr, .. } => {
+                if !(factor > 0.0 && factor < 1.0) {
+                    return Err(Error::invalid("schedule.factor", format!("{factor} is not in (0, 1)"), "use factor: 0.5"));
+                }
+                positive("schedule.min_lr", min_lr)?;
+            }
+            Schedule::Cosine { min_lr } => positive("schedule.min_lr", min_lr)?,
+            Schedule::Constant => {}
+        }
+        if let Some(a) = self.adaptive {
+            if a.every == 0 || !(a.fraction > 0.0 && a.fraction < 1.0) || !(a.boost >= 1.0) {
+                return Err(Error::invalid("adaptive", "needs every ≥ 1, fraction in (0, 1), boost ≥ 1", "use every: 500, fraction: 0.1, boost: 4"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The hidden layers this spec names.
+    pub fn hidden(&self) -> Result<Vec<Layer>, Error> {
+        match &self.architecture {
+            HiddenSpec::Layers { hidden } => Ok(hidden.clone()),
+            HiddenSpec::Shaped { shape, layers, budget, activation } => arch::shaped(*shape, *layers, *budget, *activation),
+            HiddenSpec::Zoo { zoo, zoo_file } => {
+                let path = zoo_file.clone().unwrap_or_else(|| PathBuf::from("../shared/reference/ufjf-results/model-zoo-800.csv"));
+                let entries = arch::load_zoo(&path)?;
+                entries.into_iter().find(|e| e.id == *zoo).map(|e| e.hidden).ok_or_else(|| {
+                    Error::invalid("architecture.zoo", format!("no entry {zoo} in {}", path.display()), "use an id from the zoo file's first column")
+                })
+            }
+        }
+    }
+}
