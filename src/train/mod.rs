@@ -8,6 +8,7 @@
 //! and returns physical values.
 
 pub mod arch;
+pub mod fastmath;
 pub mod net;
 pub mod physics;
 pub mod spec;
@@ -25,7 +26,7 @@ use crate::Error;
 pub use arch::{Activation, Architecture, Layer};
 pub use net::Net;
 pub use spec::{Mode, TrainSpec};
-pub use trainer::{train, Outcome};
+pub use trainer::{step_rate, train, Metrics, Outcome};
 
 /// Version tag of the run folder layout.
 pub const FORMAT: &str = "excite-surrogate/1";

@@ -10,6 +10,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{activation, Device, Tensor};
 
 use crate::train::arch::{Activation, Architecture};
+use crate::train::fastmath;
 
 /// The MLP; works in normalised units (see [`crate::train::Normalization`]).
 #[derive(Module, Debug)]
@@ -71,7 +72,7 @@ pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
         Activation::Elu => activation::elu(z, 1.0),
         Activation::Silu => activation::silu(z),
         Activation::Gelu => activation::gelu(z),
-        Activation::Tanh => activation::tanh(z),
+        Activation::Tanh => fastmath::tanh(z),
         Activation::Sigmoid => activation::sigmoid(z),
     }
 }
@@ -80,7 +81,7 @@ pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
 pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     match act {
         Activation::Tanh => {
-            let t = activation::tanh(z);
+            let t = fastmath::tanh(z);
             let slope = t.clone().square().neg().add_scalar(1.0);
             (t, slope)
         }

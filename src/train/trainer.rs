@@ -265,21 +265,13 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         let rows = draw(&mut rng, n_train, batch, &state.hard, spec.adaptive.map(|a| (a.fraction, a.boost)));
         let xb = gather(&d.x_train, n_in, &rows, &device);
         let yb = gather(&d.y_train, n_out, &rows, &device);
-        let data_loss = (net.forward(xb) - yb).square().mean();
-        let loss = match (ctx.physics, &tape) {
-            (Some(p), Some(tape)) => {
-                let w = spec.loss;
-                let (phys, ic) = p.losses(&net, tape, ctx.norm, ctx.t_range, spec.collocation, &mut rng, &device);
-                data_loss.mul_scalar(w.data) + phys.mul_scalar(w.physics) + ic.mul_scalar(w.initial)
-            }
-            _ => data_loss,
-        };
+        let physics = ctx.physics.zip(tape.as_ref()).map(|(p, tape)| Physics { ctx: p, tape, norm: ctx.norm, t_range: ctx.t_range, points: spec.collocation, weights: spec.loss });
         let check = (state.step + 1) % spec.val_every == 0 || state.step + 1 == spec.steps;
+        let loss;
+        (net, loss) = step(net, &mut optim, state.lr, xb, yb, physics.as_ref(), &mut rng, &device);
         if check {
-            last_loss = loss.clone().into_scalar::<f32>() as f64;
+            last_loss = loss.into_scalar::<f32>() as f64;
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        net = optim.step(state.lr, net, grads);
         state.step += 1;
         state.samples += batch as u64;
 
@@ -324,6 +316,74 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
     }
     let best = load_net(ctx.arch, &best_path, &Device::flex())?;
     Ok((best, state, resumed))
+}
+
+/// The physics terms of a PINN step.
+struct Physics<'a> {
+    ctx: &'a PhysicsCtx,
+    tape: &'a symbolic::Tape,
+    norm: &'a Normalization,
+    t_range: (f64, f64),
+    points: usize,
+    weights: crate::train::spec::LossWeights,
+}
+
+/// One optimisation step on a batch; returns the updated net and the loss.
+#[allow(clippy::too_many_arguments)]
+fn step(net: Net, optim: &mut burn::optim::ModuleOptimizer, lr: f64, xb: Tensor<2>, yb: Tensor<2>, physics: Option<&Physics>, rng: &mut Rng, device: &Device) -> (Net, Tensor<1>) {
+    let data_loss = (net.forward(xb) - yb).square().mean();
+    let loss = match physics {
+        Some(p) => {
+            let (phys, ic) = p.ctx.losses(&net, p.tape, p.norm, p.t_range, p.points, rng, device);
+            data_loss.mul_scalar(p.weights.data) + phys.mul_scalar(p.weights.physics) + ic.mul_scalar(p.weights.initial)
+        }
+        None => data_loss,
+    };
+    let grads = GradientsParams::from_grads(loss.clone().backward(), &net);
+    (optim.step(lr, net, grads), loss)
+}
+
+/// Training throughput in samples per second for `arch` on synthetic data:
+/// `steps` timed steps of the real training step after a warm-up, DDNN
+/// (data loss only) or PINN (with `batch` collocation points on fhn-cardiac
+/// problem-C-like inputs: t, u0, v0, k).
+pub fn step_rate(arch: &Architecture, pinn: bool, batch: usize, steps: usize) -> f64 {
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let mut net = Net::new(arch, &device);
+    let mut optim = AdamConfig::new().init();
+    let mut rng = Rng::new(1);
+    let n = 16384;
+    let x: Vec<f32> = (0..n * arch.inputs).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
+    let y: Vec<f32> = (0..n * arch.outputs).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
+    let range = |name: &str, min: f64, max: f64| crate::data::VarRange { name: name.into(), min, max };
+    let norm = Normalization {
+        inputs: [("t", 0.0, 20.0), ("u0", 0.0, 0.9), ("v0", 0.0, 0.12), ("k", 0.0, 1.0)].iter().take(arch.inputs).map(|&(n, a, b)| range(n, a, b)).collect(),
+        outputs: vec![range("u", -0.1, 1.1), range("v", 0.0, 0.2)],
+    };
+    let model = cell::by_name("fhn-cardiac").expect("built in");
+    let fixed: Vec<Option<f64>> = model.info().params.iter().map(|p| if p.name == "k" && arch.inputs == 4 { None } else { Some(p.default) }).collect();
+    let ctx = PhysicsCtx {
+        tape: symbolic::trace(model, &fixed),
+        param_cols: model.info().params.iter().map(|p| if p.name == "k" && arch.inputs == 4 { Some(3) } else { None }).collect(),
+        initial: vec![Ok(1), Ok(2)],
+    };
+    let weights = crate::train::spec::LossWeights { data: 10.0, physics: 1.0, initial: 1.0 };
+    let physics = Physics { ctx: &ctx, tape: &ctx.tape, norm: &norm, t_range: (0.0, 20.0), points: batch, weights };
+    let mut run = |count: usize| {
+        for _ in 0..count {
+            let rows: Vec<usize> = (0..batch).map(|_| rng.below(n)).collect();
+            let (xb, yb) = (gather(&x, arch.inputs, &rows, &device), gather(&y, arch.outputs, &rows, &device));
+            let p = pinn.then_some(&physics);
+            let loss;
+            (net, loss) = step(net.clone(), &mut optim, 1e-3, xb, yb, p, &mut rng, &device);
+            drop(loss);
+        }
+    };
+    run(steps.div_ceil(10).max(2));
+    let start = Instant::now();
+    run(steps);
+    (steps * batch) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn save_checkpoint(dir: &Path, net: &Net, optim: &burn::optim::ModuleOptimizer, state: &State) -> Result<(), Error> {

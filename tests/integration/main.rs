@@ -4,4 +4,5 @@ mod cli;
 mod kernels;
 mod reference;
 mod solver;
+mod train;
 mod util;
