@@ -1,4 +1,5 @@
-//! Vectorised tanh on host slices, and its use as a burn activation.
+//! Vectorised tanh on host slices, and the activations built on it (tanh,
+//! sigmoid, SiLU) as burn tensors.
 //!
 //! burn-flex evaluates element-wise functions with a scalar libm call per
 //! element (`tanhf` → `expm1f`), which took two thirds of a tanh network's
@@ -51,18 +52,60 @@ pub fn tanh_in_place(v: &mut [f32]) {
     tanh_loop(v)
 }
 
-/// tanh of a tensor with burn's gradient (1 − tanh²).
+/// tanh of a tensor, with gradient 1 − tanh².
 pub fn tanh(z: Tensor<2>) -> Tensor<2> {
+    pointwise(z, |x, y, slope| {
+        y.copy_from_slice(x);
+        tanh_in_place(y);
+        for (s, t) in slope.iter_mut().zip(y.iter()) {
+            *s = 1.0 - t * t;
+        }
+    })
+}
+
+/// The logistic sigmoid, through σ(x) = (1 + tanh(x/2)) / 2; gradient σ(1 − σ).
+pub fn sigmoid(z: Tensor<2>) -> Tensor<2> {
+    pointwise(z, |x, y, slope| {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = 0.5 * x;
+        }
+        tanh_in_place(y);
+        for (y, s) in y.iter_mut().zip(slope.iter_mut()) {
+            *y = 0.5 * *y + 0.5;
+            *s = *y * (1.0 - *y);
+        }
+    })
+}
+
+/// SiLU x·σ(x); gradient σ + x·σ(1 − σ).
+pub fn silu(z: Tensor<2>) -> Tensor<2> {
+    pointwise(z, |x, y, slope| {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = 0.5 * x;
+        }
+        tanh_in_place(y);
+        for ((y, s), x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+            let sig = 0.5 * *y + 0.5;
+            *y = x * sig;
+            *s = sig + x * sig * (1.0 - sig);
+        }
+    })
+}
+
+/// An element-wise function computed on the host by `f(x, value, slope)`,
+/// returned as a tensor whose value is `value` exactly and whose gradient
+/// is `slope` (the slope itself is a constant to autodiff).
+fn pointwise(z: Tensor<2>, f: impl Fn(&[f32], &mut [f32], &mut [f32])) -> Tensor<2> {
     let shape = z.dims();
     let device = z.device();
     let plain = z.clone().detach();
-    let mut t = plain.clone().into_data().try_into_vec::<f32>().expect("f32 activations");
-    tanh_in_place(&mut t);
-    let slope: Vec<f32> = t.iter().map(|y| 1.0 - y * y).collect();
-    let t = Tensor::<2>::from_data(TensorData::new(t, shape), &device);
+    let x = plain.clone().into_data().try_into_vec::<f32>().expect("f32 activations");
+    let (mut y, mut slope) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    f(&x, &mut y, &mut slope);
+    let y = Tensor::<2>::from_data(TensorData::new(y, shape), &device);
     let slope = Tensor::<2>::from_data(TensorData::new(slope, shape), &device);
-    // value t exactly ((z − z) is 0), gradient slope
-    t + (z - plain) * slope
+    // (z − z) is exactly 0 in value and has gradient 1
+    y + (z - plain) * slope
 }
 
 #[cfg(test)]

@@ -70,10 +70,10 @@ pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
         Activation::Relu => activation::relu(z),
         Activation::LeakyRelu => activation::leaky_relu(z, Activation::LEAKY_SLOPE),
         Activation::Elu => activation::elu(z, 1.0),
-        Activation::Silu => activation::silu(z),
+        Activation::Silu => fastmath::silu(z),
         Activation::Gelu => activation::gelu(z),
         Activation::Tanh => fastmath::tanh(z),
-        Activation::Sigmoid => activation::sigmoid(z),
+        Activation::Sigmoid => fastmath::sigmoid(z),
     }
 }
 
@@ -86,7 +86,7 @@ pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>)
             (t, slope)
         }
         Activation::Sigmoid => {
-            let s = activation::sigmoid(z);
+            let s = fastmath::sigmoid(z);
             let slope = s.clone() * s.clone().neg().add_scalar(1.0);
             (s, slope)
         }
@@ -108,7 +108,7 @@ pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>)
             (value, slope)
         }
         Activation::Silu => {
-            let s = activation::sigmoid(z.clone());
+            let s = fastmath::sigmoid(z.clone());
             let value = z.clone() * s.clone();
             // s + z·s·(1 − s)
             let slope = s.clone() + value.clone() * s.neg().add_scalar(1.0);

@@ -268,9 +268,9 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         let physics = ctx.physics.zip(tape.as_ref()).map(|(p, tape)| Physics { ctx: p, tape, norm: ctx.norm, t_range: ctx.t_range, points: spec.collocation, weights: spec.loss });
         let check = (state.step + 1) % spec.val_every == 0 || state.step + 1 == spec.steps;
         let loss;
-        (net, loss) = step(net, &mut optim, state.lr, xb, yb, physics.as_ref(), &mut rng, &device);
-        if check {
-            last_loss = loss.into_scalar::<f32>() as f64;
+        (net, loss) = step(net, &mut optim, state.lr, xb, yb, physics.as_ref(), &mut rng, &device, check);
+        if let Some(l) = loss {
+            last_loss = l;
         }
         state.step += 1;
         state.samples += batch as u64;
@@ -328,9 +328,9 @@ struct Physics<'a> {
     weights: crate::train::spec::LossWeights,
 }
 
-/// One optimisation step on a batch; returns the updated net and the loss.
+/// One optimisation step on a batch; returns the updated net, and the loss if `read_loss`.
 #[allow(clippy::too_many_arguments)]
-fn step(net: Net, optim: &mut burn::optim::ModuleOptimizer, lr: f64, xb: Tensor<2>, yb: Tensor<2>, physics: Option<&Physics>, rng: &mut Rng, device: &Device) -> (Net, Tensor<1>) {
+fn step(net: Net, optim: &mut burn::optim::ModuleOptimizer, lr: f64, xb: Tensor<2>, yb: Tensor<2>, physics: Option<&Physics>, rng: &mut Rng, device: &Device, read_loss: bool) -> (Net, Option<f64>) {
     let data_loss = (net.forward(xb) - yb).square().mean();
     let loss = match physics {
         Some(p) => {
@@ -339,8 +339,9 @@ fn step(net: Net, optim: &mut burn::optim::ModuleOptimizer, lr: f64, xb: Tensor<
         }
         None => data_loss,
     };
-    let grads = GradientsParams::from_grads(loss.clone().backward(), &net);
-    (optim.step(lr, net, grads), loss)
+    let value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    (optim.step(lr, net, grads), value)
 }
 
 /// Training throughput in samples per second for `arch` on synthetic data:
@@ -375,9 +376,7 @@ pub fn step_rate(arch: &Architecture, pinn: bool, batch: usize, steps: usize) ->
             let rows: Vec<usize> = (0..batch).map(|_| rng.below(n)).collect();
             let (xb, yb) = (gather(&x, arch.inputs, &rows, &device), gather(&y, arch.outputs, &rows, &device));
             let p = pinn.then_some(&physics);
-            let loss;
-            (net, loss) = step(net.clone(), &mut optim, 1e-3, xb, yb, p, &mut rng, &device);
-            drop(loss);
+            (net, _) = step(net.clone(), &mut optim, 1e-3, xb, yb, p, &mut rng, &device, false);
         }
     };
     run(steps.div_ceil(10).max(2));
