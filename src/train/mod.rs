@@ -162,7 +162,7 @@ pub(crate) fn load_net(arch: &Architecture, path: &Path, device: &Device) -> Res
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| Error::format(path, format!("not a burn record: {e:?}"), "retrain, or restore the file from the run folder"))?;
-    Net::new(arch, device)
+    Net::new(arch, device, true)
         .try_load_record(record)
         .map_err(|e| Error::format(path, format!("weights do not fit the architecture {}: {e:?}", arch.summary()), "retrain with the matching surrogate.json"))
 }

@@ -18,11 +18,16 @@ pub struct Net {
     pub layers: Vec<Linear>,
     #[module(skip)]
     pub activations: Vec<Activation>,
+    /// tanh, sigmoid and SiLU through excite's host kernel (CPU backends);
+    /// burn's own ops on GPU backends, where a host round trip would cost.
+    #[module(skip)]
+    pub host_activations: bool,
 }
 
 impl Net {
     /// Fresh weights (Xavier-normal, zero bias) on `device`; seed the device first for repeatability.
-    pub fn new(arch: &Architecture, device: &Device) -> Net {
+    /// `host_activations` as for the field of that name.
+    pub fn new(arch: &Architecture, device: &Device, host_activations: bool) -> Net {
         let mut dims = vec![arch.inputs];
         dims.extend(arch.hidden.iter().map(|l| l.1));
         dims.push(arch.outputs);
@@ -30,14 +35,14 @@ impl Net {
             .windows(2)
             .map(|d| LinearConfig::new(d[0], d[1]).with_initializer(Initializer::XavierNormal { gain: 1.0 }).init(device))
             .collect();
-        Net { layers, activations: arch.hidden.iter().map(|l| l.0).collect() }
+        Net { layers, activations: arch.hidden.iter().map(|l| l.0).collect(), host_activations }
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let (last, hidden) = self.layers.split_last().expect("at least one layer");
         let mut a = x;
         for (layer, act) in hidden.iter().zip(&self.activations) {
-            a = apply(*act, layer.forward(a));
+            a = apply(*act, layer.forward(a), self.host_activations);
         }
         last.forward(a)
     }
@@ -55,7 +60,7 @@ impl Net {
                 None => layer.weight.val().narrow(0, col, 1).mul_scalar(scale),
                 Some(da) => da.matmul(layer.weight.val()),
             };
-            let (value, slope) = apply_with_slope(*act, z);
+            let (value, slope) = apply_with_slope(*act, z, self.host_activations);
             a = value;
             da = Some(slope * dz);
         }
@@ -65,8 +70,11 @@ impl Net {
 }
 
 /// σ(z).
-pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
+pub fn apply(act: Activation, z: Tensor<2>, host: bool) -> Tensor<2> {
     match act {
+        Activation::Tanh if !host => activation::tanh(z),
+        Activation::Silu if !host => activation::silu(z),
+        Activation::Sigmoid if !host => activation::sigmoid(z),
         Activation::Relu => activation::relu(z),
         Activation::LeakyRelu => activation::leaky_relu(z, Activation::LEAKY_SLOPE),
         Activation::Elu => activation::elu(z, 1.0),
@@ -78,15 +86,16 @@ pub fn apply(act: Activation, z: Tensor<2>) -> Tensor<2> {
 }
 
 /// σ(z) and σ'(z), sharing work where the derivative is a function of the value.
-pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+pub fn apply_with_slope(act: Activation, z: Tensor<2>, host: bool) -> (Tensor<2>, Tensor<2>) {
+    let sigmoid = |z: Tensor<2>| if host { fastmath::sigmoid(z) } else { activation::sigmoid(z) };
     match act {
         Activation::Tanh => {
-            let t = fastmath::tanh(z);
+            let t = if host { fastmath::tanh(z) } else { activation::tanh(z) };
             let slope = t.clone().square().neg().add_scalar(1.0);
             (t, slope)
         }
         Activation::Sigmoid => {
-            let s = fastmath::sigmoid(z);
+            let s = sigmoid(z);
             let slope = s.clone() * s.clone().neg().add_scalar(1.0);
             (s, slope)
         }
@@ -108,7 +117,7 @@ pub fn apply_with_slope(act: Activation, z: Tensor<2>) -> (Tensor<2>, Tensor<2>)
             (value, slope)
         }
         Activation::Silu => {
-            let s = fastmath::sigmoid(z.clone());
+            let s = sigmoid(z.clone());
             let value = z.clone() * s.clone();
             // s + z·s·(1 − s)
             let slope = s.clone() + value.clone() * s.neg().add_scalar(1.0);

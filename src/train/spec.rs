@@ -92,6 +92,35 @@ pub struct TrainSpec {
     /// Time-domain splitting: this many sub-models over consecutive windows of t.
     #[serde(default = "one")]
     pub windows: usize,
+    /// Where to train: `cpu` (burn's flex backend) or `cuda` (needs a build with `--features gpu-train`).
+    #[serde(default)]
+    pub device: TrainDevice,
+}
+
+/// The burn backend training runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainDevice {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl TrainDevice {
+    /// The burn device (without autodiff), or why this build cannot provide it.
+    pub fn burn_device(self) -> Result<burn::tensor::Device, Error> {
+        match self {
+            TrainDevice::Cpu => Ok(burn::tensor::Device::flex()),
+            #[cfg(feature = "gpu-train")]
+            TrainDevice::Cuda => Ok(burn::tensor::Device::cuda(0usize)),
+            #[cfg(not(feature = "gpu-train"))]
+            TrainDevice::Cuda => Err(Error::unavailable(
+                "device: cuda",
+                "this excite was built without a GPU training backend",
+                "rebuild with `cargo build --release --features gpu-train` (burn's CUDA backend), or set device: cpu",
+            )),
+        }
+    }
 }
 
 fn default_batch() -> usize {

@@ -211,9 +211,10 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
     }
     let ckpt = ctx.dir.join(format!("checkpoint-{}", ctx.window));
     let best_path = ctx.dir.join(format!("model-{}.bpk", ctx.window));
-    let device = Device::flex().autodiff();
+    let host = spec.device == crate::train::spec::TrainDevice::Cpu;
+    let device = spec.device.burn_device()?.autodiff();
     device.seed(spec.seed.wrapping_add(ctx.window as u64));
-    let mut net = Net::new(ctx.arch, &device);
+    let mut net = Net::new(ctx.arch, &device, host);
     let mut optim = AdamConfig::new().init();
     let mut state = State {
         step: 0,
@@ -235,6 +236,7 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
         state = serde_json::from_str(&text).map_err(|e| Error::format(&state_path, format!("damaged checkpoint: {e}"), "start again without --resume"))?;
         net = load_net(ctx.arch, &ckpt.join("model.bpk"), &device)?;
+        net.host_activations = host;
         let opt_path = ckpt.join("optimizer.bpk");
         let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
         optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| Error::format(&opt_path, format!("damaged optimizer state: {e:?}"), "start again without --resume"))?;
@@ -351,7 +353,7 @@ fn step(net: Net, optim: &mut burn::optim::ModuleOptimizer, lr: f64, xb: Tensor<
 pub fn step_rate(arch: &Architecture, pinn: bool, batch: usize, steps: usize) -> f64 {
     let device = Device::flex().autodiff();
     device.seed(0);
-    let mut net = Net::new(arch, &device);
+    let mut net = Net::new(arch, &device, true);
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(1);
     let n = 16384;

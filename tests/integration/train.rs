@@ -58,7 +58,7 @@ fn pinn_tangent_is_exact() {
     let x_host: Vec<f32> = (0..8 * 3).map(|i| ((i * 37 % 19) as f32 / 19.0) * 2.0 - 1.0).collect();
     for act in Activation::ALL {
         let arch = Architecture { inputs: 3, hidden: vec![Layer(act, 16), Layer(act, 16)], outputs: 2 };
-        let net = Net::new(&arch, &device);
+        let net = Net::new(&arch, &device, true);
         let x = Tensor::<2>::from_data(TensorData::new(x_host.clone(), [8, 3]), &device);
         let (_, dy) = net.forward_tangent(x.clone(), 0, 1.0);
         let dy = dy.into_data().try_to_vec::<f32>().unwrap();
@@ -182,4 +182,13 @@ fn authors_zoo_loads() {
         assert!(e.hidden.iter().all(|l| [16, 32, 64, 128].contains(&l.1)));
     }
     assert_eq!(zoo[0].hidden, vec![Layer(Activation::Elu, 32), Layer(Activation::Silu, 64), Layer(Activation::Relu, 64)]);
+}
+
+#[cfg(not(feature = "gpu-train"))]
+#[test]
+fn cuda_training_needs_the_gpu_build() {
+    let dir = scratch("train-cuda");
+    let data = dataset("quick.yaml", &[], &dir);
+    let e = train::train(&spec(&data, &format!("mode: ddnn\n{SMALL}steps: 10\ndevice: cuda\n")), &dir.join("run"), false, &Silent).err().unwrap();
+    assert!(e.to_string().contains("device: cuda") && e.hint().unwrap().contains("--features gpu-train"), "{e}");
 }
