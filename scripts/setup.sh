@@ -2,12 +2,14 @@
 # Installs what excite's tests and optional paths need beyond cargo, into the
 # project-local folder .deps/ (nothing system-wide):
 #   - numpy: the dataset round-trip test and the numpy baseline of `excite bench euler`;
-#   - NVRTC (PyPI nvidia-cuda-nvrtc-cu12): compiles the CUDA kernels, no GPU needed.
+#   - NVRTC (PyPI nvidia-cuda-nvrtc-cu12): compiles the CUDA kernels, no GPU needed;
+#   - onnxruntime: its libonnxruntime.so is excite's ONNX Runtime engine, and with
+#     onnx it is the independent reader the export tests check files with.
 # Safe to re-run: it does nothing when .deps/ already matches this list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86"
+requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2"
 python="${PYTHON:-python3}"
 target=.deps/python
 stamp=.deps/installed.txt

@@ -7,6 +7,8 @@
 
 pub mod cell;
 pub mod data;
+pub mod engine;
+pub mod export;
 mod error;
 pub mod fsio;
 pub mod report;

@@ -55,6 +55,20 @@ enum Command {
     /// The run folder is replaced only when training finishes; an interrupted run
     /// leaves its checkpoint in a staging folder beside it.
     Train(TrainArgs),
+    /// Export a trained surrogate to ONNX.
+    ///
+    /// Writes one ONNX file (opset 17, dynamic batch): input `x` [N, inputs] and
+    /// output `y` [N, outputs], both in physical units (the normalisation is
+    /// folded into the first and last layer), with metadata_props holding the
+    /// cell model and constants, input ranges, variable names, surrogate kind,
+    /// time windows and the training run's hash.
+    Export {
+        /// Training run folder (from `excite train`).
+        run: PathBuf,
+        /// Output file.
+        #[arg(long, short, default_value = "model.onnx")]
+        out: PathBuf,
+    },
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -148,6 +162,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
+        Command::Export { run, out } => commands::export::run(&run, &out),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
         Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),

@@ -1,6 +1,7 @@
 //! Integration tests, one module per user-visible behaviour, in one binary.
 
 mod cli;
+mod export;
 mod kernels;
 mod reference;
 mod solver;
