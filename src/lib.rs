@@ -14,5 +14,6 @@ pub mod fsio;
 pub mod report;
 pub mod solve;
 pub mod train;
+pub mod verify;
 
 pub use error::Error;

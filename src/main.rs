@@ -69,6 +69,17 @@ enum Command {
         #[arg(long, short, default_value = "model.onnx")]
         out: PathBuf,
     },
+    /// Verify an exported engine against the Euler reference.
+    ///
+    /// Draws fresh cells (new seed) from the ranges recorded in the ONNX file,
+    /// solves them with forward Euler, runs the engine on the same inputs (ITNN:
+    /// rolled out over the whole horizon), and reports per output variable the
+    /// MAE, RMSE and max abs error, the error over time, and pass/fail against
+    /// --max-mae / --max-abs-error (exit code 1 on fail). Times the engine
+    /// (samples/s, latency percentiles at --batch) and the Euler reference
+    /// (sample-equivalents/s) in the same run. Writes report.json, report.md,
+    /// trajectories.svg and error.svg.
+    Verify(commands::verify::VerifyArgs),
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -155,6 +166,12 @@ enum BenchCommand {
     /// synthetic data, for DDNN and for PINN (data loss plus physics residual
     /// through the forward tangent plus initial-condition loss), interleaved.
     Train(commands::bench::TrainArgs),
+    /// Inference throughput and latency of an ONNX model per batch size.
+    ///
+    /// Times ONNX Runtime (CPU) at each batch size (warm-up excluded), and the
+    /// Euler reference of the same problem in sample-equivalents per second
+    /// (cell-steps ÷ steps per sample), in the same run.
+    Engine(commands::bench::EngineArgs),
 }
 
 fn main() -> ExitCode {
@@ -163,11 +180,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
         Command::Export { run, out } => commands::export::run(&run, &out),
+        Command::Verify(a) => commands::verify::run(&a),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
         Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
         Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),
+        Command::Bench(BenchCommand::Engine(a)) => commands::bench::engine(&a),
     };
     match result {
         Ok(code) => code,

@@ -227,3 +227,57 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct EngineArgs {
+    /// The exported model (`excite export`).
+    model: PathBuf,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,1024,16384")]
+    batches: Vec<usize>,
+    /// Seconds per batch size (warm-up excluded).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Engine threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Cells the Euler reference is timed on.
+    #[arg(long, default_value_t = 100_000)]
+    reference_cells: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `excite bench engine`: an ONNX engine's throughput and latency per batch
+/// size, next to the Euler reference of the same problem, in one run.
+pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
+    use excite::engine::{ort::{Options, OrtEngine}, Engine};
+    use excite::verify::{reference_rate, time_engine, Problem};
+    let problem = Problem::from_onnx(&a.model)?;
+    let mut engine = OrtEngine::load(&a.model, &Options { threads: a.threads, optimized_model: None })?;
+    let info = engine.info();
+    let cells = problem.cells(256, 7);
+    let mut rows = Vec::new();
+    for &b in &a.batches {
+        anyhow::ensure!(b > 0, "--batches: sizes must be at least 1");
+        let (r, lat) = time_engine(&problem, &mut engine, &cells, b, a.seconds)?;
+        rows.push(serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat}));
+    }
+    let (cell_steps, ref_rate) = reference_rate(&problem, a.reference_cells, 11, 0);
+    let report = serde_json::json!({
+        "engine": info, "model": a.model, "rows": rows,
+        "reference_cell_steps_per_s": cell_steps, "reference_samples_per_s": ref_rate, "steps_per_sample": problem.grid.steps_per_sample,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} {} ({}), {}", info.backend, info.precision, info.runtime, a.model.display());
+    println!("{:>7} {:>13} {:>10} {:>10} {:>12}", "batch", "samples/s", "p50 ms", "p99 ms", "÷ reference");
+    for r in &rows {
+        let s = r["samples_per_s"].as_f64().unwrap();
+        println!("{:>7} {:>13} {:>10.4} {:>10.4} {:>12.4}", r["batch"], rate(s), r["latency_ms"]["p50"].as_f64().unwrap(), r["latency_ms"]["p99"].as_f64().unwrap(), s / ref_rate);
+    }
+    println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads)", rate(ref_rate), rate(cell_steps), problem.grid.steps_per_sample);
+    Ok(ExitCode::SUCCESS)
+}

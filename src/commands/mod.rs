@@ -7,3 +7,4 @@ pub mod models;
 pub mod printer;
 pub mod simulate;
 pub mod train;
+pub mod verify;

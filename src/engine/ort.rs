@@ -35,9 +35,9 @@ pub fn runtime() -> Result<&'static Runtime, Error> {
             .with_name("excite")
             .build()
             .map_err(|e| format!("{} could not be initialised: {e}", library.display()))?;
-        // "ORT Build Info: git-branch=rel-1.31.1, …"
-        let info = ort::info();
-        let version = info.split("git-branch=rel-").nth(1).and_then(|v| v.split(',').next()).unwrap_or(info).to_string();
+        // libonnxruntime.so.1.31.1 → 1.31.1
+        let name = library.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let version = name.split(".so.").nth(1).unwrap_or("unknown version").to_string();
         Ok(Runtime { env, library, version })
     });
     r.as_ref().map_err(|problem| Error::unavailable("onnxruntime", problem.clone(), HINT))

@@ -8,7 +8,7 @@
 //! `metadata_props` carry the cell model, names, ranges, kind, windows and
 //! the hash of the training run.
 
-mod proto;
+pub mod proto;
 
 use std::path::Path;
 
@@ -180,6 +180,8 @@ fn metadata(dir: &Path, meta: &SurrogateMeta) -> Result<Vec<(String, String)>, E
         ("excite.outputs".into(), json(serde_json::to_value(&meta.normalization.outputs).expect("serialises"))),
         ("excite.windows".into(), json(serde_json::json!(meta.windows.iter().map(|w| [w.t0, w.t1]).collect::<Vec<_>>()))),
         ("excite.time".into(), json(serde_json::to_value(&meta.time).expect("serialises"))),
+        ("excite.initial".into(), json(serde_json::to_value(&meta.initial).expect("serialises"))),
+        ("excite.sampling".into(), json(serde_json::to_value(&meta.sampling).expect("serialises"))),
         ("excite.architecture".into(), meta.architecture.summary()),
         ("excite.dataset_sha256".into(), meta.dataset_sha256.clone()),
         ("excite.run_sha256".into(), run_hash),

@@ -141,6 +141,58 @@ pub fn model(graph: &Msg, opset: i64, producer_version: &str, metadata: &[(Strin
     m
 }
 
+/// Reads a varint at `*pos`.
+fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The top-level fields of a message: (field number, payload) for
+/// length-delimited fields; other wire types are skipped.
+pub fn fields(b: &[u8]) -> Option<Vec<(u32, &[u8])>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let tag = read_varint(b, &mut pos)?;
+        let (field, wire) = ((tag >> 3) as u32, tag & 7);
+        match wire {
+            0 => {
+                read_varint(b, &mut pos)?;
+            }
+            1 => pos += 8,
+            5 => pos += 4,
+            2 => {
+                let len = read_varint(b, &mut pos)? as usize;
+                out.push((field, b.get(pos..pos + len)?));
+                pos += len;
+            }
+            _ => return None,
+        }
+    }
+    (pos == b.len()).then_some(out)
+}
+
+/// `metadata_props` of a serialised ModelProto.
+pub fn metadata_props(model: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (field, entry) in fields(model)? {
+        if field == 14 {
+            let kv = fields(entry)?;
+            let get = |n: u32| kv.iter().find(|(f, _)| *f == n).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            out.push((get(1), get(2)));
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +206,13 @@ mod tests {
         // negative int64 takes ten bytes
         assert_eq!(Msg::default().int(1, -1).0.len(), 11);
         assert_eq!(Msg::default().float(2, 1.0).0, [0x15, 0, 0, 0x80, 0x3f]);
+    }
+
+    #[test]
+    fn metadata_reads_back() {
+        let g = graph("g", &[], &[], &[], &[]);
+        let m = model(&g, 17, "0", &[("a".into(), "1".into()), ("b".into(), "two".into())]);
+        assert_eq!(metadata_props(&m.0).unwrap(), vec![("a".into(), "1".into()), ("b".into(), "two".into())]);
+        assert!(metadata_props(&m.0[..m.0.len() - 1]).is_none());
     }
 }

@@ -89,6 +89,10 @@ pub struct SurrogateMeta {
     pub windows: Vec<Window>,
     pub model: ModelMeta,
     pub time: TimeMeta,
+    /// Fixed initial values of the states that were not sampled.
+    pub initial: std::collections::BTreeMap<String, f64>,
+    /// Ranges the dataset's cells were sampled from (`u0`, `k`, …).
+    pub sampling: std::collections::BTreeMap<String, [f64; 2]>,
     pub dataset_sha256: String,
     pub excite_version: String,
 }

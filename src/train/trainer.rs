@@ -159,6 +159,8 @@ pub fn train(spec: &TrainSpec, out: &Path, resume: bool, reporter: &dyn Reporter
         windows,
         model: meta.model.clone(),
         time: meta.time.clone(),
+        initial: meta.sampling.initial.clone(),
+        sampling: meta.sampling.ranges.clone(),
         dataset_sha256: meta.content_sha256.clone(),
         excite_version: env!("CARGO_PKG_VERSION").into(),
     };

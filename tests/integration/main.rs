@@ -6,4 +6,5 @@ mod kernels;
 mod reference;
 mod solver;
 mod train;
+mod verify;
 mod util;

@@ -1,0 +1,382 @@
+//! Verification: an exported engine against the Euler reference, on fresh
+//! inputs drawn with a new seed (never the training set), with accuracy per
+//! output variable and over time, a pass/fail budget, and timing of both in
+//! the same run. Everything needed comes from the ONNX file's own metadata.
+
+mod report;
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cell::{self, Model};
+use crate::data::sampling::{self, Method, Rng};
+use crate::data::{ModelMeta, TimeMeta, VarRange};
+use crate::engine::{Engine, EngineInfo};
+use crate::report::Reporter;
+use crate::solve::{Cells, Column, TimeGrid, Trajectories};
+use crate::train::Mode;
+use crate::Error;
+pub use report::write;
+
+/// Error limits; a variable passes when every given limit holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub max_mae: Option<f64>,
+    pub max_abs_error: Option<f64>,
+}
+
+/// How to verify.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Fresh cells (trajectories) to compare on.
+    pub cells: usize,
+    pub seed: u64,
+    /// Batch the engine is timed at.
+    pub batch: usize,
+    pub budget: Budget,
+    /// Seconds spent timing the engine.
+    pub seconds: f64,
+    /// Cells the Euler reference is timed on.
+    pub reference_cells: usize,
+    /// Threads for the Euler reference (0 = all).
+    pub threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { cells: 200, seed: 0x5EED_0F_7E57, batch: 1024, budget: Budget::default(), seconds: 1.0, reference_cells: 100_000, threads: 0 }
+    }
+}
+
+/// The problem a surrogate was trained on, read back from its ONNX metadata.
+pub struct Problem {
+    pub model: &'static dyn Model,
+    pub model_meta: ModelMeta,
+    pub kind: Mode,
+    pub inputs: Vec<VarRange>,
+    pub outputs: Vec<VarRange>,
+    pub time: TimeMeta,
+    pub grid: TimeGrid,
+    pub initial: BTreeMap<String, f64>,
+    pub sampling: BTreeMap<String, [f64; 2]>,
+}
+
+impl Problem {
+    pub fn from_onnx(path: &Path) -> Result<Problem, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let hint = "export the surrogate with `excite export`, which records the cell model and ranges in the file";
+        let props = crate::export::proto::metadata_props(&bytes).ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
+        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).ok_or_else(|| Error::format(path, format!("no `{k}` in metadata_props"), hint));
+        let parse = |k: &str| -> Result<serde_json::Value, Error> { serde_json::from_str(&get(k)?).map_err(|e| Error::format(path, format!("`{k}` is not valid JSON: {e}"), hint)) };
+        let de = |k: &str| -> Result<_, Error> { Ok(parse(k)?) };
+        let model_meta: ModelMeta = serde_json::from_value(de("excite.model")?).map_err(|e| Error::format(path, format!("excite.model: {e}"), hint))?;
+        let inputs: Vec<VarRange> = serde_json::from_value(de("excite.inputs")?).map_err(|e| Error::format(path, format!("excite.inputs: {e}"), hint))?;
+        let outputs: Vec<VarRange> = serde_json::from_value(de("excite.outputs")?).map_err(|e| Error::format(path, format!("excite.outputs: {e}"), hint))?;
+        let time: TimeMeta = serde_json::from_value(de("excite.time")?).map_err(|e| Error::format(path, format!("excite.time: {e}"), hint))?;
+        let initial = serde_json::from_value(de("excite.initial")?).map_err(|e| Error::format(path, format!("excite.initial: {e}"), hint))?;
+        let sampling = serde_json::from_value(de("excite.sampling")?).map_err(|e| Error::format(path, format!("excite.sampling: {e}"), hint))?;
+        let kind: Mode = serde_json::from_value(serde_json::Value::String(get("excite.kind")?)).map_err(|e| Error::format(path, format!("excite.kind: {e}"), hint))?;
+        let model = cell::by_name(&model_meta.name)?;
+        let grid = TimeGrid::new(time.t_end, time.dt, time.sample_every)?;
+        Ok(Problem { model, model_meta, kind, inputs, outputs, time, grid, initial, sampling })
+    }
+
+    /// `n` fresh cells: the sampled initial states and parameters drawn by
+    /// Latin hypercube (all alike when nothing was sampled, as in problem A).
+    pub fn cells(&self, n: usize, seed: u64) -> Cells {
+        let info = self.model.info();
+        let names: Vec<&String> = self.sampling.keys().collect();
+        let ranges: Vec<[f64; 2]> = self.sampling.values().copied().collect();
+        let cols = sampling::sample(Method::Lhs, &ranges, n, &mut Rng::new(seed));
+        let mut init: Vec<Column> = info.states.iter().map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(0.0))).collect();
+        let mut params: Vec<Column> = info.params.iter().map(|p| Column::Same(self.model_meta.params.get(p.name).copied().unwrap_or(p.default))).collect();
+        for (name, col) in names.into_iter().zip(cols) {
+            if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
+                init[i] = Column::PerCell(col);
+            } else if let Some(i) = info.param_index(name) {
+                params[i] = Column::PerCell(col);
+            }
+        }
+        Cells { n, init, params }
+    }
+
+    /// The value of input `name` for cell `c` (a sampled initial state or parameter).
+    fn input_value(&self, cells: &Cells, name: &str, c: usize) -> f64 {
+        let info = self.model.info();
+        if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
+            return cells.init[i].get(c);
+        }
+        info.param_index(name).map(|i| cells.params[i].get(c)).unwrap_or(0.0)
+    }
+}
+
+/// Accuracy of one output variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VarReport {
+    pub name: String,
+    pub mae: f64,
+    pub rmse: f64,
+    pub max_abs_error: f64,
+    pub passed: bool,
+    /// Where the largest error is: time, cell, engine and reference values.
+    pub worst: Worst,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Worst {
+    pub t: f64,
+    pub cell: usize,
+    pub engine: f64,
+    pub reference: f64,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub model_file: String,
+    pub model_sha256: String,
+    pub engine: EngineInfo,
+    pub cell_model: String,
+    pub kind: Mode,
+    pub cells: usize,
+    pub seed: u64,
+    pub budget: Budget,
+    pub variables: Vec<VarReport>,
+    /// Sample times, and the MAE over cells of each variable at each time
+    /// (for ITNN: after each rollout step).
+    pub error_vs_time: ErrorVsTime,
+    pub passed: bool,
+    /// The first variable over budget, in words.
+    pub failure: Option<String>,
+    pub batch: usize,
+    pub engine_samples_per_s: f64,
+    pub latency_ms: Latency,
+    pub reference_samples_per_s: f64,
+    pub reference_cell_steps_per_s: f64,
+    pub steps_per_sample: usize,
+    pub speedup: f64,
+    /// A few trajectories, engine and reference, for the plots.
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorVsTime {
+    pub t: Vec<f64>,
+    pub mae: BTreeMap<String, Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub cell: usize,
+    /// `[variable][sample]`
+    pub engine: Vec<Vec<f64>>,
+    pub reference: Vec<Vec<f64>>,
+}
+
+/// Verifies `engine` (built from the ONNX file `model`) against the Euler reference.
+pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dyn Reporter) -> Result<Report, Error> {
+    let p = Problem::from_onnx(model)?;
+    let info = engine.info();
+    if info.inputs != p.inputs.len() || info.outputs != p.outputs.len() {
+        return Err(Error::format(model, format!("engine takes {} inputs and gives {} outputs; the metadata says {} and {}", info.inputs, info.outputs, p.inputs.len(), p.outputs.len()), "rebuild the engine from this ONNX file"));
+    }
+    if s.cells == 0 || s.batch == 0 {
+        return Err(Error::invalid("--cells/--batch", "must be at least 1", "use --cells 200 --batch 1024"));
+    }
+    // With nothing sampled every cell is the same trajectory: compare on one.
+    let cells = p.cells(if p.sampling.is_empty() { 1 } else { s.cells }, s.seed);
+    reporter.phase(&format!("solving {} fresh cells with the Euler reference", cells.n));
+    let truth = crate::solve::solve(p.model, &p.grid, &cells, crate::solve::Device::Cpu, s.threads)?;
+    reporter.phase("running the engine");
+    let pred = match p.kind {
+        Mode::Itnn => rollout(&p, engine, &cells, &truth)?,
+        _ => trajectories(&p, engine, &cells, s.batch)?,
+    };
+    let n_out = p.outputs.len();
+    let samples = p.grid.n_samples;
+    let first = if p.kind == Mode::Itnn { 1 } else { 0 };
+    let mut variables = Vec::new();
+    let mut mae_t = BTreeMap::new();
+    for (i, out) in p.outputs.iter().enumerate() {
+        let (mut sa, mut s2, mut count) = (0.0, 0.0, 0usize);
+        let mut worst = Worst { t: 0.0, cell: 0, engine: 0.0, reference: 0.0 };
+        let mut max = -1.0f64;
+        let mut by_t = vec![0.0; samples];
+        for c in 0..cells.n {
+            for smp in first..samples {
+                let (e, r) = (pred.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);
+                let d = (e - r).abs();
+                let d = if d.is_nan() { f64::INFINITY } else { d };
+                sa += d;
+                s2 += d * d;
+                count += 1;
+                by_t[smp] += d / cells.n as f64;
+                if d > max {
+                    max = d;
+                    worst = Worst { t: p.grid.time(smp), cell: c, engine: e, reference: r };
+                }
+            }
+        }
+        let (mae, rmse) = (sa / count as f64, (s2 / count as f64).sqrt());
+        let passed = s.budget.max_mae.is_none_or(|b| mae <= b) && s.budget.max_abs_error.is_none_or(|b| max <= b);
+        mae_t.insert(out.name.clone(), by_t);
+        variables.push(VarReport { name: out.name.clone(), mae, rmse, max_abs_error: max, passed, worst });
+    }
+    let failure = variables.iter().find(|v| !v.passed).map(|v| {
+        let over = match (s.budget.max_mae, s.budget.max_abs_error) {
+            (Some(b), _) if v.mae > b => format!("MAE {:.3e} > budget {b:.3e}", v.mae),
+            (_, Some(b)) => format!("max abs error {:.3e} > budget {b:.3e}", v.max_abs_error),
+            _ => String::new(),
+        };
+        format!("{}: {over}; worst at t = {:.4} (cell {}): engine {:.6}, reference {:.6}", v.name, v.worst.t, v.worst.cell, v.worst.engine, v.worst.reference)
+    });
+
+    reporter.phase(&format!("timing the engine at batch {} and the Euler reference", s.batch));
+    let (engine_rate, latency) = time_engine(&p, engine, &cells, s.batch, s.seconds)?;
+    let (cell_steps, reference_rate) = reference_rate(&p, s.reference_cells.max(cells.n), s.seed ^ 0xBEEF, s.threads);
+
+    let examples = (0..cells.n.min(3))
+        .map(|c| Example {
+            cell: c,
+            engine: (0..n_out).map(|i| (0..samples).map(|smp| pred.get(i, smp, c) as f64).collect()).collect(),
+            reference: (0..n_out).map(|i| (0..samples).map(|smp| truth.get(i, smp, c) as f64).collect()).collect(),
+        })
+        .collect();
+    let model_sha256 = crate::data::sha256_hex(&std::fs::read(model).map_err(|e| Error::io(model, e))?);
+    Ok(Report {
+        model_file: model.display().to_string(),
+        model_sha256,
+        engine: info,
+        cell_model: p.model_meta.name.clone(),
+        kind: p.kind,
+        cells: cells.n,
+        seed: s.seed,
+        budget: s.budget,
+        passed: failure.is_none(),
+        variables,
+        error_vs_time: ErrorVsTime { t: (0..samples).map(|i| p.grid.time(i)).collect(), mae: mae_t },
+        failure,
+        batch: s.batch,
+        engine_samples_per_s: engine_rate,
+        latency_ms: latency,
+        reference_samples_per_s: reference_rate,
+        reference_cell_steps_per_s: cell_steps,
+        steps_per_sample: p.grid.steps_per_sample,
+        speedup: engine_rate / reference_rate,
+        examples,
+    })
+}
+
+/// Input rows `[t, sampled…]` of every cell at every sample time, cell-major.
+fn trajectory_inputs(p: &Problem, cells: &Cells) -> Vec<f32> {
+    let mut x = Vec::with_capacity(cells.n * p.grid.n_samples * p.inputs.len());
+    for c in 0..cells.n {
+        for smp in 0..p.grid.n_samples {
+            for (j, input) in p.inputs.iter().enumerate() {
+                x.push(if j == 0 { p.grid.time(smp) as f32 } else { p.input_value(cells, &input.name, c) as f32 });
+            }
+        }
+    }
+    x
+}
+
+fn trajectories(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: usize) -> Result<Trajectories<f32>, Error> {
+    let (n_in, n_out, samples) = (p.inputs.len(), p.outputs.len(), p.grid.n_samples);
+    let x = trajectory_inputs(p, cells);
+    let mut y = Vec::with_capacity(cells.n * samples * n_out);
+    for chunk in x.chunks(batch * n_in) {
+        y.extend(engine.run(chunk, chunk.len() / n_in)?);
+    }
+    let mut t = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
+    for c in 0..cells.n {
+        for smp in 0..samples {
+            for i in 0..n_out {
+                t.data[(i * samples + smp) * cells.n + c] = y[(c * samples + smp) * n_out + i];
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// ITNN: every cell starts from its true initial state; the engine's own
+/// output is fed back for every later sample.
+fn rollout(p: &Problem, engine: &mut dyn Engine, cells: &Cells, truth: &Trajectories<f32>) -> Result<Trajectories<f32>, Error> {
+    let (n_in, n_out, samples) = (p.inputs.len(), p.outputs.len(), p.grid.n_samples);
+    let mut out = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
+    let mut x = vec![0.0f32; cells.n * n_in];
+    for c in 0..cells.n {
+        for i in 0..n_out {
+            let v = truth.get(i, 0, c);
+            x[c * n_in + i] = v;
+            out.data[i * samples * cells.n + c] = v;
+        }
+        for (j, input) in p.inputs.iter().enumerate().skip(n_out) {
+            x[c * n_in + j] = p.input_value(cells, &input.name, c) as f32;
+        }
+    }
+    for smp in 1..samples {
+        let y = engine.run(&x, cells.n)?;
+        for c in 0..cells.n {
+            for i in 0..n_out {
+                let v = y[c * n_out + i];
+                x[c * n_in + i] = v;
+                out.data[(i * samples + smp) * cells.n + c] = v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Euler reference speed on `n` fresh cells of the problem (median of 3):
+/// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
+pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> (f64, f64) {
+    let cells = p.cells(n, seed);
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(p.model.solve_cpu(&p.grid, &cells, threads));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let cell_steps = (cells.n * p.grid.total_steps()) as f64 / times[1];
+    (cell_steps, cell_steps / p.grid.steps_per_sample as f64)
+}
+
+/// Samples per second and latency percentiles at `batch`, warm-up excluded,
+/// for at least `seconds` and 10 batches, on inputs of `cells`.
+pub fn time_engine(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: usize, seconds: f64) -> Result<(f64, Latency), Error> {
+    let n_in = p.inputs.len();
+    let pool = match p.kind {
+        Mode::Itnn => (0..cells.n).flat_map(|c| (0..n_in).map(move |j| (c, j))).map(|(c, j)| if j < p.outputs.len() { 0.5 } else { p.input_value(cells, &p.inputs[j].name, c) as f32 }).collect(),
+        _ => trajectory_inputs(p, cells),
+    };
+    let x: Vec<f32> = pool.iter().copied().cycle().take(batch * n_in).collect();
+    for _ in 0..3 {
+        engine.run(&x, batch)?;
+    }
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while lat.len() < 10 || start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        std::hint::black_box(engine.run(&x, batch)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let total: f64 = lat.iter().sum();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    let latency = Latency { mean: total / lat.len() as f64, p50: pct(0.5), p90: pct(0.9), p99: pct(0.99) };
+    Ok((batch as f64 * lat.len() as f64 / (total / 1e3), latency))
+}
