@@ -276,7 +276,7 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     println!("{:>7} {:>13} {:>10} {:>10} {:>12}", "batch", "samples/s", "p50 ms", "p99 ms", "÷ reference");
     for r in &rows {
         let s = r["samples_per_s"].as_f64().unwrap();
-        println!("{:>7} {:>13} {:>10.4} {:>10.4} {:>12.4}", r["batch"], rate(s), r["latency_ms"]["p50"].as_f64().unwrap(), r["latency_ms"]["p99"].as_f64().unwrap(), s / ref_rate);
+        println!("{:>7} {:>13} {:>10.4} {:>10.4} {:>12.4}", r["batch"].as_u64().unwrap_or(0), rate(s), r["latency_ms"]["p50"].as_f64().unwrap(), r["latency_ms"]["p99"].as_f64().unwrap(), s / ref_rate);
     }
     println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads)", rate(ref_rate), rate(cell_steps), problem.grid.steps_per_sample);
     Ok(ExitCode::SUCCESS)

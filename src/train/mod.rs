@@ -90,8 +90,10 @@ pub struct SurrogateMeta {
     pub model: ModelMeta,
     pub time: TimeMeta,
     /// Fixed initial values of the states that were not sampled.
+    #[serde(default)]
     pub initial: std::collections::BTreeMap<String, f64>,
     /// Ranges the dataset's cells were sampled from (`u0`, `k`, …).
+    #[serde(default)]
     pub sampling: std::collections::BTreeMap<String, [f64; 2]>,
     pub dataset_sha256: String,
     pub excite_version: String,

@@ -341,8 +341,10 @@ fn rollout(p: &Problem, engine: &mut dyn Engine, cells: &Cells, truth: &Trajecto
 
 /// Euler reference speed on `n` fresh cells of the problem (median of 3):
 /// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
+/// `n` is capped so the stored samples stay within 256 MiB.
 pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> (f64, f64) {
-    let cells = p.cells(n, seed);
+    let per_cell = p.outputs.len() * p.grid.n_samples;
+    let cells = p.cells(n.min((64 << 20) / per_cell.max(1)).max(1), seed);
     let mut times: Vec<f64> = (0..3)
         .map(|_| {
             let t = Instant::now();
