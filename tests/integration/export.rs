@@ -92,3 +92,15 @@ fn missing_or_wrong_models_are_clear_errors() {
     let e = excite::export::write(&dir.join("no-run"), &dir.join("m.onnx")).err().unwrap();
     assert!(e.to_string().contains("surrogate.json"), "{e}");
 }
+
+#[test]
+fn a_missing_onnx_runtime_is_named_with_the_fix() {
+    let dir = scratch("export-no-ort");
+    let data = quick_data(&dir);
+    let (_, onnx) = exported(&dir, &data, "[[tanh, 8]]", "");
+    let o = crate::util::excite().args(["verify", onnx.to_str().unwrap(), "--out", dir.join("v").to_str().unwrap()]).env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("onnxruntime") && err.contains("/nonexistent/libonnxruntime.so") && err.contains("hint:") && err.contains("scripts/setup.sh"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
