@@ -5,6 +5,7 @@
 //! (datasets for training). The `excite` binary is a thin layer over these
 //! modules; nothing here prints, long work reports through [`report::Reporter`].
 
+pub mod build;
 pub mod cell;
 pub mod data;
 pub mod engine;

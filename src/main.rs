@@ -80,6 +80,17 @@ enum Command {
     /// (sample-equivalents/s) in the same run. Writes report.json, report.md,
     /// trajectories.svg and error.svg.
     Verify(commands::verify::VerifyArgs),
+    /// Build an inference engine: target, precision and batch profile, verified.
+    ///
+    /// Writes an engine directory: model.onnx (the precision variant), the
+    /// backend's files (CPU: model.optimized.onnx; TensorRT: trt/ with engine and
+    /// timing caches and the EP-context model), calibration.cache (int8, TensorRT's
+    /// text format), batch.csv/batch.svg (--batch auto), candidates.csv
+    /// (--precision auto), verify/ (the report), and engine.json (target,
+    /// precision, batch profile, names and shapes, runtime versions, device,
+    /// verification, sha256 of every file). CUDA and TensorRT need the GPU build
+    /// of ONNX Runtime; without it the error names the missing library.
+    Build(commands::build::BuildArgs),
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -180,6 +191,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
         Command::Export { run, out } => commands::export::run(&run, &out),
+        Command::Build(a) => commands::build::run(&a),
         Command::Verify(a) => commands::verify::run(&a),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
         Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),

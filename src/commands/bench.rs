@@ -230,7 +230,7 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct EngineArgs {
-    /// The exported model (`excite export`).
+    /// The exported model (`excite export`) or an engine directory (`excite build`).
     model: PathBuf,
     /// Batch sizes to time.
     #[arg(long, value_delimiter = ',', default_value = "1,64,1024,16384")]
@@ -251,16 +251,15 @@ pub struct EngineArgs {
 /// `excite bench engine`: an ONNX engine's throughput and latency per batch
 /// size, next to the Euler reference of the same problem, in one run.
 pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
-    use excite::engine::{ort::{Options, OrtEngine}, Engine};
     use excite::verify::{reference_rate, time_engine, Problem};
-    let problem = Problem::from_onnx(&a.model)?;
-    let mut engine = OrtEngine::load(&a.model, &Options { threads: a.threads, optimized_model: None })?;
+    let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
+    let problem = Problem::from_onnx(&onnx)?;
     let info = engine.info();
     let cells = problem.cells(256, 7);
     let mut rows = Vec::new();
     for &b in &a.batches {
         anyhow::ensure!(b > 0, "--batches: sizes must be at least 1");
-        let (r, lat) = time_engine(&problem, &mut engine, &cells, b, a.seconds)?;
+        let (r, lat) = time_engine(&problem, engine.as_mut(), &cells, b, a.seconds)?;
         rows.push(serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat}));
     }
     let (cell_steps, ref_rate) = reference_rate(&problem, a.reference_cells, 11, 0);

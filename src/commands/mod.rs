@@ -1,6 +1,7 @@
 //! One file per command; each takes resolved arguments and returns an exit code.
 
 pub mod bench;
+pub mod build;
 pub mod export;
 pub mod inspect;
 pub mod models;

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use excite::engine::ort::{Options, OrtEngine};
 use excite::verify::{self, Budget, Settings};
 
 use super::printer::{rate, Progress};
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The exported model (`excite export`).
+    /// The exported model (`excite export`) or an engine directory (`excite build`).
     model: PathBuf,
     /// Report folder [default: runs/<model name>/verify].
     #[arg(long, short)]
@@ -61,8 +60,8 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         reference_cells: a.reference_cells,
         threads: 0,
     };
-    let mut engine = OrtEngine::load(&a.model, &Options { threads: a.threads, optimized_model: None })?;
-    let report = verify::verify(&a.model, &mut engine, &settings, &Progress::new())?;
+    let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
+    let report = verify::verify(&onnx, engine.as_mut(), &settings, &Progress::new())?;
     let stem = a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(stem).join("verify"));
     verify::write(&report, &out)?;

@@ -1,8 +1,12 @@
-//! ONNX Runtime on the CPU through the `ort` crate, loading
-//! `libonnxruntime` at run time (no download at build time). The library is
-//! found through `ORT_DYLIB_PATH`, the project's `.deps/` (installed by
-//! `scripts/setup.sh` from the PyPI `onnxruntime` wheel), or the
-//! `onnxruntime` Python package on this machine.
+//! ONNX Runtime through the `ort` crate, loading `libonnxruntime` at run time
+//! (no download at build time). The library is found through
+//! `ORT_DYLIB_PATH`, the project's `.deps/` (installed by `scripts/setup.sh`
+//! from the PyPI `onnxruntime` wheel), or the `onnxruntime` Python package.
+//!
+//! Targets are ONNX Runtime execution providers: CPU, CUDA and TensorRT. The
+//! GPU providers are registered so that failure is an error and CPU fallback
+//! is disabled: a GPU result is never silently computed on the CPU. Before
+//! that, the provider libraries are looked for, so their absence is named.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -70,18 +74,127 @@ fn find_library() -> Option<PathBuf> {
 }
 
 /// How to build the session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Intra-op threads (0 = ONNX Runtime's default).
     pub threads: usize,
     /// Write the graph after ONNX Runtime's optimisations here.
     pub optimized_model: Option<PathBuf>,
+    pub target: TargetOptions,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options { threads: 0, optimized_model: None }
+/// The execution provider and its settings.
+#[derive(Debug, Clone, Default)]
+pub enum TargetOptions {
+    #[default]
+    Cpu,
+    Cuda { device: i32 },
+    TensorRt(TrtSettings),
+}
+
+impl TargetOptions {
+    /// The options an engine directory was built with.
+    pub fn for_manifest(m: &crate::engine::manifest::Manifest, dir: &Path) -> TargetOptions {
+        use crate::build::precision::Precision;
+        use crate::engine::manifest::Target;
+        match m.target {
+            Target::Cpu => TargetOptions::Cpu,
+            Target::Cuda => TargetOptions::Cuda { device: 0 },
+            Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
+                device: 0,
+                fp16: m.precision == Precision::Fp16,
+                int8: m.precision == Precision::Int8,
+                calibration_table: None,
+                cache_dir: dir.join("trt"),
+                input: m.input.name.clone(),
+                features: m.input.shape.get(1).copied().unwrap_or(1) as usize,
+                batch: m.batch,
+                dump_ep_context: None,
+            }),
+        }
     }
+}
+
+/// TensorRT execution provider settings, as excite builds engines with them.
+#[derive(Debug, Clone)]
+pub struct TrtSettings {
+    pub device: i32,
+    pub fp16: bool,
+    /// Implicit int8 with a calibration table (a QDQ model quantises explicitly and needs no flag).
+    pub int8: bool,
+    /// File name of the calibration cache inside `cache_dir`.
+    pub calibration_table: Option<String>,
+    /// Engine cache, timing cache and the EP-context model live here.
+    pub cache_dir: PathBuf,
+    pub input: String,
+    pub features: usize,
+    pub batch: crate::engine::manifest::BatchProfile,
+    /// Write the EP-context model (the ONNX wrapper embedding the built engine) to this path.
+    pub dump_ep_context: Option<PathBuf>,
+}
+
+impl TrtSettings {
+    /// The provider with every option set.
+    pub fn provider(&self) -> ort::ep::TensorRT {
+        let dir = self.cache_dir.display().to_string();
+        let shape = |b: usize| format!("{}:{b}x{}", self.input, self.features);
+        let mut p = ort::ep::TensorRT::default()
+            .with_device_id(self.device)
+            .with_fp16(self.fp16)
+            .with_int8(self.int8)
+            .with_engine_cache(true)
+            .with_engine_cache_path(&dir)
+            .with_timing_cache(true)
+            .with_timing_cache_path(&dir)
+            .with_profile_min_shapes(shape(self.batch.min))
+            .with_profile_opt_shapes(shape(self.batch.opt))
+            .with_profile_max_shapes(shape(self.batch.max))
+            .with_builder_optimization_level(5)
+            .with_max_workspace_size(1 << 30);
+        if let Some(table) = &self.calibration_table {
+            p = p.with_int8_calibration_table_name(table).with_int8_use_native_calibration_table(false);
+        }
+        if let Some(ctx) = &self.dump_ep_context {
+            p = p.with_dump_ep_context_model(true).with_ep_context_file_path(ctx.display().to_string()).with_ep_context_embed_mode(1);
+        }
+        p
+    }
+}
+
+/// The pip packages that provide the GPU providers, for hints.
+pub const GPU_RECIPE: &str = "install the CUDA build of ONNX Runtime and its libraries, e.g. `pip install onnxruntime-gpu==1.31.1 tensorrt-cu13-libs==10.16.1.11 nvidia-cudnn-cu13 nvidia-cuda-runtime nvidia-cublas nvidia-curand` (a CUDA 13 build; TensorRT must be 10.x), then set ORT_DYLIB_PATH to onnxruntime-gpu's capi/libonnxruntime.so.1.31.1 and LD_LIBRARY_PATH to the nvidia/*/lib folders; see README, 'GPU and TensorRT'";
+
+/// Checks that the provider libraries for `target` can be loaded next to the runtime.
+pub fn check_provider(rt: &Runtime, target: &TargetOptions) -> Result<(), Error> {
+    let (provider, extra): (&str, &[&str]) = match target {
+        TargetOptions::Cpu => return Ok(()),
+        TargetOptions::Cuda { .. } => ("libonnxruntime_providers_cuda.so", &["libcudart.so.13", "libcublas.so.13"]),
+        TargetOptions::TensorRt(_) => ("libonnxruntime_providers_tensorrt.so", &["libnvinfer.so.10", "libcudart.so.13"]),
+    };
+    let dir = rt.library.parent().unwrap_or(Path::new("."));
+    let what = match target {
+        TargetOptions::TensorRt(_) => "tensorrt",
+        _ => "cuda",
+    };
+    for lib in ["libonnxruntime_providers_shared.so", provider] {
+        if !dir.join(lib).exists() {
+            return Err(Error::unavailable(
+                what,
+                format!("{lib} is not next to {} (a CPU-only ONNX Runtime)", rt.library.display()),
+                GPU_RECIPE,
+            ));
+        }
+    }
+    if !crate::solve::cuda::driver_present() {
+        return Err(Error::unavailable(what, "no CUDA driver (libcuda.so) on this machine", "run on a machine with an NVIDIA GPU and driver"));
+    }
+    for lib in extra {
+        // SAFETY: loads a system library by name to see whether it exists.
+        if unsafe { libloading::Library::new(*lib) }.is_err() {
+            return Err(Error::unavailable(what, format!("{lib} cannot be loaded"), GPU_RECIPE));
+        }
+    }
+    Ok(())
 }
 
 /// An ONNX model in an ONNX Runtime CPU session.
@@ -90,11 +203,16 @@ pub struct OrtEngine {
     inputs: usize,
     outputs: usize,
     version: String,
+    backend: &'static str,
+    precision: String,
 }
 
 impl OrtEngine {
     pub fn load(model: &Path, opts: &Options) -> Result<Self, Error> {
         let rt = runtime()?;
+        if !model.exists() {
+            return Err(Error::io(model, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
         let fail = |what: &str, e: ort::Error| Error::format(model, format!("{what}: {e}"), "export the model again with `excite export`");
         let mut builder = Session::builder(&rt.env).map_err(|e| fail("creating a session", e))?.with_optimization_level(GraphOptimizationLevel::All).map_err(|e| fail("setting optimisations", e.into()))?;
         if opts.threads > 0 {
@@ -103,8 +221,19 @@ impl OrtEngine {
         if let Some(p) = &opts.optimized_model {
             builder = builder.with_optimized_model_path(p).map_err(|e| fail("setting the optimised model path", e.into()))?;
         }
-        if !model.exists() {
-            return Err(Error::io(model, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        check_provider(rt, &opts.target)?;
+        let gpu_fail = |e: ort::Error| Error::unavailable("onnxruntime", format!("the GPU execution provider failed to register: {e}"), GPU_RECIPE);
+        let provider = match &opts.target {
+            TargetOptions::Cpu => None,
+            TargetOptions::Cuda { device } => Some(ort::ep::CUDA::default().with_device_id(*device).build().error_on_failure()),
+            TargetOptions::TensorRt(t) => {
+                std::fs::create_dir_all(&t.cache_dir).map_err(|e| Error::io(&t.cache_dir, e))?;
+                Some(t.provider().build().error_on_failure())
+            }
+        };
+        if let Some(p) = provider {
+            builder = builder.with_execution_providers([p]).map_err(|e| gpu_fail(e.into()))?;
+            builder = builder.with_disable_cpu_fallback().map_err(|e| gpu_fail(e.into()))?;
         }
         let session = builder.commit_from_file(model).map_err(|e| fail("not a model ONNX Runtime can load", e))?;
         let dims = |outlets: &[ort::value::Outlet], what: &str| -> Result<usize, Error> {
@@ -116,13 +245,21 @@ impl OrtEngine {
         };
         let inputs = dims(session.inputs(), "input")?;
         let outputs = dims(session.outputs(), "output")?;
-        Ok(OrtEngine { session, inputs, outputs, version: format!("onnxruntime {}", rt.version) })
+        let backend = match opts.target {
+            TargetOptions::Cpu => "onnxruntime-cpu",
+            TargetOptions::Cuda { .. } => "onnxruntime-cuda",
+            TargetOptions::TensorRt(_) => "onnxruntime-tensorrt",
+        };
+        let precision = crate::build::graph::Model::parse(&std::fs::read(model).unwrap_or_default())
+            .and_then(|m| m.meta("excite.precision").map(String::from))
+            .unwrap_or_else(|| "fp32".into());
+        Ok(OrtEngine { session, inputs, outputs, version: format!("onnxruntime {}", rt.version), backend, precision })
     }
 }
 
 impl Engine for OrtEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: "onnxruntime-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: self.version.clone() }
+        EngineInfo { backend: self.backend.into(), precision: self.precision.clone(), inputs: self.inputs, outputs: self.outputs, runtime: self.version.clone() }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {

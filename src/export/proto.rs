@@ -60,6 +60,15 @@ pub fn tensor(name: &str, dims: &[usize], data: &[f32]) -> Msg {
     m.int(2, FLOAT).str(8, name).bytes(9, &raw)
 }
 
+/// TensorProto with raw little-endian data of element type `dtype`.
+pub fn tensor_raw(name: &str, dims: &[usize], dtype: i64, raw: &[u8]) -> Msg {
+    let mut m = Msg::default();
+    for &d in dims {
+        m = m.int(1, d as i64);
+    }
+    m.int(2, dtype).str(8, name).bytes(9, raw)
+}
+
 /// TensorProto with int64 data.
 pub fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> Msg {
     let mut m = Msg::default();
@@ -72,6 +81,11 @@ pub fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> Msg {
 
 /// ValueInfoProto of a float tensor; a dimension of `None` is the symbolic batch `N`.
 pub fn value_info(name: &str, dims: &[Option<usize>]) -> Msg {
+    value_info_typed(name, FLOAT, dims)
+}
+
+/// ValueInfoProto of a tensor of element type `dtype`.
+pub fn value_info_typed(name: &str, dtype: i64, dims: &[Option<usize>]) -> Msg {
     let mut shape = Msg::default();
     for d in dims {
         let dim = match d {
@@ -80,7 +94,7 @@ pub fn value_info(name: &str, dims: &[Option<usize>]) -> Msg {
         };
         shape = shape.msg(1, &dim);
     }
-    let tensor_type = Msg::default().int(1, FLOAT).msg(2, &shape);
+    let tensor_type = Msg::default().int(1, dtype).msg(2, &shape);
     let type_proto = Msg::default().msg(1, &tensor_type);
     Msg::default().str(1, name).msg(2, &type_proto)
 }

@@ -64,7 +64,7 @@ impl Activation {
 }
 
 /// erf from the Numerical Recipes Chebyshev fit of erfc (relative error < 1.2e-7).
-fn erf(x: f64) -> f64 {
+pub(crate) fn erf(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
     let poly = -z * z - 1.26551223

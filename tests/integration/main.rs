@@ -1,5 +1,6 @@
 //! Integration tests, one module per user-visible behaviour, in one binary.
 
+mod build;
 mod cli;
 mod export;
 mod kernels;

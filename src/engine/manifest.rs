@@ -1,0 +1,127 @@
+//! `engine.json`: what an engine directory holds and how it was built —
+//! target, precision, batch profile, input/output names and shapes, runtime
+//! versions, device, calibration, the verification result, and the sha256 of
+//! every file (an engine whose files changed is refused).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::precision::{Calibrator, Precision};
+use crate::Error;
+
+pub const ENGINE_FILE: &str = "engine.json";
+pub const FORMAT: &str = "excite-engine/1";
+
+/// Where an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// ONNX Runtime, CPU execution provider.
+    Cpu,
+    /// ONNX Runtime, CUDA execution provider.
+    Cuda,
+    /// ONNX Runtime, TensorRT execution provider.
+    Tensorrt,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Cpu => "cpu",
+            Target::Cuda => "cuda",
+            Target::Tensorrt => "tensorrt",
+        }
+    }
+}
+
+/// Batch sizes an engine is built for; `opt` is the one it was tuned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProfile {
+    pub min: usize,
+    pub opt: usize,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    /// `-1` marks the dynamic batch dimension.
+    pub shape: Vec<i64>,
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Runtime {
+    pub name: String,
+    pub version: String,
+    pub library: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub method: Calibrator,
+    pub rows: usize,
+    pub source: String,
+}
+
+/// The verification of the built engine against the Euler reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    pub passed: bool,
+    pub mae: BTreeMap<String, f64>,
+    pub max_abs_error: BTreeMap<String, f64>,
+    pub engine_samples_per_s: f64,
+    pub reference_samples_per_s: f64,
+    pub speedup: f64,
+    pub failure: Option<String>,
+}
+
+/// One precision tried by `--precision auto`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub precision: Precision,
+    pub verified: Verified,
+    pub chosen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub target: Target,
+    pub precision: Precision,
+    pub batch: BatchProfile,
+    /// The ONNX file the engine runs, inside the directory.
+    pub model: String,
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+    pub runtime: Runtime,
+    /// GPU name and compute capability, for GPU targets.
+    pub device: Option<String>,
+    pub source_model_sha256: String,
+    pub calibration: Option<Calibration>,
+    pub verify: Option<Verified>,
+    pub candidates: Vec<Candidate>,
+    pub excite_version: String,
+    /// sha256 of every other file in the directory.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Reads `engine.json` and checks every file's hash.
+    pub fn load(dir: &Path) -> Result<Manifest, Error> {
+        let path = dir.join(ENGINE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not an engine manifest ({FORMAT}): {e}"), "build the engine with `excite build`"))?;
+        for (file, want) in &m.files {
+            let p = dir.join(file);
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let got = crate::data::sha256_hex(&bytes);
+            if &got != want {
+                return Err(Error::format(&p, format!("sha256 {got} does not match {want} in {ENGINE_FILE}: the file changed after the build"), "rebuild the engine with `excite build`"));
+            }
+        }
+        Ok(m)
+    }
+}
