@@ -16,13 +16,14 @@ fn main() {
     let mut list = String::new();
     for f in &files {
         let stem = f.file_stem().unwrap().to_str().unwrap();
-        mods.push_str(&format!("#[path = {:?}]\npub mod {stem};\n", f.display().to_string()));
+        mods.push_str(&format!(
+            "#[path = {:?}]\npub mod {stem};\n",
+            f.display().to_string()
+        ));
         list.push_str(&format!("&{stem}::MODEL, "));
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    let code = format!(
-        "{mods}\npub static MODELS: &[&dyn crate::cell::Model] = &[{list}];\n"
-    );
+    let code = format!("{mods}\npub static MODELS: &[&dyn crate::cell::Model] = &[{list}];\n");
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("models.rs");
     fs::write(out, code).unwrap();
 }

@@ -7,48 +7,93 @@ use std::path::PathBuf;
 pub enum Error {
     /// A configuration value or argument is not acceptable.
     #[error("{field}: {problem}")]
-    Invalid { field: String, problem: String, hint: String },
+    Invalid {
+        field: String,
+        problem: String,
+        hint: String,
+    },
 
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error, hint: String },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: String,
+    },
 
     /// A file was read but its content is not what excite expects.
     #[error("{}: {problem}", path.display())]
-    Format { path: PathBuf, problem: String, hint: String },
+    Format {
+        path: PathBuf,
+        problem: String,
+        hint: String,
+    },
 
     /// A device or runtime library is missing or failed.
     #[error("{what}: {problem}")]
-    Unavailable { what: String, problem: String, hint: String },
+    Unavailable {
+        what: String,
+        problem: String,
+        hint: String,
+    },
 }
 
 impl Error {
-    pub fn invalid(field: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), problem: problem.into(), hint: hint.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+            hint: hint.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         let hint = match source.kind() {
             std::io::ErrorKind::NotFound => "check the path; it does not exist".into(),
-            std::io::ErrorKind::PermissionDenied => "check the permissions of the file and its folder".into(),
+            std::io::ErrorKind::PermissionDenied => {
+                "check the permissions of the file and its folder".into()
+            }
             _ => String::new(),
         };
         Error::Io { path, source, hint }
     }
 
-    pub fn format(path: impl Into<PathBuf>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), problem: problem.into(), hint: hint.into() }
+    pub fn format(
+        path: impl Into<PathBuf>,
+        problem: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Format {
+            path: path.into(),
+            problem: problem.into(),
+            hint: hint.into(),
+        }
     }
 
-    pub fn unavailable(what: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Unavailable { what: what.into(), problem: problem.into(), hint: hint.into() }
+    pub fn unavailable(
+        what: impl Into<String>,
+        problem: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Unavailable {
+            what: what.into(),
+            problem: problem.into(),
+            hint: hint.into(),
+        }
     }
 
     /// The suggested fix, if any.
     pub fn hint(&self) -> Option<&str> {
         let h = match self {
-            Error::Invalid { hint, .. } | Error::Io { hint, .. } | Error::Format { hint, .. } | Error::Unavailable { hint, .. } => hint,
+            Error::Invalid { hint, .. }
+            | Error::Io { hint, .. }
+            | Error::Format { hint, .. }
+            | Error::Unavailable { hint, .. } => hint,
         };
         (!h.is_empty()).then_some(h.as_str())
     }

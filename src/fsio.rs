@@ -40,20 +40,33 @@ impl StagingDir {
         let staging = sibling(target, "partial");
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false, keep_on_failure: false })
+        Ok(StagingDir {
+            staging,
+            target: target.to_path_buf(),
+            committed: false,
+            keep_on_failure: false,
+        })
     }
 
     /// A staging folder with a fixed name (`.NAME.partial`) that survives a
     /// failure, so long work (training) can resume from what it left there.
     /// `fresh` empties it first.
     pub fn resumable(target: &Path, fresh: bool) -> Result<Self, Error> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let staging = parent_of(target).join(format!(".{name}.partial"));
         if fresh {
             let _ = fs::remove_dir_all(&staging);
         }
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false, keep_on_failure: true })
+        Ok(StagingDir {
+            staging,
+            target: target.to_path_buf(),
+            committed: false,
+            keep_on_failure: true,
+        })
     }
 
     /// Where to write the files of the new output.
@@ -99,7 +112,10 @@ fn parent_of(path: &Path) -> PathBuf {
 
 /// `dir/.name.<tag>-<pid>`: a hidden neighbour on the same file system.
 fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     parent_of(path).join(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
@@ -120,7 +136,11 @@ mod tests {
             // dropped without commit: an interrupted stage
         }
         assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"first");
-        assert_eq!(fs::read_dir(&root).unwrap().count(), 1, "staging folder left behind");
+        assert_eq!(
+            fs::read_dir(&root).unwrap().count(),
+            1,
+            "staging folder left behind"
+        );
         let s = StagingDir::new(&target).unwrap();
         write_atomic(&s.path().join("a.txt"), b"third").unwrap();
         s.commit().unwrap();

@@ -28,7 +28,12 @@ fn keep_freed_memory() {
 }
 
 #[derive(Parser)]
-#[command(name = "excite", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "excite",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -177,11 +182,12 @@ enum BenchCommand {
     /// synthetic data, for DDNN and for PINN (data loss plus physics residual
     /// through the forward tangent plus initial-condition loss), interleaved.
     Train(commands::bench::TrainArgs),
-    /// Inference throughput and latency of an ONNX model per batch size.
+    /// Inference throughput and latency of engines per batch size.
     ///
-    /// Times ONNX Runtime (CPU) at each batch size (warm-up excluded), and the
-    /// Euler reference of the same problem in sample-equivalents per second
-    /// (cell-steps ÷ steps per sample), in the same run.
+    /// Times each ONNX file (ONNX Runtime CPU) or engine directory at each batch
+    /// size (warm-up excluded; mean, p50, p90, p99 latency), engines interleaved
+    /// over --repeat rounds, and the Euler reference of the same problem in
+    /// sample-equivalents per second (cell-steps ÷ steps per sample), in one run.
     Engine(commands::bench::EngineArgs),
 }
 
@@ -189,7 +195,14 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Simulate(a) => commands::simulate::run(a.config.as_deref(), a.out, a.device, a.threads, a.seed, a.json),
+        Command::Simulate(a) => commands::simulate::run(
+            a.config.as_deref(),
+            a.out,
+            a.device,
+            a.threads,
+            a.seed,
+            a.json,
+        ),
         Command::Export { run, out } => commands::export::run(&run, &out),
         Command::Build(a) => commands::build::run(&a),
         Command::Verify(a) => commands::verify::run(&a),

@@ -18,13 +18,23 @@ pub struct Point {
 }
 
 /// Measures `engine` at 1, 2, 4, … up to `cap` rows per batch.
-pub fn sweep(p: &Problem, engine: &mut dyn Engine, cap: usize, seconds: f64) -> Result<Vec<Point>, Error> {
+pub fn sweep(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cap: usize,
+    seconds: f64,
+) -> Result<Vec<Point>, Error> {
     let cells = p.cells(256, 17);
     let mut out = Vec::new();
     let mut b = 1;
     while b <= cap.max(1) {
         let (rate, lat) = time_engine(p, engine, &cells, b, seconds)?;
-        out.push(Point { batch: b, samples_per_s: rate, p50_ms: lat.p50, p99_ms: lat.p99 });
+        out.push(Point {
+            batch: b,
+            samples_per_s: rate,
+            p50_ms: lat.p50,
+            p99_ms: lat.p99,
+        });
         b *= 2;
     }
     Ok(out)
@@ -34,24 +44,56 @@ pub fn sweep(p: &Problem, engine: &mut dyn Engine, cap: usize, seconds: f64) -> 
 /// largest whose p99 latency stays within it.
 pub fn choose(points: &[Point], max_latency_ms: Option<f64>) -> Result<usize, Error> {
     match max_latency_ms {
-        Some(limit) => points.iter().filter(|p| p.p99_ms <= limit).map(|p| p.batch).max().ok_or_else(|| {
-            Error::invalid("--max-latency", format!("no batch size meets a p99 latency of {limit} ms (batch 1: {:.4} ms)", points[0].p99_ms), "raise --max-latency")
-        }),
-        None => Ok(points.iter().max_by(|a, b| a.samples_per_s.total_cmp(&b.samples_per_s)).map(|p| p.batch).unwrap_or(1)),
+        Some(limit) => points
+            .iter()
+            .filter(|p| p.p99_ms <= limit)
+            .map(|p| p.batch)
+            .max()
+            .ok_or_else(|| {
+                Error::invalid(
+                    "--max-latency",
+                    format!(
+                        "no batch size meets a p99 latency of {limit} ms (batch 1: {:.4} ms)",
+                        points[0].p99_ms
+                    ),
+                    "raise --max-latency",
+                )
+            }),
+        None => Ok(points
+            .iter()
+            .max_by(|a, b| a.samples_per_s.total_cmp(&b.samples_per_s))
+            .map(|p| p.batch)
+            .unwrap_or(1)),
     }
 }
 
 pub fn csv(points: &[Point]) -> String {
     let mut s = "batch,samples_per_s,p50_ms,p99_ms\n".to_string();
     for p in points {
-        s += &format!("{},{:.6e},{:.6},{:.6}\n", p.batch, p.samples_per_s, p.p50_ms, p.p99_ms);
+        s += &format!(
+            "{},{:.6e},{:.6},{:.6}\n",
+            p.batch, p.samples_per_s, p.p50_ms, p.p99_ms
+        );
     }
     s
 }
 
 pub fn svg(points: &[Point]) -> String {
-    let series = vec![Series { name: "samples/s".into(), color: COLORS[0], dashed: false, points: points.iter().map(|p| ((p.batch as f64).log2(), p.samples_per_s)).collect() }];
-    line_chart("throughput by batch size", "log2(batch)", "samples/s", &series)
+    let series = vec![Series {
+        name: "samples/s".into(),
+        color: COLORS[0],
+        dashed: false,
+        points: points
+            .iter()
+            .map(|p| ((p.batch as f64).log2(), p.samples_per_s))
+            .collect(),
+    }];
+    line_chart(
+        "throughput by batch size",
+        "log2(batch)",
+        "samples/s",
+        &series,
+    )
 }
 
 #[cfg(test)]
@@ -60,12 +102,25 @@ mod tests {
 
     #[test]
     fn choice_follows_throughput_or_latency() {
-        let pts: Vec<Point> = [(1, 1e5, 0.01), (64, 5e6, 0.02), (1024, 9e6, 0.2), (4096, 8e6, 1.0)]
-            .iter()
-            .map(|&(b, r, l)| Point { batch: b, samples_per_s: r, p50_ms: l, p99_ms: l })
-            .collect();
+        let pts: Vec<Point> = [
+            (1, 1e5, 0.01),
+            (64, 5e6, 0.02),
+            (1024, 9e6, 0.2),
+            (4096, 8e6, 1.0),
+        ]
+        .iter()
+        .map(|&(b, r, l)| Point {
+            batch: b,
+            samples_per_s: r,
+            p50_ms: l,
+            p99_ms: l,
+        })
+        .collect();
         assert_eq!(choose(&pts, None).unwrap(), 1024);
         assert_eq!(choose(&pts, Some(0.05)).unwrap(), 64);
-        assert!(choose(&pts, Some(0.001)).unwrap_err().to_string().contains("no batch size"));
+        assert!(choose(&pts, Some(0.001))
+            .unwrap_err()
+            .to_string()
+            .contains("no batch size"));
     }
 }

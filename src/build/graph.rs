@@ -27,7 +27,13 @@ pub struct Node {
 
 impl Node {
     pub fn new(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr>) -> Node {
-        Node { op: op.into(), name: name.into(), inputs: inputs.iter().map(|s| s.to_string()).collect(), outputs: outputs.iter().map(|s| s.to_string()).collect(), attrs }
+        Node {
+            op: op.into(),
+            name: name.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs,
+        }
     }
 }
 
@@ -42,11 +48,21 @@ pub struct Init {
 
 impl Init {
     pub fn f32(name: &str, dims: &[usize], data: &[f32]) -> Init {
-        Init { name: name.into(), dims: dims.to_vec(), dtype: FLOAT, raw: data.iter().flat_map(|x| x.to_le_bytes()).collect() }
+        Init {
+            name: name.into(),
+            dims: dims.to_vec(),
+            dtype: FLOAT,
+            raw: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
     }
 
     pub fn floats(&self) -> Option<Vec<f32>> {
-        (self.dtype == FLOAT).then(|| self.raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        (self.dtype == FLOAT).then(|| {
+            self.raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
     }
 }
 
@@ -97,7 +113,10 @@ fn varints(b: &[u8]) -> Vec<(u32, u64)> {
             5 => {
                 // fixed32: keep floats for attributes as raw bits
                 if let Some(c) = b.get(pos..pos + 4) {
-                    out.push(((tag >> 3) as u32 | 0x8000_0000, u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64));
+                    out.push((
+                        (tag >> 3) as u32 | 0x8000_0000,
+                        u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64,
+                    ));
                 }
                 pos += 4;
             }
@@ -120,19 +139,51 @@ impl Model {
     pub fn parse(bytes: &[u8]) -> Option<Model> {
         let top = fields(bytes)?;
         let graph = top.iter().find(|(f, _)| *f == 7)?.1;
-        let opset = top.iter().find(|(f, _)| *f == 8).map(|(_, m)| varints(m).iter().find(|(f, _)| *f == 2).map(|v| v.1 as i64).unwrap_or(0)).unwrap_or(0);
-        let producer_version = top.iter().find(|(f, _)| *f == 3).map(|(_, v)| text(v)).unwrap_or_default();
+        let opset = top
+            .iter()
+            .find(|(f, _)| *f == 8)
+            .map(|(_, m)| {
+                varints(m)
+                    .iter()
+                    .find(|(f, _)| *f == 2)
+                    .map(|v| v.1 as i64)
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        let producer_version = top
+            .iter()
+            .find(|(f, _)| *f == 3)
+            .map(|(_, v)| text(v))
+            .unwrap_or_default();
         let metadata = proto::metadata_props(bytes)?;
-        let mut m = Model { opset, producer_version, name: String::new(), nodes: vec![], inits: vec![], inputs: vec![], outputs: vec![], metadata };
+        let mut m = Model {
+            opset,
+            producer_version,
+            name: String::new(),
+            nodes: vec![],
+            inits: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            metadata,
+        };
         for (field, body) in fields(graph)? {
             match field {
                 1 => {
                     let f = fields(body)?;
-                    let strings = |n: u32| f.iter().filter(|(k, _)| *k == n).map(|(_, v)| text(v)).collect::<Vec<_>>();
+                    let strings = |n: u32| {
+                        f.iter()
+                            .filter(|(k, _)| *k == n)
+                            .map(|(_, v)| text(v))
+                            .collect::<Vec<_>>()
+                    };
                     let mut attrs = Vec::new();
                     for (_, a) in f.iter().filter(|(k, _)| *k == 5) {
                         let af = fields(a)?;
-                        let name = af.iter().find(|(k, _)| *k == 1).map(|(_, v)| text(v)).unwrap_or_default();
+                        let name = af
+                            .iter()
+                            .find(|(k, _)| *k == 1)
+                            .map(|(_, v)| text(v))
+                            .unwrap_or_default();
                         let v = varints(a);
                         if let Some((_, bits)) = v.iter().find(|(k, _)| *k == 0x8000_0002) {
                             attrs.push(Attr::Float(name, f32::from_bits(*bits as u32)));
@@ -140,33 +191,72 @@ impl Model {
                             attrs.push(Attr::Int(name, *i as i64));
                         }
                     }
-                    m.nodes.push(Node { op: strings(4).pop().unwrap_or_default(), name: strings(3).pop().unwrap_or_default(), inputs: strings(1), outputs: strings(2), attrs });
+                    m.nodes.push(Node {
+                        op: strings(4).pop().unwrap_or_default(),
+                        name: strings(3).pop().unwrap_or_default(),
+                        inputs: strings(1),
+                        outputs: strings(2),
+                        attrs,
+                    });
                 }
                 2 => m.name = text(body),
                 5 => {
                     let f = fields(body)?;
                     let v = varints(body);
                     m.inits.push(Init {
-                        name: f.iter().find(|(k, _)| *k == 8).map(|(_, v)| text(v)).unwrap_or_default(),
-                        dims: v.iter().filter(|(k, _)| *k == 1).map(|(_, d)| *d as usize).collect(),
-                        dtype: v.iter().find(|(k, _)| *k == 2).map(|(_, d)| *d as i32).unwrap_or(0),
-                        raw: f.iter().find(|(k, _)| *k == 9).map(|(_, v)| v.to_vec()).unwrap_or_default(),
+                        name: f
+                            .iter()
+                            .find(|(k, _)| *k == 8)
+                            .map(|(_, v)| text(v))
+                            .unwrap_or_default(),
+                        dims: v
+                            .iter()
+                            .filter(|(k, _)| *k == 1)
+                            .map(|(_, d)| *d as usize)
+                            .collect(),
+                        dtype: v
+                            .iter()
+                            .find(|(k, _)| *k == 2)
+                            .map(|(_, d)| *d as i32)
+                            .unwrap_or(0),
+                        raw: f
+                            .iter()
+                            .find(|(k, _)| *k == 9)
+                            .map(|(_, v)| v.to_vec())
+                            .unwrap_or_default(),
                     });
                 }
                 11 | 12 => {
                     let f = fields(body)?;
-                    let name = f.iter().find(|(k, _)| *k == 1).map(|(_, v)| text(v)).unwrap_or_default();
+                    let name = f
+                        .iter()
+                        .find(|(k, _)| *k == 1)
+                        .map(|(_, v)| text(v))
+                        .unwrap_or_default();
                     let ty = fields(f.iter().find(|(k, _)| *k == 2)?.1)?;
                     let tensor = ty.iter().find(|(k, _)| *k == 1)?.1;
-                    let dtype = varints(tensor).iter().find(|(k, _)| *k == 1).map(|v| v.1 as i32).unwrap_or(0);
+                    let dtype = varints(tensor)
+                        .iter()
+                        .find(|(k, _)| *k == 1)
+                        .map(|v| v.1 as i32)
+                        .unwrap_or(0);
                     let mut dims = Vec::new();
                     if let Some((_, shape)) = fields(tensor)?.iter().find(|(k, _)| *k == 2) {
                         for (_, d) in fields(shape)?.iter().filter(|(k, _)| *k == 1) {
-                            dims.push(varints(d).iter().find(|(k, _)| *k == 1).map(|v| v.1 as usize));
+                            dims.push(
+                                varints(d)
+                                    .iter()
+                                    .find(|(k, _)| *k == 1)
+                                    .map(|v| v.1 as usize),
+                            );
                         }
                     }
                     let io = Io { name, dtype, dims };
-                    if field == 11 { m.inputs.push(io) } else { m.outputs.push(io) }
+                    if field == 11 {
+                        m.inputs.push(io)
+                    } else {
+                        m.outputs.push(io)
+                    }
                 }
                 _ => {}
             }
@@ -182,16 +272,34 @@ impl Model {
             .map(|n| {
                 let ins: Vec<&str> = n.inputs.iter().map(String::as_str).collect();
                 let outs: Vec<&str> = n.outputs.iter().map(String::as_str).collect();
-                let attrs: Vec<proto::Attr> = n.attrs.iter().map(|a| match a {
-                    Attr::Float(k, v) => proto::Attr::Float(k, *v),
-                    Attr::Int(k, v) => proto::Attr::Int(k, *v),
-                }).collect();
+                let attrs: Vec<proto::Attr> = n
+                    .attrs
+                    .iter()
+                    .map(|a| match a {
+                        Attr::Float(k, v) => proto::Attr::Float(k, *v),
+                        Attr::Int(k, v) => proto::Attr::Int(k, *v),
+                    })
+                    .collect();
                 proto::node(&n.op, &n.name, &ins, &outs, &attrs)
             })
             .collect();
-        let inits: Vec<Msg> = self.inits.iter().map(|t| proto::tensor_raw(&t.name, &t.dims, t.dtype as i64, &t.raw)).collect();
-        let io = |v: &[Io]| v.iter().map(|i| proto::value_info_typed(&i.name, i.dtype as i64, &i.dims)).collect::<Vec<_>>();
-        let graph = proto::graph(&self.name, &nodes, &inits, &io(&self.inputs), &io(&self.outputs));
+        let inits: Vec<Msg> = self
+            .inits
+            .iter()
+            .map(|t| proto::tensor_raw(&t.name, &t.dims, t.dtype as i64, &t.raw))
+            .collect();
+        let io = |v: &[Io]| {
+            v.iter()
+                .map(|i| proto::value_info_typed(&i.name, i.dtype as i64, &i.dims))
+                .collect::<Vec<_>>()
+        };
+        let graph = proto::graph(
+            &self.name,
+            &nodes,
+            &inits,
+            &io(&self.inputs),
+            &io(&self.outputs),
+        );
         proto::model(&graph, self.opset, &self.producer_version, &self.metadata).0
     }
 
@@ -200,7 +308,10 @@ impl Model {
     }
 
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) {

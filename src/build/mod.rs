@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::sha256_hex;
-use crate::engine::manifest::{BatchProfile, Calibration, Candidate, Manifest, Runtime, Target, TensorSpec, Verified, ENGINE_FILE, FORMAT};
+use crate::engine::manifest::{
+    BatchProfile, Calibration, Candidate, Manifest, Runtime, Target, TensorSpec, Verified,
+    ENGINE_FILE, FORMAT,
+};
 use crate::engine::ort::{self as ortengine, Options, OrtEngine, TargetOptions, TrtSettings};
 use crate::fsio::{write_atomic, StagingDir};
 use crate::report::Reporter;
@@ -38,7 +41,10 @@ pub enum PrecisionChoice {
 pub enum BatchChoice {
     Fixed(BatchProfile),
     /// Sweep powers of two up to `cap`; optionally the largest meeting a p99 limit.
-    Auto { cap: usize, max_latency_ms: Option<f64> },
+    Auto {
+        cap: usize,
+        max_latency_ms: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -70,21 +76,53 @@ fn calibration_set(p: &Problem, spec: &BuildSpec) -> Result<(Vec<f32>, usize, St
     let n_in = p.inputs.len();
     if let Some(dir) = &spec.calibration_data {
         let d = crate::data::load(dir)?;
-        let x = d.arrays.iter().find(|(n, _)| n == "x_train").map(|(_, a)| a.clone()).ok_or_else(|| Error::format(dir, "no x_train array", "pass a dataset folder from `excite simulate`"))?;
+        let x = d
+            .arrays
+            .iter()
+            .find(|(n, _)| n == "x_train")
+            .map(|(_, a)| a.clone())
+            .ok_or_else(|| {
+                Error::format(
+                    dir,
+                    "no x_train array",
+                    "pass a dataset folder from `excite simulate`",
+                )
+            })?;
         if x.cols != n_in {
-            return Err(Error::invalid("--calibration-data", format!("{} has {} input columns, the model takes {n_in}", dir.display(), x.cols), "use the dataset the model was trained on"));
+            return Err(Error::invalid(
+                "--calibration-data",
+                format!(
+                    "{} has {} input columns, the model takes {n_in}",
+                    dir.display(),
+                    x.cols
+                ),
+                "use the dataset the model was trained on",
+            ));
         }
         let rows = spec.calibration_rows.min(x.rows);
         let mut rng = crate::data::sampling::Rng::new(0xCA11);
-        let data: Vec<f32> = (0..rows).flat_map(|_| x.row(rng.below(x.rows)).to_vec()).collect();
-        return Ok((data, rows, format!("{} (x_train, {rows} random rows)", dir.display())));
+        let data: Vec<f32> = (0..rows)
+            .flat_map(|_| x.row(rng.below(x.rows)).to_vec())
+            .collect();
+        return Ok((
+            data,
+            rows,
+            format!("{} (x_train, {rows} random rows)", dir.display()),
+        ));
     }
     let rows = spec.calibration_rows.max(1);
     let mut rng = crate::data::sampling::Rng::new(0xCA11);
     let ranges: Vec<[f64; 2]> = p.inputs.iter().map(|v| [v.min, v.max]).collect();
-    let cols = crate::data::sampling::sample(crate::data::sampling::Method::Lhs, &ranges, rows, &mut rng);
-    let data = (0..rows).flat_map(|r| cols.iter().map(move |c| c[r] as f32)).collect();
-    Ok((data, rows, "Latin-hypercube samples of the model's input ranges".into()))
+    let cols =
+        crate::data::sampling::sample(crate::data::sampling::Method::Lhs, &ranges, rows, &mut rng);
+    let data = (0..rows)
+        .flat_map(|r| cols.iter().map(move |c| c[r] as f32))
+        .collect();
+    Ok((
+        data,
+        rows,
+        "Latin-hypercube samples of the model's input ranges".into(),
+    ))
 }
 
 struct Variant {
@@ -93,20 +131,51 @@ struct Variant {
     calibration: Option<(Calibration, String)>,
 }
 
-fn variant(source: &Model, p: &Problem, prec: Precision, spec: &BuildSpec) -> Result<Variant, Error> {
+fn variant(
+    source: &Model,
+    p: &Problem,
+    prec: Precision,
+    spec: &BuildSpec,
+) -> Result<Variant, Error> {
     Ok(match prec {
-        Precision::Fp32 => Variant { precision: prec, bytes: source.to_bytes(), calibration: None },
-        Precision::Fp16 => Variant { precision: prec, bytes: precision::to_fp16(source).to_bytes(), calibration: None },
+        Precision::Fp32 => Variant {
+            precision: prec,
+            bytes: source.to_bytes(),
+            calibration: None,
+        },
+        Precision::Fp16 => Variant {
+            precision: prec,
+            bytes: precision::to_fp16(source).to_bytes(),
+            calibration: None,
+        },
         Precision::Int8 => {
             let (x, rows, from) = calibration_set(p, spec)?;
             let amax = precision::calibrate(source, &x, rows, spec.calibrator)?;
             let qdq = precision::to_qdq(source, &amax)?;
-            Variant { precision: prec, bytes: qdq.to_bytes(), calibration: Some((Calibration { method: spec.calibrator, rows, source: from }, precision::trt_cache(&amax, spec.calibrator))) }
+            Variant {
+                precision: prec,
+                bytes: qdq.to_bytes(),
+                calibration: Some((
+                    Calibration {
+                        method: spec.calibrator,
+                        rows,
+                        source: from,
+                    },
+                    precision::trt_cache(&amax, spec.calibrator),
+                )),
+            }
         }
     })
 }
 
-fn target_options(target: Target, dir: &Path, prec: Precision, batch: BatchProfile, features: usize, input: &str) -> TargetOptions {
+fn target_options(
+    target: Target,
+    dir: &Path,
+    prec: Precision,
+    batch: BatchProfile,
+    features: usize,
+    input: &str,
+) -> TargetOptions {
     match target {
         Target::Cpu => TargetOptions::Cpu,
         Target::Cuda => TargetOptions::Cuda { device: 0 },
@@ -127,8 +196,16 @@ fn target_options(target: Target, dir: &Path, prec: Precision, batch: BatchProfi
 fn summary(r: &verify::Report) -> Verified {
     Verified {
         passed: r.passed,
-        mae: r.variables.iter().map(|v| (v.name.clone(), v.mae)).collect(),
-        max_abs_error: r.variables.iter().map(|v| (v.name.clone(), v.max_abs_error)).collect(),
+        mae: r
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.mae))
+            .collect(),
+        max_abs_error: r
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.max_abs_error))
+            .collect(),
         engine_samples_per_s: r.engine_samples_per_s,
         reference_samples_per_s: r.reference_samples_per_s,
         speedup: r.speedup,
@@ -137,22 +214,44 @@ fn summary(r: &verify::Report) -> Verified {
 }
 
 /// Builds the engine for `onnx` into `out`.
-pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter) -> Result<Manifest, Error> {
+pub fn build(
+    onnx: &Path,
+    out: &Path,
+    spec: &BuildSpec,
+    reporter: &dyn Reporter,
+) -> Result<Manifest, Error> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
-    let source = Model::parse(&bytes).ok_or_else(|| Error::format(onnx, "not an ONNX model", "export one with `excite export`"))?;
+    let source = Model::parse(&bytes).ok_or_else(|| {
+        Error::format(onnx, "not an ONNX model", "export one with `excite export`")
+    })?;
     let problem = Problem::from_onnx(onnx)?;
-    let (input, output) = (source.inputs[0].name.clone(), source.outputs[0].name.clone());
+    let (input, output) = (
+        source.inputs[0].name.clone(),
+        source.outputs[0].name.clone(),
+    );
     let (n_in, n_out) = (problem.inputs.len(), problem.outputs.len());
     let precisions: Vec<Precision> = match spec.precision {
         PrecisionChoice::Fixed(p) => {
             if !supported(spec.target).contains(&p) {
-                return Err(Error::invalid("--precision", format!("{} engines do not support {}", spec.target.name(), p.name()), format!("use one of {:?}", supported(spec.target))));
+                return Err(Error::invalid(
+                    "--precision",
+                    format!("{} engines do not support {}", spec.target.name(), p.name()),
+                    format!("use one of {:?}", supported(spec.target)),
+                ));
             }
             vec![p]
         }
         PrecisionChoice::Auto => {
-            if spec.verify.as_ref().is_none_or(|v| v.budget.max_mae.is_none() && v.budget.max_abs_error.is_none()) {
-                return Err(Error::invalid("--precision auto", "needs an accuracy budget to choose by", "add --max-mae or --max-abs-error"));
+            if spec
+                .verify
+                .as_ref()
+                .is_none_or(|v| v.budget.max_mae.is_none() && v.budget.max_abs_error.is_none())
+            {
+                return Err(Error::invalid(
+                    "--precision auto",
+                    "needs an accuracy budget to choose by",
+                    "add --max-mae or --max-abs-error",
+                ));
             }
             supported(spec.target).to_vec()
         }
@@ -162,10 +261,24 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
     let dir = staging.path().to_path_buf();
     let initial_batch = match spec.batch {
         BatchChoice::Fixed(b) => b,
-        BatchChoice::Auto { cap, .. } => BatchProfile { min: 1, opt: cap.min(1024), max: cap },
+        BatchChoice::Auto { cap, .. } => BatchProfile {
+            min: 1,
+            opt: cap.min(1024),
+            max: cap,
+        },
     };
-    if initial_batch.min == 0 || initial_batch.min > initial_batch.opt || initial_batch.opt > initial_batch.max {
-        return Err(Error::invalid("--batch", format!("{}:{}:{} is not MIN ≤ OPT ≤ MAX with MIN ≥ 1", initial_batch.min, initial_batch.opt, initial_batch.max), "write it as 1:1024:65536"));
+    if initial_batch.min == 0
+        || initial_batch.min > initial_batch.opt
+        || initial_batch.opt > initial_batch.max
+    {
+        return Err(Error::invalid(
+            "--batch",
+            format!(
+                "{}:{}:{} is not MIN ≤ OPT ≤ MAX with MIN ≥ 1",
+                initial_batch.min, initial_batch.opt, initial_batch.max
+            ),
+            "write it as 1:1024:65536",
+        ));
     }
 
     // Build and verify every candidate precision, each in its own folder.
@@ -177,12 +290,23 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
         let model = cdir.join("model.onnx");
         write_atomic(&model, &v.bytes)?;
-        let opts = Options { target: target_options(spec.target, &cdir, prec, initial_batch, n_in, &input), optimized_model: (spec.target == Target::Cpu).then(|| cdir.join("model.optimized.onnx")), threads: 0 };
+        let opts = Options {
+            target: target_options(spec.target, &cdir, prec, initial_batch, n_in, &input),
+            optimized_model: (spec.target == Target::Cpu)
+                .then(|| cdir.join("model.optimized.onnx")),
+            threads: 0,
+        };
         let mut engine = OrtEngine::load(&model, &opts)?;
         let report = match &spec.verify {
             Some(s) => {
-                reporter.phase(&format!("verifying {} against the Euler reference", prec.name()));
-                let s = Settings { batch: initial_batch.opt, ..s.clone() };
+                reporter.phase(&format!(
+                    "verifying {} against the Euler reference",
+                    prec.name()
+                ));
+                let s = Settings {
+                    batch: initial_batch.opt,
+                    ..s.clone()
+                };
                 Some(verify::verify(&model, &mut engine, &s, reporter)?)
             }
             None => None,
@@ -195,11 +319,32 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
             .iter()
             .enumerate()
             .filter(|(_, c)| c.1.as_ref().is_some_and(|r| r.passed))
-            .max_by(|a, b| a.1 .1.as_ref().unwrap().engine_samples_per_s.total_cmp(&b.1 .1.as_ref().unwrap().engine_samples_per_s))
+            .max_by(|a, b| {
+                a.1 .1
+                    .as_ref()
+                    .unwrap()
+                    .engine_samples_per_s
+                    .total_cmp(&b.1 .1.as_ref().unwrap().engine_samples_per_s)
+            })
             .map(|(i, _)| i)
             .ok_or_else(|| {
-                let why: Vec<String> = candidates.iter().map(|c| format!("{}: {}", c.0.precision.name(), c.1.as_ref().and_then(|r| r.failure.clone()).unwrap_or_default())).collect();
-                Error::invalid("--precision auto", format!("no precision met the budget ({})", why.join("; ")), "relax --max-mae/--max-abs-error, or retrain a more accurate surrogate")
+                let why: Vec<String> = candidates
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c.0.precision.name(),
+                            c.1.as_ref()
+                                .and_then(|r| r.failure.clone())
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                Error::invalid(
+                    "--precision auto",
+                    format!("no precision met the budget ({})", why.join("; ")),
+                    "relax --max-mae/--max-abs-error, or retrain a more accurate surrogate",
+                )
             })?,
     };
 
@@ -220,15 +365,25 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
     // Batch tuning on the chosen engine.
     let batch = match spec.batch {
         BatchChoice::Fixed(b) => b,
-        BatchChoice::Auto { cap, max_latency_ms } => {
+        BatchChoice::Auto {
+            cap,
+            max_latency_ms,
+        } => {
             reporter.phase(&format!("tuning the batch size (1 … {cap})"));
-            let opts = Options { target: target_options(spec.target, &dir, prec, initial_batch, n_in, &input), ..Default::default() };
+            let opts = Options {
+                target: target_options(spec.target, &dir, prec, initial_batch, n_in, &input),
+                ..Default::default()
+            };
             let mut engine = OrtEngine::load(&model_path, &opts)?;
             let points = batch::sweep(&problem, &mut engine, cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), batch::csv(&points).as_bytes())?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
             let opt = batch::choose(&points, max_latency_ms)?;
-            BatchProfile { min: 1, opt, max: cap.max(opt) }
+            BatchProfile {
+                min: 1,
+                opt,
+                max: cap.max(opt),
+            }
         }
     };
 
@@ -240,13 +395,29 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
     let candidate_list: Vec<Candidate> = candidates
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.1.as_ref().map(|r| Candidate { precision: c.0.precision, verified: summary(r), chosen: i == chosen }))
+        .filter_map(|(i, c)| {
+            c.1.as_ref().map(|r| Candidate {
+                precision: c.0.precision,
+                verified: summary(r),
+                chosen: i == chosen,
+            })
+        })
         .collect();
     if spec.precision == PrecisionChoice::Auto {
-        let mut csv = "precision,passed,engine_samples_per_s,speedup,mae,max_abs_error,chosen\n".to_string();
+        let mut csv =
+            "precision,passed,engine_samples_per_s,speedup,mae,max_abs_error,chosen\n".to_string();
         for c in &candidate_list {
             let worst = |m: &BTreeMap<String, f64>| m.values().copied().fold(0.0, f64::max);
-            csv += &format!("{},{},{:.6e},{:.6e},{:.6e},{:.6e},{}\n", c.precision.name(), c.verified.passed, c.verified.engine_samples_per_s, c.verified.speedup, worst(&c.verified.mae), worst(&c.verified.max_abs_error), c.chosen);
+            csv += &format!(
+                "{},{},{:.6e},{:.6e},{:.6e},{:.6e},{}\n",
+                c.precision.name(),
+                c.verified.passed,
+                c.verified.engine_samples_per_s,
+                c.verified.speedup,
+                worst(&c.verified.mae),
+                worst(&c.verified.max_abs_error),
+                c.chosen
+            );
         }
         write_atomic(&dir.join("candidates.csv"), csv.as_bytes())?;
     }
@@ -262,12 +433,26 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
         precision: prec,
         batch,
         model: "model.onnx".into(),
-        input: TensorSpec { name: input, shape: vec![-1, n_in as i64], dtype: "float32".into() },
-        output: TensorSpec { name: output, shape: vec![-1, n_out as i64], dtype: "float32".into() },
-        runtime: Runtime { name: "onnxruntime".into(), version: rt.version.clone(), library: rt.library.display().to_string() },
+        input: TensorSpec {
+            name: input,
+            shape: vec![-1, n_in as i64],
+            dtype: "float32".into(),
+        },
+        output: TensorSpec {
+            name: output,
+            shape: vec![-1, n_out as i64],
+            dtype: "float32".into(),
+        },
+        runtime: Runtime {
+            name: "onnxruntime".into(),
+            version: rt.version.clone(),
+            library: rt.library.display().to_string(),
+        },
         device: match spec.target {
             Target::Cpu => None,
-            _ => crate::solve::cuda::CudaSolver::new().ok().map(|g| g.device_name()),
+            _ => crate::solve::cuda::CudaSolver::new()
+                .ok()
+                .map(|g| g.device_name()),
         },
         source_model_sha256: sha256_hex(&bytes),
         calibration: calibration.map(|c| c.0),
@@ -276,7 +461,29 @@ pub fn build(onnx: &Path, out: &Path, spec: &BuildSpec, reporter: &dyn Reporter)
         excite_version: env!("CARGO_PKG_VERSION").into(),
         files,
     };
-    write_atomic(&dir.join(ENGINE_FILE), &serde_json::to_vec_pretty(&manifest).expect("serialises"))?;
+    write_atomic(
+        &dir.join(ENGINE_FILE),
+        &serde_json::to_vec_pretty(&manifest).expect("serialises"),
+    )?;
+    if let Some(v) = manifest.verify.as_ref().filter(|v| !v.passed) {
+        // A failed gate keeps the previous engine: the rejected one goes beside it for inspection.
+        let rejected = out.with_extension("rejected");
+        let _ = std::fs::remove_dir_all(&rejected);
+        std::fs::rename(&dir, &rejected).map_err(|e| Error::io(&rejected, e))?;
+        return Err(Error::invalid(
+            "verification",
+            format!(
+                "the {} {} engine is over budget: {}",
+                spec.target.name(),
+                prec.name(),
+                v.failure.clone().unwrap_or_default()
+            ),
+            format!(
+                "see {}/verify/report.md; relax the budget, choose another precision, or retrain",
+                rejected.display()
+            ),
+        ));
+    }
     staging.commit()?;
     Ok(manifest)
 }
@@ -288,7 +495,13 @@ fn hash_files(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Re
             hash_files(root, &path, out)?;
         } else {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            out.insert(path.strip_prefix(root).unwrap_or(&path).display().to_string(), sha256_hex(&bytes));
+            out.insert(
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+                sha256_hex(&bytes),
+            );
         }
     }
     Ok(())

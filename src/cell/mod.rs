@@ -110,7 +110,13 @@ pub trait Model: Send + Sync {
         self.solve_cpu_with(grid, cells, threads, solve::cpu::Kernel::best())
     }
     /// As [`Model::solve_cpu`], with a chosen kernel.
-    fn solve_cpu_with(&self, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: solve::cpu::Kernel) -> Trajectories<f32>;
+    fn solve_cpu_with(
+        &self,
+        grid: &TimeGrid,
+        cells: &Cells,
+        threads: usize,
+        kernel: solve::cpu::Kernel,
+    ) -> Trajectories<f32>;
     /// Forward Euler in f32, one cell at a time: the reference the fast paths are tested against.
     fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32>;
     /// Forward Euler in f64, one cell at a time.
@@ -130,7 +136,13 @@ impl<M: CellModel> Model for M {
     fn cuda_rhs(&self) -> &'static str {
         CellModel::cuda_rhs(self)
     }
-    fn solve_cpu_with(&self, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: solve::cpu::Kernel) -> Trajectories<f32> {
+    fn solve_cpu_with(
+        &self,
+        grid: &TimeGrid,
+        cells: &Cells,
+        threads: usize,
+        kernel: solve::cpu::Kernel,
+    ) -> Trajectories<f32> {
         solve::cpu::solve(self, grid, cells, threads, kernel)
     }
     fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32> {
@@ -152,14 +164,18 @@ pub fn all() -> &'static [&'static dyn Model] {
 
 /// The model called `name`, or an error listing the known ones.
 pub fn by_name(name: &str) -> Result<&'static dyn Model, Error> {
-    all().iter().copied().find(|m| m.info().name == name).ok_or_else(|| {
-        let known: Vec<_> = all().iter().map(|m| m.info().name).collect();
-        Error::invalid(
-            "model",
-            format!("unknown cell model `{name}`"),
-            format!("use one of: {}", known.join(", ")),
-        )
-    })
+    all()
+        .iter()
+        .copied()
+        .find(|m| m.info().name == name)
+        .ok_or_else(|| {
+            let known: Vec<_> = all().iter().map(|m| m.info().name).collect();
+            Error::invalid(
+                "model",
+                format!("unknown cell model `{name}`"),
+                format!("use one of: {}", known.join(", ")),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -173,12 +189,20 @@ mod tests {
             let info = m.info();
             assert!(info.states.len() <= MAX_STATE && info.params.len() <= MAX_PARAMS);
             for (i, p) in info.params.iter().enumerate() {
-                assert!(p.min <= p.default && p.default <= p.max, "{}.{}", info.name, p.name);
+                assert!(
+                    p.min <= p.default && p.default <= p.max,
+                    "{}.{}",
+                    info.name,
+                    p.name
+                );
                 info.check_param(i, p.default).unwrap();
             }
         }
         assert!(by_name("fhn").is_ok() && by_name("fhn-cardiac").is_ok());
         let err = by_name("hodgkin").err().unwrap();
-        assert!(err.to_string().contains("hodgkin") && err.hint().unwrap().contains("fhn-cardiac"), "{err}");
+        assert!(
+            err.to_string().contains("hodgkin") && err.hint().unwrap().contains("fhn-cardiac"),
+            "{err}"
+        );
     }
 }

@@ -106,12 +106,19 @@ impl Real for Sym {
 pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Tape {
     TAPE.with(|t| t.borrow_mut().clear());
     let n = model.info().states.len();
-    let p: Vec<Sym> = params.iter().enumerate().map(|(i, v)| push(v.map_or(Op::Param(i), Op::Const))).collect();
+    let p: Vec<Sym> = params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| push(v.map_or(Op::Param(i), Op::Const)))
+        .collect();
     let x: Vec<Sym> = (0..n).map(|i| push(Op::State(i))).collect();
     let mut dx = vec![Sym(0); n];
     model.rhs_sym(&p, &x, &mut dx);
     let ops = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    Tape { ops, outputs: dx.iter().map(|s| s.0).collect() }
+    Tape {
+        ops,
+        outputs: dx.iter().map(|s| s.0).collect(),
+    }
 }
 
 impl Tape {
@@ -159,9 +166,17 @@ mod tests {
             let varying = trace(*model, &spec);
             let got2 = varying.eval_f64(&p, &x);
             for i in 0..2 {
-                assert!((got[i] - want[i]).abs() < 1e-15 && (got2[i] - want[i]).abs() < 1e-15, "{}", info.name);
+                assert!(
+                    (got[i] - want[i]).abs() < 1e-15 && (got2[i] - want[i]).abs() < 1e-15,
+                    "{}",
+                    info.name
+                );
             }
-            assert!(varying.ops.iter().any(|o| matches!(o, Op::Param(_))), "{}: the varying parameter was folded", info.name);
+            assert!(
+                varying.ops.iter().any(|o| matches!(o, Op::Param(_))),
+                "{}: the varying parameter was folded",
+                info.name
+            );
         }
     }
 }

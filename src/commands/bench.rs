@@ -54,8 +54,15 @@ struct Report {
 }
 
 pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
-    anyhow::ensure!(a.steps >= 100 && a.steps % 100 == 0, "--steps {}: must be a positive multiple of 100", a.steps);
-    anyhow::ensure!(a.cells >= 20 && a.repeat >= 1, "--cells must be at least 20 and --repeat at least 1");
+    anyhow::ensure!(
+        a.steps >= 100 && a.steps % 100 == 0,
+        "--steps {}: must be a positive multiple of 100",
+        a.steps
+    );
+    anyhow::ensure!(
+        a.cells >= 20 && a.repeat >= 1,
+        "--cells must be at least 20 and --repeat at least 1"
+    );
     let dt = 0.01;
     let spec_for = |cells: usize| -> Result<DatasetSpec> {
         Ok(DatasetSpec::from_yaml(&format!(
@@ -90,18 +97,44 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
     let push = |path: &str, threads: usize, cells: usize, seconds: f64, rows: &mut Vec<Row>| {
         let r = (cells * a.steps) as f64 / seconds;
         let base = rows.first().map(|b: &Row| b.cell_steps_per_s).unwrap_or(r);
-        rows.push(Row { path: path.into(), threads, cells, cell_steps_per_s: r, ratio_to_scalar: r / base });
+        rows.push(Row {
+            path: path.into(),
+            threads,
+            cells,
+            cell_steps_per_s: r,
+            ratio_to_scalar: r / base,
+        });
     };
 
-    let s = time(&mut || drop(std::hint::black_box(model.solve_scalar_f32(&small.grid, &small_cells))));
+    let s = time(&mut || {
+        drop(std::hint::black_box(
+            model.solve_scalar_f32(&small.grid, &small_cells),
+        ))
+    });
     push("scalar loop (f32)", 1, small.cells, s, &mut rows);
     for kernel in cpu::Kernel::available() {
-        let s = time(&mut || drop(std::hint::black_box(cpu::solve_with(model, &big.grid, &big_cells, 1, kernel))));
-        push(&format!("simd {} (f32)", kernel.name()), 1, big.cells, s, &mut rows);
+        let s = time(&mut || {
+            drop(std::hint::black_box(cpu::solve_with(
+                model, &big.grid, &big_cells, 1, kernel,
+            )))
+        });
+        push(
+            &format!("simd {} (f32)", kernel.name()),
+            1,
+            big.cells,
+            s,
+            &mut rows,
+        );
     }
     let mut cpu_result: Option<Trajectories<f32>> = None;
     let s = time(&mut || cpu_result = Some(model.solve_cpu(&big.grid, &big_cells, all)));
-    push(&format!("simd {} (f32)", cpu::kernel_name()), all, big.cells, s, &mut rows);
+    push(
+        &format!("simd {} (f32)", cpu::kernel_name()),
+        all,
+        big.cells,
+        s,
+        &mut rows,
+    );
 
     let mut cuda_diff = None;
     if a.cuda {
@@ -114,26 +147,64 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
             last = Some(t.trajectories);
         }
         times.remove(0); // the first launch includes module loading
-        push(&format!("cuda kernel ({})", gpu.device_name()), 0, big.cells, median(times), &mut rows);
+        push(
+            &format!("cuda kernel ({})", gpu.device_name()),
+            0,
+            big.cells,
+            median(times),
+            &mut rows,
+        );
         cuda_diff = Some(last.unwrap().max_abs_diff(cpu_result.as_ref().unwrap()));
     }
 
     if !a.no_numpy {
         match numpy_baseline(a.cells, 100) {
-            Ok(r) => push("numpy, vectorised (f32)", 1, a.cells, (a.cells * a.steps) as f64 / r, &mut rows),
-            Err(e) => notes.push(format!("numpy baseline skipped: {e:#} (hint: run scripts/setup.sh)")),
+            Ok(r) => push(
+                "numpy, vectorised (f32)",
+                1,
+                a.cells,
+                (a.cells * a.steps) as f64 / r,
+                &mut rows,
+            ),
+            Err(e) => notes.push(format!(
+                "numpy baseline skipped: {e:#} (hint: run scripts/setup.sh)"
+            )),
         }
     }
 
-    let report = Report { model: "fhn-cardiac", steps: a.steps, kernel: cpu::kernel_name(), rows, cuda_max_abs_diff_to_cpu: cuda_diff, notes };
+    let report = Report {
+        model: "fhn-cardiac",
+        steps: a.steps,
+        kernel: cpu::kernel_name(),
+        rows,
+        cuda_max_abs_diff_to_cpu: cuda_diff,
+        notes,
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("Euler reference, fhn-cardiac, dt = {dt}, {} steps per cell, median of {}", a.steps, a.repeat);
-        println!("{:<44} {:>7} {:>9} {:>16} {:>9}", "path", "threads", "cells", "cell-steps/s", "× scalar");
+        println!(
+            "Euler reference, fhn-cardiac, dt = {dt}, {} steps per cell, median of {}",
+            a.steps, a.repeat
+        );
+        println!(
+            "{:<44} {:>7} {:>9} {:>16} {:>9}",
+            "path", "threads", "cells", "cell-steps/s", "× scalar"
+        );
         for r in &report.rows {
-            let threads = if r.threads == 0 { "gpu".to_string() } else { r.threads.to_string() };
-            println!("{:<44} {:>7} {:>9} {:>16} {:>9.2}", r.path, threads, r.cells, rate(r.cell_steps_per_s), r.ratio_to_scalar);
+            let threads = if r.threads == 0 {
+                "gpu".to_string()
+            } else {
+                r.threads.to_string()
+            };
+            println!(
+                "{:<44} {:>7} {:>9} {:>16} {:>9.2}",
+                r.path,
+                threads,
+                r.cells,
+                rate(r.cell_steps_per_s),
+                r.ratio_to_scalar
+            );
         }
         if let Some(d) = report.cuda_max_abs_diff_to_cpu {
             println!("max |cuda - cpu| over all samples: {d:.3e}");
@@ -147,8 +218,13 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
 
 /// Runs `scripts/bench_numpy.py`; returns its cell-steps per second.
 fn numpy_baseline(cells: usize, steps: usize) -> Result<f64> {
-    let script = find_in_ancestors("scripts/bench_numpy.py").context("scripts/bench_numpy.py not found")?;
-    let root = script.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    let script =
+        find_in_ancestors("scripts/bench_numpy.py").context("scripts/bench_numpy.py not found")?;
+    let root = script
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf();
     let deps = root.join(".deps/python");
     let pythonpath = match std::env::var_os("PYTHONPATH") {
         Some(p) => format!("{}:{}", deps.display(), p.to_string_lossy()),
@@ -160,9 +236,15 @@ fn numpy_baseline(cells: usize, steps: usize) -> Result<f64> {
         .env("PYTHONPATH", pythonpath)
         .output()
         .context("running python3")?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["cell_steps_per_s"].as_f64().context("no cell_steps_per_s in the script's output")
+    v["cell_steps_per_s"]
+        .as_f64()
+        .context("no cell_steps_per_s in the script's output")
 }
 
 fn find_in_ancestors(rel: &str) -> Option<PathBuf> {
@@ -200,9 +282,22 @@ pub struct TrainArgs {
 /// `excite bench train`: samples per second of the real training step.
 pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     use excite::train::{step_rate, Activation, Architecture, Layer};
-    let act = Activation::parse(&a.activation).with_context(|| format!("--activation {}: unknown; use relu, leaky_relu, elu, silu, gelu, tanh or sigmoid", a.activation))?;
-    anyhow::ensure!((1..=4).contains(&a.inputs), "--inputs {}: must be 1 to 4", a.inputs);
-    let arch = Architecture { inputs: a.inputs, hidden: a.hidden.iter().map(|&w| Layer(act, w)).collect(), outputs: 2 };
+    let act = Activation::parse(&a.activation).with_context(|| {
+        format!(
+            "--activation {}: unknown; use relu, leaky_relu, elu, silu, gelu, tanh or sigmoid",
+            a.activation
+        )
+    })?;
+    anyhow::ensure!(
+        (1..=4).contains(&a.inputs),
+        "--inputs {}: must be 1 to 4",
+        a.inputs
+    );
+    let arch = Architecture {
+        inputs: a.inputs,
+        hidden: a.hidden.iter().map(|&w| Layer(act, w)).collect(),
+        outputs: 2,
+    };
     let (mut ddnn, mut pinn) = (Vec::new(), Vec::new());
     for _ in 0..a.repeat {
         ddnn.push(step_rate(&arch, false, a.batch, a.steps));
@@ -221,24 +316,46 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("training step, {}, batch {}, Adam, median of {}", arch.summary(), a.batch, a.repeat);
-        println!("  DDNN  {:>10} samples/s  ({:.2} ms/step)", rate(d), a.batch as f64 / d * 1e3);
-        println!("  PINN  {:>10} samples/s  ({:.2} ms/step, {:.2}× a DDNN step)", rate(p), a.batch as f64 / p * 1e3, d / p);
+        println!(
+            "training step, {}, batch {}, Adam, median of {}",
+            arch.summary(),
+            a.batch,
+            a.repeat
+        );
+        println!(
+            "  DDNN  {:>10} samples/s  ({:.2} ms/step)",
+            rate(d),
+            a.batch as f64 / d * 1e3
+        );
+        println!(
+            "  PINN  {:>10} samples/s  ({:.2} ms/step, {:.2}× a DDNN step)",
+            rate(p),
+            a.batch as f64 / p * 1e3,
+            d / p
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args)]
 pub struct EngineArgs {
-    /// The exported model (`excite export`) or an engine directory (`excite build`).
-    model: PathBuf,
+    /// Exported models (`excite export`) or engine directories (`excite build`);
+    /// several are timed interleaved, for fair side-by-side ratios.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
     /// Batch sizes to time.
     #[arg(long, value_delimiter = ',', default_value = "1,64,1024,16384")]
     batches: Vec<usize>,
-    /// Seconds per batch size (warm-up excluded).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds per measurement (warm-up excluded).
+    #[arg(long, default_value_t = 0.5)]
     seconds: f64,
-    /// Engine threads (0 = ONNX Runtime's default).
+    /// Time exactly this many batches per measurement instead of --seconds.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Rounds over all engines and batch sizes; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Engine threads for ONNX files (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Cells the Euler reference is timed on.
@@ -248,35 +365,57 @@ pub struct EngineArgs {
     json: bool,
 }
 
-/// `excite bench engine`: an ONNX engine's throughput and latency per batch
-/// size, next to the Euler reference of the same problem, in one run.
+/// `excite bench engine`: engines' throughput and latency per batch size,
+/// interleaved, next to the Euler reference of the same problem, in one run.
 pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
-    use excite::verify::{reference_rate, time_engine, Problem};
-    let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
-    let problem = Problem::from_onnx(&onnx)?;
-    let info = engine.info();
-    let cells = problem.cells(256, 7);
-    let mut rows = Vec::new();
-    for &b in &a.batches {
-        anyhow::ensure!(b > 0, "--batches: sizes must be at least 1");
-        let (r, lat) = time_engine(&problem, engine.as_mut(), &cells, b, a.seconds)?;
-        rows.push(serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat}));
+    use excite::verify::{reference_rate, time_engine_for, Latency, Problem, Timing};
+    anyhow::ensure!(a.batches.iter().all(|&b| b > 0) && a.repeat > 0, "--batches sizes and --repeat must be at least 1");
+    let timing = a.iterations.map_or(Timing::Seconds(a.seconds), Timing::Iterations);
+    // Only one engine is alive at a time: ONNX Runtime's intra-op threads spin
+    // after each run, and idle sessions beside the timed one would steal its cores.
+    let mut engines = Vec::new();
+    let mut runs: Vec<Vec<Vec<(f64, Latency)>>> = vec![vec![Vec::new(); a.batches.len()]; a.models.len()];
+    for round in 0..a.repeat {
+        for (e, path) in a.models.iter().enumerate() {
+            let (mut engine, onnx, _) = excite::engine::open_path(path, a.threads)?;
+            let problem = Problem::from_onnx(&onnx)?;
+            let cells = problem.cells(256, 7);
+            for (j, &b) in a.batches.iter().enumerate() {
+                runs[e][j].push(time_engine_for(&problem, engine.as_mut(), &cells, b, timing)?);
+            }
+            if round == 0 {
+                engines.push((path.clone(), engine.info(), problem));
+            }
+        }
     }
-    let (cell_steps, ref_rate) = reference_rate(&problem, a.reference_cells, 11, 0);
-    let report = serde_json::json!({
-        "engine": info, "model": a.model, "rows": rows,
-        "reference_cell_steps_per_s": cell_steps, "reference_samples_per_s": ref_rate, "steps_per_sample": problem.grid.steps_per_sample,
-    });
+    let (cell_steps, ref_rate) = reference_rate(&engines[0].2, a.reference_cells, 11, 0);
+    let median = |v: &[(f64, Latency)]| {
+        let mut s = v.to_vec();
+        s.sort_by(|x, y| x.0.total_cmp(&y.0));
+        s[s.len() / 2]
+    };
+    let mut report = Vec::new();
+    for (e, (path, info, _)) in engines.iter().enumerate() {
+        let rows: Vec<_> = a.batches.iter().enumerate().map(|(j, &b)| {
+            let (r, lat) = median(&runs[e][j]);
+            serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat, "ratio_to_reference": r / ref_rate})
+        }).collect();
+        report.push(serde_json::json!({"model": path, "engine": info, "rows": rows}));
+    }
+    let out = serde_json::json!({"engines": report, "reference_cell_steps_per_s": cell_steps, "reference_samples_per_s": ref_rate, "steps_per_sample": engines[0].2.grid.steps_per_sample, "repeat": a.repeat});
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} {} ({}), {}", info.backend, info.precision, info.runtime, a.model.display());
-    println!("{:>7} {:>13} {:>10} {:>10} {:>12}", "batch", "samples/s", "p50 ms", "p99 ms", "÷ reference");
-    for r in &rows {
-        let s = r["samples_per_s"].as_f64().unwrap();
-        println!("{:>7} {:>13} {:>10.4} {:>10.4} {:>12.4}", r["batch"].as_u64().unwrap_or(0), rate(s), r["latency_ms"]["p50"].as_f64().unwrap(), r["latency_ms"]["p99"].as_f64().unwrap(), s / ref_rate);
+    for e in &report {
+        let info = &e["engine"];
+        println!("{} {} ({}), {}", info["backend"].as_str().unwrap_or(""), info["precision"].as_str().unwrap_or(""), info["runtime"].as_str().unwrap_or(""), e["model"].as_str().unwrap_or(""));
+        println!("{:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>12}", "batch", "samples/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "÷ reference");
+        for r in e["rows"].as_array().unwrap() {
+            let l = |k: &str| r["latency_ms"][k].as_f64().unwrap();
+            println!("{:>7} {:>13} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>12.4}", r["batch"].as_u64().unwrap_or(0), rate(r["samples_per_s"].as_f64().unwrap()), l("mean"), l("p50"), l("p90"), l("p99"), r["ratio_to_reference"].as_f64().unwrap());
+        }
     }
-    println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads)", rate(ref_rate), rate(cell_steps), problem.grid.steps_per_sample);
+    println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads); medians of {} interleaved rounds", rate(ref_rate), rate(cell_steps), engines[0].2.grid.steps_per_sample, a.repeat);
     Ok(ExitCode::SUCCESS)
 }

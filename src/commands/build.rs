@@ -66,12 +66,27 @@ pub struct BuildArgs {
 
 fn parse_batch(s: &str, cap: usize, max_latency: Option<f64>) -> Result<BatchChoice> {
     if s == "auto" {
-        return Ok(BatchChoice::Auto { cap, max_latency_ms: max_latency });
+        return Ok(BatchChoice::Auto {
+            cap,
+            max_latency_ms: max_latency,
+        });
     }
-    let parts: Vec<usize> = s.split(':').map(|p| p.trim().parse()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--batch {s}: expected N, MIN:OPT:MAX or auto"))?;
+    let parts: Vec<usize> = s
+        .split(':')
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--batch {s}: expected N, MIN:OPT:MAX or auto"))?;
     Ok(BatchChoice::Fixed(match parts[..] {
-        [n] => BatchProfile { min: n, opt: n, max: n },
-        [a, b, c] => BatchProfile { min: a, opt: b, max: c },
+        [n] => BatchProfile {
+            min: n,
+            opt: n,
+            max: n,
+        },
+        [a, b, c] => BatchProfile {
+            min: a,
+            opt: b,
+            max: c,
+        },
         _ => bail!("--batch {s}: expected N, MIN:OPT:MAX or auto"),
     }))
 }
@@ -87,8 +102,17 @@ pub fn run(a: &BuildArgs) -> Result<ExitCode> {
     if a.max_latency.is_some() && a.batch != "auto" {
         bail!("--max-latency only applies with --batch auto");
     }
-    let budget = Budget { max_mae: a.max_mae, max_abs_error: a.max_abs_error };
-    let verify = (!a.no_verify).then(|| Settings { cells: a.cells, budget, seconds: a.seconds, reference_cells: 20_000, ..Settings::default() });
+    let budget = Budget {
+        max_mae: a.max_mae,
+        max_abs_error: a.max_abs_error,
+    };
+    let verify = (!a.no_verify).then(|| Settings {
+        cells: a.cells,
+        budget,
+        seconds: a.seconds,
+        reference_cells: 20_000,
+        ..Settings::default()
+    });
     let spec = BuildSpec {
         target: a.target,
         precision,
@@ -99,23 +123,60 @@ pub fn run(a: &BuildArgs) -> Result<ExitCode> {
         verify,
         seconds: a.seconds,
     };
-    let stem = a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(stem).join("build"));
+    let stem = a
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(stem).join("build"));
     let m = build::build(&a.model, &out, &spec, &Progress::new())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
     } else {
-        println!("built {} ({} {}, batch {}:{}:{}, {})", out.display(), m.target.name(), m.precision.name(), m.batch.min, m.batch.opt, m.batch.max, m.runtime.name.clone() + " " + &m.runtime.version);
+        println!(
+            "built {} ({} {}, batch {}:{}:{}, {})",
+            out.display(),
+            m.target.name(),
+            m.precision.name(),
+            m.batch.min,
+            m.batch.opt,
+            m.batch.max,
+            m.runtime.name.clone() + " " + &m.runtime.version
+        );
         for c in &m.candidates {
             let worst = c.verified.mae.values().copied().fold(0.0, f64::max);
-            println!("  {:<5} {:>10} samples/s  worst MAE {:.3e}  {}{}", c.precision.name(), rate(c.verified.engine_samples_per_s), worst, if c.verified.passed { "within budget" } else { "over budget" }, if c.chosen { "  ← chosen" } else { "" });
+            println!(
+                "  {:<5} {:>10} samples/s  worst MAE {:.3e}  {}{}",
+                c.precision.name(),
+                rate(c.verified.engine_samples_per_s),
+                worst,
+                if c.verified.passed {
+                    "within budget"
+                } else {
+                    "over budget"
+                },
+                if c.chosen { "  ← chosen" } else { "" }
+            );
         }
         if let Some(v) = &m.verify {
-            println!("  verified: {} (speed-up vs Euler {:.3}×)", if v.passed { "passed" } else { "FAILED" }, v.speedup);
+            println!(
+                "  verified: {} (speed-up vs Euler {:.3}×)",
+                if v.passed { "passed" } else { "FAILED" },
+                v.speedup
+            );
         }
     }
     if m.verify.as_ref().is_some_and(|v| !v.passed) {
-        eprintln!("error: the engine does not meet the budget: {}", m.verify.as_ref().and_then(|v| v.failure.clone()).unwrap_or_default());
+        eprintln!(
+            "error: the engine does not meet the budget: {}",
+            m.verify
+                .as_ref()
+                .and_then(|v| v.failure.clone())
+                .unwrap_or_default()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -24,9 +24,19 @@ pub fn run(json: bool) -> Result<ExitCode> {
     for m in models {
         let i = m.info();
         println!("{}: {}\n  {}", i.name, i.summary, i.equations);
-        println!("  states: {}", i.states.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
+        println!(
+            "  states: {}",
+            i.states
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         for p in i.params {
-            println!("  {:<6} default {:<6} valid [{}, {}]  {}", p.name, p.default, p.min, p.max, p.summary);
+            println!(
+                "  {:<6} default {:<6} valid [{}, {}]  {}",
+                p.name, p.default, p.min, p.max, p.summary
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,11 @@ pub fn error(e: &anyhow::Error) {
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<excite::Error>()).and_then(|e| e.hint()) {
+    if let Some(hint) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<excite::Error>())
+        .and_then(|e| e.hint())
+    {
         eprintln!("\nhint: {hint}");
     }
 }
@@ -24,7 +28,9 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        Progress { start: Instant::now() }
+        Progress {
+            start: Instant::now(),
+        }
     }
 }
 
@@ -38,7 +44,11 @@ impl Reporter for Progress {
     fn progress(&self, done: usize, total: usize, status: &str) {
         let width = 24;
         let filled = (done * width / total.max(1)).min(width);
-        let bar = format!("[{}{}] {done}/{total} {status}", "#".repeat(filled), " ".repeat(width - filled));
+        let bar = format!(
+            "[{}{}] {done}/{total} {status}",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
         let mut err = std::io::stderr();
         if err.is_terminal() {
             let _ = write!(err, "\r\x1b[2K{bar}");

@@ -46,36 +46,75 @@ pub struct VerifyArgs {
 }
 
 pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
-    for (flag, v) in [("--max-mae", a.max_mae), ("--max-abs-error", a.max_abs_error)] {
+    for (flag, v) in [
+        ("--max-mae", a.max_mae),
+        ("--max-abs-error", a.max_abs_error),
+    ] {
         if let Some(v) = v {
-            anyhow::ensure!(v.is_finite() && v >= 0.0, "{flag} {v}: must be a number ≥ 0");
+            anyhow::ensure!(
+                v.is_finite() && v >= 0.0,
+                "{flag} {v}: must be a number ≥ 0"
+            );
         }
     }
     let settings = Settings {
         cells: a.cells,
         seed: a.seed,
         batch: a.batch,
-        budget: Budget { max_mae: a.max_mae, max_abs_error: a.max_abs_error },
+        budget: Budget {
+            max_mae: a.max_mae,
+            max_abs_error: a.max_abs_error,
+        },
         seconds: a.seconds,
         reference_cells: a.reference_cells,
         threads: 0,
     };
     let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
     let report = verify::verify(&onnx, engine.as_mut(), &settings, &Progress::new())?;
-    let stem = a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(stem).join("verify"));
+    let stem = a
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(stem).join("verify"));
     verify::write(&report, &out)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} {} vs Euler reference ({}, {} fresh cells)", report.engine.backend, report.engine.precision, report.cell_model, report.cells);
-        println!("{:<6} {:>11} {:>11} {:>11} {:>8}", "var", "mae", "rmse", "max abs", "passed");
+        println!(
+            "{} {} vs Euler reference ({}, {} fresh cells)",
+            report.engine.backend, report.engine.precision, report.cell_model, report.cells
+        );
+        println!(
+            "{:<6} {:>11} {:>11} {:>11} {:>8}",
+            "var", "mae", "rmse", "max abs", "passed"
+        );
         for v in &report.variables {
-            println!("{:<6} {:>11.3e} {:>11.3e} {:>11.3e} {:>8}", v.name, v.mae, v.rmse, v.max_abs_error, if v.passed { "yes" } else { "NO" });
+            println!(
+                "{:<6} {:>11.3e} {:>11.3e} {:>11.3e} {:>8}",
+                v.name,
+                v.mae,
+                v.rmse,
+                v.max_abs_error,
+                if v.passed { "yes" } else { "NO" }
+            );
         }
         let l = report.latency_ms;
-        println!("engine    {} samples/s at batch {} (p50 {:.3} ms, p99 {:.3} ms)", rate(report.engine_samples_per_s), report.batch, l.p50, l.p99);
-        println!("reference {} samples/s ({} Euler steps each)", rate(report.reference_samples_per_s), report.steps_per_sample);
+        println!(
+            "engine    {} samples/s at batch {} (p50 {:.3} ms, p99 {:.3} ms)",
+            rate(report.engine_samples_per_s),
+            report.batch,
+            l.p50,
+            l.p99
+        );
+        println!(
+            "reference {} samples/s ({} Euler steps each)",
+            rate(report.reference_samples_per_s),
+            report.steps_per_sample
+        );
         println!("speed-up  {:.2}×", report.speedup);
         println!("report    {}", out.join("report.md").display());
     }

@@ -118,26 +118,48 @@ pub fn sample_cells(spec: &DatasetSpec) -> Cells {
             Target::Param(i) => params[i] = col,
         }
     }
-    Cells { n: spec.cells, init, params }
+    Cells {
+        n: spec.cells,
+        init,
+        params,
+    }
 }
 
 /// Solves the cells of `spec` and lays the result out as split training rows.
-pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> Result<Dataset, Error> {
+pub fn generate(
+    spec: &DatasetSpec,
+    threads: usize,
+    reporter: &dyn Reporter,
+) -> Result<Dataset, Error> {
     let info = spec.model.info();
     let cells = sample_cells(spec);
-    reporter.phase(&format!("solving {} cells × {} steps on {}", spec.cells, spec.grid.total_steps(), spec.device));
+    reporter.phase(&format!(
+        "solving {} cells × {} steps on {}",
+        spec.cells,
+        spec.grid.total_steps(),
+        spec.device
+    ));
     let traj = solve::solve(spec.model, &spec.grid, &cells, spec.device, threads)?;
     if let Some(bad) = traj.data.iter().position(|x| !x.is_finite()) {
         let var = bad / (traj.n_samples * traj.n_cells);
         return Err(Error::invalid(
             "time.dt",
-            format!("the Euler solution of `{}` diverged (non-finite {})", info.name, info.states[var].name),
+            format!(
+                "the Euler solution of `{}` diverged (non-finite {})",
+                info.name, info.states[var].name
+            ),
             "reduce dt, or narrow the sampled ranges",
         ));
     }
     reporter.phase("building rows");
 
-    let sampled_params: Vec<usize> = spec.sampled.iter().enumerate().filter(|(_, s)| matches!(s.target, Target::Param(_))).map(|(i, _)| i).collect();
+    let sampled_params: Vec<usize> = spec
+        .sampled
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.target, Target::Param(_)))
+        .map(|(i, _)| i)
+        .collect();
     let (in_names, rows_per_cell) = match spec.kind {
         Kind::Trajectory => {
             let mut names = vec!["t".to_string()];
@@ -180,13 +202,24 @@ pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> 
     Rng::new(spec.seed ^ 0x5EED_5B17).shuffle(&mut order);
     let n_train = ((units as f64 * spec.split.train).round() as usize).clamp(1, units);
     let n_val = ((units as f64 * spec.split.val).round() as usize).min(units - n_train);
-    let parts = [&order[..n_train], &order[n_train..n_train + n_val], &order[n_train + n_val..]];
+    let parts = [
+        &order[..n_train],
+        &order[n_train..n_train + n_val],
+        &order[n_train + n_val..],
+    ];
 
     let splits = parts.map(|part| {
         let mut part = part.to_vec();
         part.sort_unstable();
-        let rows = if by_cell { part.len() * rows_per_cell } else { part.len() };
-        let (mut x, mut y) = (Vec::with_capacity(rows * n_in), Vec::with_capacity(rows * n_out));
+        let rows = if by_cell {
+            part.len() * rows_per_cell
+        } else {
+            part.len()
+        };
+        let (mut x, mut y) = (
+            Vec::with_capacity(rows * n_in),
+            Vec::with_capacity(rows * n_out),
+        );
         for &u in &part {
             if by_cell {
                 for r in 0..rows_per_cell {
@@ -196,28 +229,63 @@ pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> 
                 row(0, u, &mut x, &mut y);
             }
         }
-        (Array2 { rows, cols: n_in, data: x }, Array2 { rows, cols: n_out, data: y })
+        (
+            Array2 {
+                rows,
+                cols: n_in,
+                data: x,
+            },
+            Array2 {
+                rows,
+                cols: n_out,
+                data: y,
+            },
+        )
     });
 
     let observed = |name: &str, var: usize| {
-        let (lo, hi) = traj.data[var * traj.n_samples * traj.n_cells..(var + 1) * traj.n_samples * traj.n_cells]
+        let (lo, hi) = traj.data
+            [var * traj.n_samples * traj.n_cells..(var + 1) * traj.n_samples * traj.n_cells]
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v as f64), hi.max(v as f64)));
-        VarRange { name: name.to_string(), min: lo, max: hi }
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v as f64), hi.max(v as f64))
+            });
+        VarRange {
+            name: name.to_string(),
+            min: lo,
+            max: hi,
+        }
     };
     let inputs = in_names
         .iter()
         .map(|name| {
             if name == "t" {
-                return VarRange { name: name.clone(), min: 0.0, max: spec.grid.t_end() };
+                return VarRange {
+                    name: name.clone(),
+                    min: 0.0,
+                    max: spec.grid.t_end(),
+                };
             }
             if let Some(s) = spec.sampled.iter().find(|s| &s.name == name) {
-                return VarRange { name: name.clone(), min: s.range[0], max: s.range[1] };
+                return VarRange {
+                    name: name.clone(),
+                    min: s.range[0],
+                    max: s.range[1],
+                };
             }
-            observed(name, info.state_index(name).expect("ITNN inputs are states or sampled"))
+            observed(
+                name,
+                info.state_index(name)
+                    .expect("ITNN inputs are states or sampled"),
+            )
         })
         .collect();
-    let outputs = info.states.iter().enumerate().map(|(i, s)| observed(s.name, i)).collect();
+    let outputs = info
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| observed(s.name, i))
+        .collect();
 
     let meta = Metadata {
         format: FORMAT.into(),
@@ -226,7 +294,12 @@ pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> 
         model: ModelMeta {
             name: info.name.into(),
             equations: info.equations.into(),
-            params: info.params.iter().zip(&spec.params).map(|(p, &v)| (p.name.to_string(), v)).collect(),
+            params: info
+                .params
+                .iter()
+                .zip(&spec.params)
+                .map(|(p, &v)| (p.name.to_string(), v))
+                .collect(),
         },
         inputs,
         outputs,
@@ -241,13 +314,26 @@ pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> 
             method: spec.method,
             seed: spec.seed,
             cells: spec.cells,
-            initial: info.states.iter().zip(&spec.initial).map(|(s, &v)| (s.name.to_string(), v)).collect(),
-            ranges: spec.sampled.iter().map(|s| (s.name.clone(), s.range)).collect(),
+            initial: info
+                .states
+                .iter()
+                .zip(&spec.initial)
+                .map(|(s, &v)| (s.name.to_string(), v))
+                .collect(),
+            ranges: spec
+                .sampled
+                .iter()
+                .map(|s| (s.name.clone(), s.range))
+                .collect(),
         },
         split: SplitMeta {
             by: if by_cell { "cell" } else { "row" }.into(),
             fractions: spec.split,
-            rows: SPLITS.iter().zip(&splits).map(|(n, (x, _))| (n.to_string(), x.rows)).collect(),
+            rows: SPLITS
+                .iter()
+                .zip(&splits)
+                .map(|(n, (x, _))| (n.to_string(), x.rows))
+                .collect(),
         },
         solver: SolverMeta {
             scheme: "forward-euler".into(),
@@ -267,7 +353,10 @@ pub fn generate(spec: &DatasetSpec, threads: usize, reporter: &dyn Reporter) -> 
 impl Dataset {
     /// The `.npz` bytes of the arrays.
     pub fn npz_bytes(&self) -> Vec<u8> {
-        let names: Vec<[String; 2]> = SPLITS.iter().map(|s| [format!("x_{s}"), format!("y_{s}")]).collect();
+        let names: Vec<[String; 2]> = SPLITS
+            .iter()
+            .map(|s| [format!("x_{s}"), format!("y_{s}")])
+            .collect();
         let arrays: Vec<(&str, &Array2)> = names
             .iter()
             .zip(&self.splits)
@@ -293,7 +382,10 @@ impl Dataset {
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A dataset read back from disk.
@@ -305,11 +397,20 @@ pub struct Loaded {
 /// Reads a dataset folder (or its `dataset.json` / `dataset.npz`), refusing
 /// arrays whose hash differs from the one recorded when they were written.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
-    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
     let meta_path = dir.join(META_FILE);
     let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-    let meta: Metadata = serde_json::from_str(&text)
-        .map_err(|e| Error::format(&meta_path, format!("not excite dataset metadata ({FORMAT}): {e}"), "regenerate it with `excite simulate`"))?;
+    let meta: Metadata = serde_json::from_str(&text).map_err(|e| {
+        Error::format(
+            &meta_path,
+            format!("not excite dataset metadata ({FORMAT}): {e}"),
+            "regenerate it with `excite simulate`",
+        )
+    })?;
     let npz_path = dir.join(NPZ_FILE);
     let bytes = std::fs::read(&npz_path).map_err(|e| Error::io(&npz_path, e))?;
     let hash = sha256_hex(&bytes);
@@ -348,11 +449,23 @@ impl Stats {
             max = max.max(v);
         }
         let std = if n > 1 { (m2 / n as f64).sqrt() } else { 0.0 };
-        Stats { count: n, min, max, mean, std }
+        Stats {
+            count: n,
+            min,
+            max,
+            mean,
+            std,
+        }
     }
 }
 
 /// Per-trajectory helper for tests and verification: the full solution of the spec's cells.
 pub fn solve_spec(spec: &DatasetSpec, threads: usize) -> Result<Trajectories<f32>, Error> {
-    solve::solve(spec.model, &spec.grid, &sample_cells(spec), spec.device, threads)
+    solve::solve(
+        spec.model,
+        &spec.grid,
+        &sample_cells(spec),
+        spec.device,
+        threads,
+    )
 }

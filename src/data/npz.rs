@@ -36,14 +36,18 @@ pub fn to_bytes(arrays: &[(&str, &Array2)]) -> Vec<u8> {
             .compression_method(CompressionMethod::Stored)
             .last_modified_time(DateTime::default())
             .large_file(npy.len() as u64 >= u32::MAX as u64);
-        zip.start_file(format!("{name}.npy"), opts).expect("writing to memory");
+        zip.start_file(format!("{name}.npy"), opts)
+            .expect("writing to memory");
         zip.write_all(&npy).expect("writing to memory");
     }
     zip.finish().expect("writing to memory").into_inner()
 }
 
 fn npy_bytes(a: &Array2) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", a.rows, a.cols);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        a.rows, a.cols
+    );
     // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -62,15 +66,32 @@ fn npy_bytes(a: &Array2) -> Vec<u8> {
 /// Reads every array of an `.npz` file written by excite (or numpy, for 2-D `<f4` arrays).
 pub fn read(path: &Path) -> Result<Vec<(String, Array2)>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |problem: String| Error::format(path, problem, "regenerate the dataset with `excite simulate`");
-    let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(format!("not an .npz (zip) file: {e}")))?;
+    let bad = |problem: String| {
+        Error::format(
+            path,
+            problem,
+            "regenerate the dataset with `excite simulate`",
+        )
+    };
+    let mut zip = ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| bad(format!("not an .npz (zip) file: {e}")))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
-        let mut f = zip.by_index(i).map_err(|e| bad(format!("damaged zip entry {i}: {e}")))?;
-        let name = f.name().map_err(|e| bad(format!("damaged zip entry {i}: {e}")))?.trim_end_matches(".npy").to_string();
+        let mut f = zip
+            .by_index(i)
+            .map_err(|e| bad(format!("damaged zip entry {i}: {e}")))?;
+        let name = f
+            .name()
+            .map_err(|e| bad(format!("damaged zip entry {i}: {e}")))?
+            .trim_end_matches(".npy")
+            .to_string();
         let mut npy = Vec::new();
-        f.read_to_end(&mut npy).map_err(|e| bad(format!("array `{name}`: {e}")))?;
-        out.push((name.clone(), parse_npy(&npy).map_err(|p| bad(format!("array `{name}`: {p}")))?));
+        f.read_to_end(&mut npy)
+            .map_err(|e| bad(format!("array `{name}`: {e}")))?;
+        out.push((
+            name.clone(),
+            parse_npy(&npy).map_err(|p| bad(format!("array `{name}`: {p}")))?,
+        ));
     }
     Ok(out)
 }
@@ -80,12 +101,24 @@ fn parse_npy(b: &[u8]) -> Result<Array2, String> {
         return Err("not an .npy array".into());
     }
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(b.get(10..10 + hlen).ok_or("truncated header")?).map_err(|_| "header is not text")?;
+    let header = std::str::from_utf8(b.get(10..10 + hlen).ok_or("truncated header")?)
+        .map_err(|_| "header is not text")?;
     if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        return Err(format!("only C-ordered little-endian float32 arrays are supported, found {}", header.trim()));
+        return Err(format!(
+            "only C-ordered little-endian float32 arrays are supported, found {}",
+            header.trim()
+        ));
     }
-    let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or("no shape in header")?;
-    let dims: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().map_err(|_| "bad shape")).collect::<Result<_, _>>()?;
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or("no shape in header")?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().map_err(|_| "bad shape"))
+        .collect::<Result<_, _>>()?;
     let (rows, cols) = match dims[..] {
         [r, c] => (r, c),
         [r] => (r, 1),
@@ -93,9 +126,16 @@ fn parse_npy(b: &[u8]) -> Result<Array2, String> {
     };
     let body = &b[10 + hlen..];
     if body.len() != rows * cols * 4 {
-        return Err(format!("shape ({rows}, {cols}) needs {} bytes, file has {}", rows * cols * 4, body.len()));
+        return Err(format!(
+            "shape ({rows}, {cols}) needs {} bytes, file has {}",
+            rows * cols * 4,
+            body.len()
+        ));
     }
-    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok(Array2 { rows, cols, data })
 }
 
@@ -105,14 +145,31 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let a = Array2 { rows: 3, cols: 2, data: vec![1.0, -2.0, 3.5, 4.0, 5.0, f32::MIN_POSITIVE] };
-        let b = Array2 { rows: 0, cols: 4, data: vec![] };
+        let a = Array2 {
+            rows: 3,
+            cols: 2,
+            data: vec![1.0, -2.0, 3.5, 4.0, 5.0, f32::MIN_POSITIVE],
+        };
+        let b = Array2 {
+            rows: 0,
+            cols: 4,
+            data: vec![],
+        };
         let bytes = to_bytes(&[("x", &a), ("empty", &b)]);
         let p = std::env::temp_dir().join(format!("excite-npz-{}.npz", std::process::id()));
         std::fs::write(&p, &bytes).unwrap();
         let back = read(&p).unwrap();
         std::fs::remove_file(&p).unwrap();
         assert_eq!(back, vec![("x".to_string(), a), ("empty".to_string(), b)]);
-        assert_eq!(bytes, to_bytes(&back.iter().map(|(n, a)| (n.as_str(), a)).collect::<Vec<_>>()), "not deterministic");
+        assert_eq!(
+            bytes,
+            to_bytes(
+                &back
+                    .iter()
+                    .map(|(n, a)| (n.as_str(), a))
+                    .collect::<Vec<_>>()
+            ),
+            "not deterministic"
+        );
     }
 }

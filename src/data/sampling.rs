@@ -79,7 +79,10 @@ pub fn sample(method: Method, ranges: &[[f64; 2]], n: usize, rng: &mut Rng) -> V
                 Method::Lhs => {
                     let mut strata: Vec<usize> = (0..n).collect();
                     rng.shuffle(&mut strata);
-                    strata.into_iter().map(|s| (s as f64 + rng.uniform()) / n as f64).collect()
+                    strata
+                        .into_iter()
+                        .map(|s| (s as f64 + rng.uniform()) / n as f64)
+                        .collect()
                 }
             };
             unit.into_iter().map(|u| lo + (hi - lo) * u).collect()
@@ -93,7 +96,12 @@ mod tests {
 
     #[test]
     fn lhs_puts_one_point_in_each_stratum() {
-        let cols = sample(Method::Lhs, &[[0.0, 1.0], [-2.0, 2.0]], 100, &mut Rng::new(7));
+        let cols = sample(
+            Method::Lhs,
+            &[[0.0, 1.0], [-2.0, 2.0]],
+            100,
+            &mut Rng::new(7),
+        );
         for (col, [lo, hi]) in cols.iter().zip([[0.0, 1.0], [-2.0, 2.0]]) {
             let mut hits = vec![0; 100];
             for x in col {

@@ -111,7 +111,11 @@ pub struct DatasetSpec {
 
 impl std::fmt::Debug for DatasetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatasetSpec").field("name", &self.name).field("model", &self.model.info().name).field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("DatasetSpec")
+            .field("name", &self.name)
+            .field("model", &self.model.info().name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,7 +128,15 @@ impl DatasetSpec {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_yaml(&text).map_err(|e| match e {
             Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
-            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
+            Error::Invalid {
+                field,
+                problem,
+                hint,
+            } => Error::Invalid {
+                field: format!("{}: {field}", path.display()),
+                problem,
+                hint,
+            },
             other => other,
         })
     }
@@ -132,7 +144,11 @@ impl DatasetSpec {
     /// Parses and checks YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
         let raw: RawSpec = serde_norway::from_str(text).map_err(|e| {
-            Error::format("<config>", format!("not a valid dataset configuration: {e}"), "compare with the presets in models/, for example models/problem-a.yaml")
+            Error::format(
+                "<config>",
+                format!("not a valid dataset configuration: {e}"),
+                "compare with the presets in models/, for example models/problem-a.yaml",
+            )
         })?;
         raw.resolve()
     }
@@ -147,16 +163,24 @@ impl RawSpec {
 
         let mut params = info.defaults();
         for (name, &value) in &self.params {
-            let i = info.param_index(name).ok_or_else(|| unknown(&format!("params.{name}"), name, info, false))?;
+            let i = info
+                .param_index(name)
+                .ok_or_else(|| unknown(&format!("params.{name}"), name, info, false))?;
             info.check_param(i, value)?;
             params[i] = value;
         }
 
         let mut initial = vec![0.0; info.states.len()];
         for (name, &value) in &self.initial {
-            let i = info.state_index(name).ok_or_else(|| unknown(&format!("initial.{name}"), name, info, true))?;
+            let i = info
+                .state_index(name)
+                .ok_or_else(|| unknown(&format!("initial.{name}"), name, info, true))?;
             if !value.is_finite() {
-                return Err(Error::invalid(format!("initial.{name}"), format!("{value} is not a finite number"), "give a finite initial value"));
+                return Err(Error::invalid(
+                    format!("initial.{name}"),
+                    format!("{value} is not a finite number"),
+                    "give a finite initial value",
+                ));
             }
             initial[i] = value;
         }
@@ -165,14 +189,26 @@ impl RawSpec {
         for (name, &[lo, hi]) in &self.sample {
             let field = format!("sample.{name}");
             if !(lo.is_finite() && hi.is_finite()) {
-                return Err(Error::invalid(field, format!("range [{lo}, {hi}] is not finite"), "give two finite numbers [low, high]"));
+                return Err(Error::invalid(
+                    field,
+                    format!("range [{lo}, {hi}] is not finite"),
+                    "give two finite numbers [low, high]",
+                ));
             }
             if lo > hi {
-                return Err(Error::invalid(field, format!("range [{lo}, {hi}] is inverted"), format!("write it as [{hi}, {lo}]")));
+                return Err(Error::invalid(
+                    field,
+                    format!("range [{lo}, {hi}] is inverted"),
+                    format!("write it as [{hi}, {lo}]"),
+                ));
             }
             let target = if let Some(i) = info.state_index(name) {
                 if self.initial.contains_key(name) {
-                    return Err(Error::invalid(field, format!("`{name}` is both fixed in `initial` and sampled"), format!("remove `{name}` from one of `initial` and `sample`")));
+                    return Err(Error::invalid(
+                        field,
+                        format!("`{name}` is both fixed in `initial` and sampled"),
+                        format!("remove `{name}` from one of `initial` and `sample`"),
+                    ));
                 }
                 Target::State(i)
             } else if let Some(i) = info.param_index(name) {
@@ -186,36 +222,72 @@ impl RawSpec {
                 Target::State(_) => format!("{name}0"),
                 Target::Param(_) => name.clone(),
             };
-            sampled.push(Sampled { name, target, range: [lo, hi] });
+            sampled.push(Sampled {
+                name,
+                target,
+                range: [lo, hi],
+            });
         }
         sampled.sort_by_key(|s| match s.target {
             Target::State(i) => i,
             Target::Param(i) => cell::MAX_STATE + i,
         });
 
-        let cells = self.cells.unwrap_or(if sampled.is_empty() { 1 } else { 1000 });
+        let cells = self
+            .cells
+            .unwrap_or(if sampled.is_empty() { 1 } else { 1000 });
         if cells == 0 {
-            return Err(Error::invalid("cells", "cells = 0", "sample at least one cell"));
+            return Err(Error::invalid(
+                "cells",
+                "cells = 0",
+                "sample at least one cell",
+            ));
         }
         if sampled.is_empty() && cells != 1 {
-            return Err(Error::invalid("cells", format!("cells = {cells} but nothing is sampled, so every cell would be the same"), "set cells: 1, or add ranges under `sample`"));
+            return Err(Error::invalid(
+                "cells",
+                format!("cells = {cells} but nothing is sampled, so every cell would be the same"),
+                "set cells: 1, or add ranges under `sample`",
+            ));
         }
         let kind = self.kind.unwrap_or(Kind::Trajectory);
         if kind == Kind::Itnn && grid.n_samples < 2 {
-            return Err(Error::invalid("time.t_end", "an ITNN dataset needs at least two samples per trajectory", "make t_end at least one sample_every"));
+            return Err(Error::invalid(
+                "time.t_end",
+                "an ITNN dataset needs at least two samples per trajectory",
+                "make t_end at least one sample_every",
+            ));
         }
 
-        let split = self.split.unwrap_or(Split { train: 0.5, val: 0.25, test: 0.25 });
-        let fractions = [("split.train", split.train), ("split.val", split.val), ("split.test", split.test)];
+        let split = self.split.unwrap_or(Split {
+            train: 0.5,
+            val: 0.25,
+            test: 0.25,
+        });
+        let fractions = [
+            ("split.train", split.train),
+            ("split.val", split.val),
+            ("split.test", split.test),
+        ];
         for (field, f) in fractions {
             if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
-                return Err(Error::invalid(field, format!("{f} is not a fraction in [0, 1]"), "use fractions such as train: 0.5, val: 0.25, test: 0.25"));
+                return Err(Error::invalid(
+                    field,
+                    format!("{f} is not a fraction in [0, 1]"),
+                    "use fractions such as train: 0.5, val: 0.25, test: 0.25",
+                ));
             }
         }
-        if (split.train + split.val + split.test - 1.0).abs() > 1e-9 || split.train == 0.0 || split.val == 0.0 {
+        if (split.train + split.val + split.test - 1.0).abs() > 1e-9
+            || split.train == 0.0
+            || split.val == 0.0
+        {
             return Err(Error::invalid(
                 "split",
-                format!("train {} + val {} + test {} must add up to 1 with train and val above 0", split.train, split.val, split.test),
+                format!(
+                    "train {} + val {} + test {} must add up to 1 with train and val above 0",
+                    split.train, split.val, split.test
+                ),
                 "use fractions such as train: 0.5, val: 0.25, test: 0.25",
             ));
         }
@@ -245,7 +317,11 @@ fn unknown(field: &str, name: &str, info: &cell::ModelInfo, states_too: bool) ->
     if !field.starts_with("initial") {
         known.extend(info.params.iter().map(|p| p.name));
     }
-    Error::invalid(field, format!("model `{}` has no variable `{name}`", info.name), format!("use one of: {}", known.join(", ")))
+    Error::invalid(
+        field,
+        format!("model `{}` has no variable `{name}`", info.name),
+        format!("use one of: {}", known.join(", ")),
+    )
 }
 
 #[cfg(test)]
@@ -257,7 +333,8 @@ mod tests {
         format!("{e} / hint: {}", e.hint().unwrap_or(""))
     }
 
-    const BASE: &str = "name: t\nmodel: fhn-cardiac\ntime: {t_end: 25, dt: 0.01, sample_every: 0.1}\n";
+    const BASE: &str =
+        "name: t\nmodel: fhn-cardiac\ntime: {t_end: 25, dt: 0.01, sample_every: 0.1}\n";
 
     #[test]
     fn quick_preset_resolves() {
@@ -272,7 +349,10 @@ mod tests {
         let e = err("name: t\nmodel: hodgkin\ntime: {t_end: 25, dt: 0.01, sample_every: 0.1}\n");
         assert!(e.contains("model") && e.contains("fhn-cardiac"), "{e}");
         let e = err(&format!("{BASE}sample: {{u: [0.8, 0.1]}}\n"));
-        assert!(e.contains("sample.u") && e.contains("inverted") && e.contains("[0.1, 0.8]"), "{e}");
+        assert!(
+            e.contains("sample.u") && e.contains("inverted") && e.contains("[0.1, 0.8]"),
+            "{e}"
+        );
         let e = err(&format!("{BASE}sample: {{u: [.nan, 0.1]}}\n"));
         assert!(e.contains("sample.u") && e.contains("not finite"), "{e}");
         let e = err(&format!("{BASE}params: {{alpha: 3}}\n"));
@@ -282,20 +362,31 @@ mod tests {
         let e = err("name: t\nmodel: fhn\ntime: {t_end: 25, dt: 0, sample_every: 0.1}\n");
         assert!(e.contains("time.dt"), "{e}");
         let e = err("name: t\nmodel: fhn\ntime: {t_end: 25, dt: 0.03, sample_every: 0.1}\n");
-        assert!(e.contains("time.sample_every") && e.contains("multiple"), "{e}");
+        assert!(
+            e.contains("time.sample_every") && e.contains("multiple"),
+            "{e}"
+        );
         let e = err("name: t\nmodel: fhn\ntime: [1, 2\n");
         assert!(e.contains("not a valid dataset configuration"), "{e}");
         let e = err(&format!("{BASE}cellz: 3\n"));
         assert!(e.contains("unknown field") && e.contains("cellz"), "{e}");
         let e = err(&format!("{BASE}cells: 10\n"));
-        assert!(e.contains("cells") && e.contains("nothing is sampled"), "{e}");
-        let e = err(&format!("{BASE}sample: {{u: [0, 1]}}\nsplit: {{train: 0.9, val: 0.2}}\n"));
+        assert!(
+            e.contains("cells") && e.contains("nothing is sampled"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}sample: {{u: [0, 1]}}\nsplit: {{train: 0.9, val: 0.2}}\n"
+        ));
         assert!(e.contains("split"), "{e}");
     }
 
     #[test]
     fn sampled_dimensions_follow_model_order() {
-        let s = DatasetSpec::from_yaml(&format!("{BASE}sample: {{k: [0, 1], v: [0, 0.12], u: [0, 0.9]}}\n")).unwrap();
+        let s = DatasetSpec::from_yaml(&format!(
+            "{BASE}sample: {{k: [0, 1], v: [0, 0.12], u: [0, 0.9]}}\n"
+        ))
+        .unwrap();
         let names: Vec<_> = s.sampled.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["u0", "v0", "k"]);
     }

@@ -113,7 +113,13 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest, Error> {
         let path = dir.join(ENGINE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not an engine manifest ({FORMAT}): {e}"), "build the engine with `excite build`"))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+            Error::format(
+                &path,
+                format!("not an engine manifest ({FORMAT}): {e}"),
+                "build the engine with `excite build`",
+            )
+        })?;
         for (file, want) in &m.files {
             let p = dir.join(file);
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;

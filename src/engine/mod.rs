@@ -25,7 +25,10 @@ pub struct EngineInfo {
 /// their recorded hashes).
 pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
     let m = manifest::Manifest::load(dir)?;
-    let opts = ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), ..Default::default() };
+    let opts = ort::Options {
+        target: ort::TargetOptions::for_manifest(&m, dir),
+        ..Default::default()
+    };
     let engine = ort::OrtEngine::load(&dir.join(&m.model), &opts)?;
     Ok((m, Box::new(engine)))
 }
@@ -33,13 +36,29 @@ pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine
 /// Opens an ONNX file (ONNX Runtime CPU with `threads` intra-op threads) or
 /// an engine directory; returns the engine, the ONNX file it runs, and the
 /// manifest for a directory.
-pub fn open_path(path: &std::path::Path, threads: usize) -> Result<(Box<dyn Engine>, std::path::PathBuf, Option<manifest::Manifest>), Error> {
+pub fn open_path(
+    path: &std::path::Path,
+    threads: usize,
+) -> Result<
+    (
+        Box<dyn Engine>,
+        std::path::PathBuf,
+        Option<manifest::Manifest>,
+    ),
+    Error,
+> {
     if path.is_dir() {
         let (m, e) = open(path)?;
         let model = path.join(&m.model);
         Ok((e, model, Some(m)))
     } else {
-        let e = ort::OrtEngine::load(path, &ort::Options { threads, ..Default::default() })?;
+        let e = ort::OrtEngine::load(
+            path,
+            &ort::Options {
+                threads,
+                ..Default::default()
+            },
+        )?;
         Ok((Box::new(e), path.to_path_buf(), None))
     }
 }

@@ -33,18 +33,33 @@ pub struct Runtime {
 pub fn runtime() -> Result<&'static Runtime, Error> {
     static RT: OnceLock<Result<Runtime, String>> = OnceLock::new();
     let r = RT.get_or_init(|| {
-        let library = find_library().ok_or_else(|| "libonnxruntime.so was not found (ORT_DYLIB_PATH, .deps/, python onnxruntime)".to_string())?;
+        let library = find_library().ok_or_else(|| {
+            "libonnxruntime.so was not found (ORT_DYLIB_PATH, .deps/, python onnxruntime)"
+                .to_string()
+        })?;
         let env = ort::init_from(&library)
             .map_err(|e| format!("{} could not be loaded: {e}", library.display()))?
             .with_name("excite")
             .build()
             .map_err(|e| format!("{} could not be initialised: {e}", library.display()))?;
         // libonnxruntime.so.1.31.1 → 1.31.1
-        let name = library.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let version = name.split(".so.").nth(1).unwrap_or("unknown version").to_string();
-        Ok(Runtime { env, library, version })
+        let name = library
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let version = name
+            .split(".so.")
+            .nth(1)
+            .unwrap_or("unknown version")
+            .to_string();
+        Ok(Runtime {
+            env,
+            library,
+            version,
+        })
     });
-    r.as_ref().map_err(|problem| Error::unavailable("onnxruntime", problem.clone(), HINT))
+    r.as_ref()
+        .map_err(|problem| Error::unavailable("onnxruntime", problem.clone(), HINT))
 }
 
 fn find_library() -> Option<PathBuf> {
@@ -56,8 +71,18 @@ fn find_library() -> Option<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(PathBuf::from));
     }
-    dirs.extend(roots.iter().map(|r| r.join(".deps/python/onnxruntime/capi")));
-    if let Ok(out) = std::process::Command::new("python3").args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"]).output() {
+    dirs.extend(
+        roots
+            .iter()
+            .map(|r| r.join(".deps/python/onnxruntime/capi")),
+    );
+    if let Ok(out) = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
+        ])
+        .output()
+    {
         if out.status.success() {
             dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi"));
         }
@@ -66,7 +91,10 @@ fn find_library() -> Option<PathBuf> {
         let mut libs: Vec<PathBuf> = std::fs::read_dir(&d)
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+            })
             .collect();
         libs.sort();
         libs.pop()
@@ -88,7 +116,9 @@ pub struct Options {
 pub enum TargetOptions {
     #[default]
     Cpu,
-    Cuda { device: i32 },
+    Cuda {
+        device: i32,
+    },
     TensorRt(TrtSettings),
 }
 
@@ -152,24 +182,38 @@ impl TrtSettings {
             .with_builder_optimization_level(5)
             .with_max_workspace_size(1 << 30);
         if let Some(table) = &self.calibration_table {
-            p = p.with_int8_calibration_table_name(table).with_int8_use_native_calibration_table(false);
+            p = p
+                .with_int8_calibration_table_name(table)
+                .with_int8_use_native_calibration_table(false);
         }
         if let Some(ctx) = &self.dump_ep_context {
-            p = p.with_dump_ep_context_model(true).with_ep_context_file_path(ctx.display().to_string()).with_ep_context_embed_mode(1);
+            p = p
+                .with_dump_ep_context_model(true)
+                .with_ep_context_file_path(ctx.display().to_string())
+                .with_ep_context_embed_mode(1);
         }
         p
     }
 }
 
 /// The pip packages that provide the GPU providers, for hints.
-pub const GPU_RECIPE: &str = "install the CUDA build of ONNX Runtime and its libraries, e.g. `pip install onnxruntime-gpu==1.31.1 tensorrt-cu13-libs==10.16.1.11 nvidia-cudnn-cu13 nvidia-cuda-runtime nvidia-cublas nvidia-curand` (a CUDA 13 build; TensorRT must be 10.x), then set ORT_DYLIB_PATH to onnxruntime-gpu's capi/libonnxruntime.so.1.31.1 and LD_LIBRARY_PATH to the nvidia/*/lib folders; see README, 'GPU and TensorRT'";
+pub const GPU_RECIPE: &str = "install the CUDA 13 build of ONNX Runtime with TensorRT 10: \
+`pip install onnxruntime-gpu==1.31.1 tensorrt-cu13-libs==10.16.1.11 nvidia-cudnn-cu13 'nvidia-cuda-runtime==13.*' 'nvidia-cublas==13.*' nvidia-curand`, \
+then set ORT_DYLIB_PATH to onnxruntime-gpu's capi/libonnxruntime.so.1.31.1 and LD_LIBRARY_PATH to the nvidia/*/lib folders \
+(README, 'GPU and TensorRT')";
 
 /// Checks that the provider libraries for `target` can be loaded next to the runtime.
 pub fn check_provider(rt: &Runtime, target: &TargetOptions) -> Result<(), Error> {
     let (provider, extra): (&str, &[&str]) = match target {
         TargetOptions::Cpu => return Ok(()),
-        TargetOptions::Cuda { .. } => ("libonnxruntime_providers_cuda.so", &["libcudart.so.13", "libcublas.so.13"]),
-        TargetOptions::TensorRt(_) => ("libonnxruntime_providers_tensorrt.so", &["libnvinfer.so.10", "libcudart.so.13"]),
+        TargetOptions::Cuda { .. } => (
+            "libonnxruntime_providers_cuda.so",
+            &["libcudart.so.13", "libcublas.so.13"],
+        ),
+        TargetOptions::TensorRt(_) => (
+            "libonnxruntime_providers_tensorrt.so",
+            &["libnvinfer.so.10", "libcudart.so.13"],
+        ),
     };
     let dir = rt.library.parent().unwrap_or(Path::new("."));
     let what = match target {
@@ -180,18 +224,29 @@ pub fn check_provider(rt: &Runtime, target: &TargetOptions) -> Result<(), Error>
         if !dir.join(lib).exists() {
             return Err(Error::unavailable(
                 what,
-                format!("{lib} is not next to {} (a CPU-only ONNX Runtime)", rt.library.display()),
+                format!(
+                    "{lib} is not next to {} (a CPU-only ONNX Runtime)",
+                    rt.library.display()
+                ),
                 GPU_RECIPE,
             ));
         }
     }
     if !crate::solve::cuda::driver_present() {
-        return Err(Error::unavailable(what, "no CUDA driver (libcuda.so) on this machine", "run on a machine with an NVIDIA GPU and driver"));
+        return Err(Error::unavailable(
+            what,
+            "no CUDA driver (libcuda.so) on this machine",
+            "run on a machine with an NVIDIA GPU and driver",
+        ));
     }
     for lib in extra {
         // SAFETY: loads a system library by name to see whether it exists.
         if unsafe { libloading::Library::new(*lib) }.is_err() {
-            return Err(Error::unavailable(what, format!("{lib} cannot be loaded"), GPU_RECIPE));
+            return Err(Error::unavailable(
+                what,
+                format!("{lib} cannot be loaded"),
+                GPU_RECIPE,
+            ));
         }
     }
     Ok(())
@@ -211,33 +266,72 @@ impl OrtEngine {
     pub fn load(model: &Path, opts: &Options) -> Result<Self, Error> {
         let rt = runtime()?;
         if !model.exists() {
-            return Err(Error::io(model, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                model,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
-        let fail = |what: &str, e: ort::Error| Error::format(model, format!("{what}: {e}"), "export the model again with `excite export`");
-        let mut builder = Session::builder(&rt.env).map_err(|e| fail("creating a session", e))?.with_optimization_level(GraphOptimizationLevel::All).map_err(|e| fail("setting optimisations", e.into()))?;
+        let fail = |what: &str, e: ort::Error| {
+            Error::format(
+                model,
+                format!("{what}: {e}"),
+                "export the model again with `excite export`",
+            )
+        };
+        let mut builder = Session::builder(&rt.env)
+            .map_err(|e| fail("creating a session", e))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| fail("setting optimisations", e.into()))?;
         if opts.threads > 0 {
-            builder = builder.with_intra_threads(opts.threads).map_err(|e| fail("setting threads", e.into()))?;
+            builder = builder
+                .with_intra_threads(opts.threads)
+                .map_err(|e| fail("setting threads", e.into()))?;
         }
         if let Some(p) = &opts.optimized_model {
-            builder = builder.with_optimized_model_path(p).map_err(|e| fail("setting the optimised model path", e.into()))?;
+            builder = builder
+                .with_optimized_model_path(p)
+                .map_err(|e| fail("setting the optimised model path", e.into()))?;
         }
         check_provider(rt, &opts.target)?;
-        let gpu_fail = |e: ort::Error| Error::unavailable("onnxruntime", format!("the GPU execution provider failed to register: {e}"), GPU_RECIPE);
+        let gpu_fail = |e: ort::Error| {
+            Error::unavailable(
+                "onnxruntime",
+                format!("the GPU execution provider failed to register: {e}"),
+                GPU_RECIPE,
+            )
+        };
         let provider = match &opts.target {
             TargetOptions::Cpu => None,
-            TargetOptions::Cuda { device } => Some(ort::ep::CUDA::default().with_device_id(*device).build().error_on_failure()),
+            TargetOptions::Cuda { device } => Some(
+                ort::ep::CUDA::default()
+                    .with_device_id(*device)
+                    .build()
+                    .error_on_failure(),
+            ),
             TargetOptions::TensorRt(t) => {
                 std::fs::create_dir_all(&t.cache_dir).map_err(|e| Error::io(&t.cache_dir, e))?;
                 Some(t.provider().build().error_on_failure())
             }
         };
         if let Some(p) = provider {
-            builder = builder.with_execution_providers([p]).map_err(|e| gpu_fail(e.into()))?;
-            builder = builder.with_disable_cpu_fallback().map_err(|e| gpu_fail(e.into()))?;
+            builder = builder
+                .with_execution_providers([p])
+                .map_err(|e| gpu_fail(e.into()))?;
+            builder = builder
+                .with_disable_cpu_fallback()
+                .map_err(|e| gpu_fail(e.into()))?;
         }
-        let session = builder.commit_from_file(model).map_err(|e| fail("not a model ONNX Runtime can load", e))?;
+        let session = builder
+            .commit_from_file(model)
+            .map_err(|e| fail("not a model ONNX Runtime can load", e))?;
         let dims = |outlets: &[ort::value::Outlet], what: &str| -> Result<usize, Error> {
-            let o = outlets.first().ok_or_else(|| Error::format(model, format!("the model has no {what}"), "export it with `excite export`"))?;
+            let o = outlets.first().ok_or_else(|| {
+                Error::format(
+                    model,
+                    format!("the model has no {what}"),
+                    "export it with `excite export`",
+                )
+            })?;
             match o.dtype().tensor_shape() {
                 Some(shape) if shape.len() == 2 && shape[1] > 0 => Ok(shape[1] as usize),
                 other => Err(Error::format(model, format!("{what} `{}` has shape {other:?}; excite engines take [N, features] float32", o.name()), "export it with `excite export`")),
@@ -250,23 +344,51 @@ impl OrtEngine {
             TargetOptions::Cuda { .. } => "onnxruntime-cuda",
             TargetOptions::TensorRt(_) => "onnxruntime-tensorrt",
         };
-        let precision = crate::build::graph::Model::parse(&std::fs::read(model).unwrap_or_default())
-            .and_then(|m| m.meta("excite.precision").map(String::from))
-            .unwrap_or_else(|| "fp32".into());
-        Ok(OrtEngine { session, inputs, outputs, version: format!("onnxruntime {}", rt.version), backend, precision })
+        let precision =
+            crate::build::graph::Model::parse(&std::fs::read(model).unwrap_or_default())
+                .and_then(|m| m.meta("excite.precision").map(String::from))
+                .unwrap_or_else(|| "fp32".into());
+        Ok(OrtEngine {
+            session,
+            inputs,
+            outputs,
+            version: format!("onnxruntime {}", rt.version),
+            backend,
+            precision,
+        })
     }
 }
 
 impl Engine for OrtEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: self.backend.into(), precision: self.precision.clone(), inputs: self.inputs, outputs: self.outputs, runtime: self.version.clone() }
+        EngineInfo {
+            backend: self.backend.into(),
+            precision: self.precision.clone(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+            runtime: self.version.clone(),
+        }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         if x.len() != rows * self.inputs {
-            return Err(Error::invalid("inputs", format!("{} values are not {rows} rows of {} inputs", x.len(), self.inputs), "pass rows × inputs values"));
+            return Err(Error::invalid(
+                "inputs",
+                format!(
+                    "{} values are not {rows} rows of {} inputs",
+                    x.len(),
+                    self.inputs
+                ),
+                "pass rows × inputs values",
+            ));
         }
-        let fail = |e: ort::Error| Error::unavailable("onnxruntime", format!("inference failed: {e}"), "check the model with `excite verify`");
+        let fail = |e: ort::Error| {
+            Error::unavailable(
+                "onnxruntime",
+                format!("inference failed: {e}"),
+                "check the model with `excite verify`",
+            )
+        };
         let tensor = Tensor::from_array(([rows, self.inputs], x.to_vec())).map_err(fail)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
         let (_, y) = outputs[0].try_extract_tensor::<f32>().map_err(fail)?;

@@ -38,9 +38,23 @@ fn layers_of(s: &Surrogate, window: usize) -> Vec<Dense> {
         .iter()
         .map(|l| {
             let [d_in, d_out] = l.weight.val().dims();
-            let w = l.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
-            let b = l.bias.as_ref().map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32 bias")).unwrap_or_else(|| vec![0.0; d_out]);
-            Dense { d_in, d_out, w: w.into_iter().map(f64::from).collect(), b: b.into_iter().map(f64::from).collect() }
+            let w = l
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 weights");
+            let b = l
+                .bias
+                .as_ref()
+                .map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32 bias"))
+                .unwrap_or_else(|| vec![0.0; d_out]);
+            Dense {
+                d_in,
+                d_out,
+                w: w.into_iter().map(f64::from).collect(),
+                b: b.into_iter().map(f64::from).collect(),
+            }
         })
         .collect()
 }
@@ -70,16 +84,38 @@ fn fold_normalization(layers: &mut [Dense], meta: &SurrogateMeta) {
 }
 
 /// Nodes and initializers of one window's network, from `input` to `output`.
-fn network(prefix: &str, layers: &[Dense], acts: &[Activation], input: &str, output: &str, nodes: &mut Vec<Msg>, inits: &mut Vec<Msg>) {
+fn network(
+    prefix: &str,
+    layers: &[Dense],
+    acts: &[Activation],
+    input: &str,
+    output: &str,
+    nodes: &mut Vec<Msg>,
+    inits: &mut Vec<Msg>,
+) {
     let mut cur = input.to_string();
     for (l, layer) in layers.iter().enumerate() {
         let (w, b) = (format!("{prefix}w{l}"), format!("{prefix}b{l}"));
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
-        inits.push(proto::tensor(&w, &[layer.d_in, layer.d_out], &f32s(&layer.w)));
+        inits.push(proto::tensor(
+            &w,
+            &[layer.d_in, layer.d_out],
+            &f32s(&layer.w),
+        ));
         inits.push(proto::tensor(&b, &[layer.d_out], &f32s(&layer.b)));
         let last = l + 1 == layers.len();
-        let z = if last { output.to_string() } else { format!("{prefix}z{l}") };
-        nodes.push(proto::node("Gemm", &format!("{prefix}gemm{l}"), &[&cur, &w, &b], &[&z], &[]));
+        let z = if last {
+            output.to_string()
+        } else {
+            format!("{prefix}z{l}")
+        };
+        nodes.push(proto::node(
+            "Gemm",
+            &format!("{prefix}gemm{l}"),
+            &[&cur, &w, &b],
+            &[&z],
+            &[],
+        ));
         if last {
             break;
         }
@@ -88,18 +124,45 @@ fn network(prefix: &str, layers: &[Dense], acts: &[Activation], input: &str, out
         match acts[l] {
             Activation::Relu => nodes.push(proto::node("Relu", &n("relu"), &[&z], &[&a], &[])),
             Activation::Tanh => nodes.push(proto::node("Tanh", &n("tanh"), &[&z], &[&a], &[])),
-            Activation::Sigmoid => nodes.push(proto::node("Sigmoid", &n("sigmoid"), &[&z], &[&a], &[])),
-            Activation::LeakyRelu => nodes.push(proto::node("LeakyRelu", &n("leaky"), &[&z], &[&a], &[Attr::Float("alpha", Activation::LEAKY_SLOPE as f32)])),
-            Activation::Elu => nodes.push(proto::node("Elu", &n("elu"), &[&z], &[&a], &[Attr::Float("alpha", 1.0)])),
+            Activation::Sigmoid => {
+                nodes.push(proto::node("Sigmoid", &n("sigmoid"), &[&z], &[&a], &[]))
+            }
+            Activation::LeakyRelu => nodes.push(proto::node(
+                "LeakyRelu",
+                &n("leaky"),
+                &[&z],
+                &[&a],
+                &[Attr::Float("alpha", Activation::LEAKY_SLOPE as f32)],
+            )),
+            Activation::Elu => nodes.push(proto::node(
+                "Elu",
+                &n("elu"),
+                &[&z],
+                &[&a],
+                &[Attr::Float("alpha", 1.0)],
+            )),
             Activation::Silu => {
                 let s = n("sig");
-                nodes.push(proto::node("Sigmoid", &n("silu_sigmoid"), &[&z], &[&s], &[]));
+                nodes.push(proto::node(
+                    "Sigmoid",
+                    &n("silu_sigmoid"),
+                    &[&z],
+                    &[&s],
+                    &[],
+                ));
                 nodes.push(proto::node("Mul", &n("silu_mul"), &[&z, &s], &[&a], &[]));
             }
             Activation::Gelu => {
                 // 0.5·z·(1 + erf(z/√2))
-                let (c, one, half) = (format!("{prefix}inv_sqrt2"), format!("{prefix}one"), format!("{prefix}half"));
-                if !inits.iter().any(|t| t.0.windows(c.len()).any(|w| w == c.as_bytes())) {
+                let (c, one, half) = (
+                    format!("{prefix}inv_sqrt2"),
+                    format!("{prefix}one"),
+                    format!("{prefix}half"),
+                );
+                if !inits
+                    .iter()
+                    .any(|t| t.0.windows(c.len()).any(|w| w == c.as_bytes()))
+                {
                     inits.push(proto::tensor(&c, &[], &[std::f32::consts::FRAC_1_SQRT_2]));
                     inits.push(proto::tensor(&one, &[], &[1.0]));
                     inits.push(proto::tensor(&half, &[], &[0.5]));
@@ -109,7 +172,13 @@ fn network(prefix: &str, layers: &[Dense], acts: &[Activation], input: &str, out
                 nodes.push(proto::node("Erf", &n("gelu_erf"), &[&s], &[&e], &[]));
                 nodes.push(proto::node("Add", &n("gelu_add"), &[&e, &one], &[&p], &[]));
                 nodes.push(proto::node("Mul", &n("gelu_mul"), &[&z, &p], &[&m], &[]));
-                nodes.push(proto::node("Mul", &n("gelu_half"), &[&m, &half], &[&a], &[]));
+                nodes.push(proto::node(
+                    "Mul",
+                    &n("gelu_half"),
+                    &[&m, &half],
+                    &[&a],
+                    &[],
+                ));
             }
         }
         cur = a;
@@ -126,20 +195,54 @@ pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
     for w in 0..k {
         let mut layers = layers_of(&s, w);
         fold_normalization(&mut layers, meta);
-        let out = if k == 1 { OUTPUT.to_string() } else { format!("y{w}") };
-        network(&format!("w{w}_"), &layers, &acts, INPUT, &out, &mut nodes, &mut inits);
+        let out = if k == 1 {
+            OUTPUT.to_string()
+        } else {
+            format!("y{w}")
+        };
+        network(
+            &format!("w{w}_"),
+            &layers,
+            &acts,
+            INPUT,
+            &out,
+            &mut nodes,
+            &mut inits,
+        );
     }
     if k > 1 {
         // t = x[:, 0:1]; y = Where(t < t1_0, y0, Where(t < t1_1, y1, … y_{K−1}))
         inits.push(proto::tensor_i64("t_index", &[1], &[0]));
-        nodes.push(proto::node("Gather", "take_t", &[INPUT, "t_index"], &["t"], &[Attr::Int("axis", 1)]));
+        nodes.push(proto::node(
+            "Gather",
+            "take_t",
+            &[INPUT, "t_index"],
+            &["t"],
+            &[Attr::Int("axis", 1)],
+        ));
         let mut rest = format!("y{}", k - 1);
         for w in (0..k - 1).rev() {
             let (bound, cond) = (format!("t1_{w}"), format!("in_window{w}"));
             inits.push(proto::tensor(&bound, &[1], &[meta.windows[w].t1 as f32]));
-            nodes.push(proto::node("Less", &format!("less{w}"), &["t", &bound], &[&cond], &[]));
-            let out = if w == 0 { OUTPUT.to_string() } else { format!("pick{w}") };
-            nodes.push(proto::node("Where", &format!("where{w}"), &[&cond, &format!("y{w}"), &rest], &[&out], &[]));
+            nodes.push(proto::node(
+                "Less",
+                &format!("less{w}"),
+                &["t", &bound],
+                &[&cond],
+                &[],
+            ));
+            let out = if w == 0 {
+                OUTPUT.to_string()
+            } else {
+                format!("pick{w}")
+            };
+            nodes.push(proto::node(
+                "Where",
+                &format!("where{w}"),
+                &[&cond, &format!("y{w}"), &rest],
+                &[&out],
+                &[],
+            ));
             rest = out;
         }
     }
@@ -147,10 +250,21 @@ pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
         &meta.name,
         &nodes,
         &inits,
-        &[proto::value_info(INPUT, &[None, Some(meta.architecture.inputs)])],
-        &[proto::value_info(OUTPUT, &[None, Some(meta.architecture.outputs)])],
+        &[proto::value_info(
+            INPUT,
+            &[None, Some(meta.architecture.inputs)],
+        )],
+        &[proto::value_info(
+            OUTPUT,
+            &[None, Some(meta.architecture.outputs)],
+        )],
     );
-    let model = proto::model(&graph, OPSET, env!("CARGO_PKG_VERSION"), &metadata(dir, meta)?);
+    let model = proto::model(
+        &graph,
+        OPSET,
+        env!("CARGO_PKG_VERSION"),
+        &metadata(dir, meta)?,
+    );
     Ok(model.0)
 }
 
@@ -174,14 +288,46 @@ fn metadata(dir: &Path, meta: &SurrogateMeta) -> Result<Vec<(String, String)>, E
     let json = |v: serde_json::Value| v.to_string();
     Ok(vec![
         ("excite.version".into(), env!("CARGO_PKG_VERSION").into()),
-        ("excite.kind".into(), serde_json::to_value(meta.mode).expect("serialises").as_str().unwrap_or_default().to_string()),
-        ("excite.model".into(), json(serde_json::to_value(&meta.model).expect("serialises"))),
-        ("excite.inputs".into(), json(serde_json::to_value(&meta.normalization.inputs).expect("serialises"))),
-        ("excite.outputs".into(), json(serde_json::to_value(&meta.normalization.outputs).expect("serialises"))),
-        ("excite.windows".into(), json(serde_json::json!(meta.windows.iter().map(|w| [w.t0, w.t1]).collect::<Vec<_>>()))),
-        ("excite.time".into(), json(serde_json::to_value(&meta.time).expect("serialises"))),
-        ("excite.initial".into(), json(serde_json::to_value(&meta.initial).expect("serialises"))),
-        ("excite.sampling".into(), json(serde_json::to_value(&meta.sampling).expect("serialises"))),
+        (
+            "excite.kind".into(),
+            serde_json::to_value(meta.mode)
+                .expect("serialises")
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        (
+            "excite.model".into(),
+            json(serde_json::to_value(&meta.model).expect("serialises")),
+        ),
+        (
+            "excite.inputs".into(),
+            json(serde_json::to_value(&meta.normalization.inputs).expect("serialises")),
+        ),
+        (
+            "excite.outputs".into(),
+            json(serde_json::to_value(&meta.normalization.outputs).expect("serialises")),
+        ),
+        (
+            "excite.windows".into(),
+            json(serde_json::json!(meta
+                .windows
+                .iter()
+                .map(|w| [w.t0, w.t1])
+                .collect::<Vec<_>>())),
+        ),
+        (
+            "excite.time".into(),
+            json(serde_json::to_value(&meta.time).expect("serialises")),
+        ),
+        (
+            "excite.initial".into(),
+            json(serde_json::to_value(&meta.initial).expect("serialises")),
+        ),
+        (
+            "excite.sampling".into(),
+            json(serde_json::to_value(&meta.sampling).expect("serialises")),
+        ),
         ("excite.architecture".into(), meta.architecture.summary()),
         ("excite.dataset_sha256".into(), meta.dataset_sha256.clone()),
         ("excite.run_sha256".into(), run_hash),

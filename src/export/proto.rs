@@ -127,7 +127,13 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[At
 }
 
 /// GraphProto.
-pub fn graph(name: &str, nodes: &[Msg], initializers: &[Msg], inputs: &[Msg], outputs: &[Msg]) -> Msg {
+pub fn graph(
+    name: &str,
+    nodes: &[Msg],
+    initializers: &[Msg],
+    inputs: &[Msg],
+    outputs: &[Msg],
+) -> Msg {
     let mut g = Msg::default();
     for n in nodes {
         g = g.msg(1, n);
@@ -146,9 +152,19 @@ pub fn graph(name: &str, nodes: &[Msg], initializers: &[Msg], inputs: &[Msg], ou
 }
 
 /// ModelProto: IR version 8 with the default-domain opset `opset`.
-pub fn model(graph: &Msg, opset: i64, producer_version: &str, metadata: &[(String, String)]) -> Msg {
+pub fn model(
+    graph: &Msg,
+    opset: i64,
+    producer_version: &str,
+    metadata: &[(String, String)],
+) -> Msg {
     let opset_id = Msg::default().str(1, "").int(2, opset);
-    let mut m = Msg::default().int(1, 8).str(2, "excite").str(3, producer_version).msg(7, graph).msg(8, &opset_id);
+    let mut m = Msg::default()
+        .int(1, 8)
+        .str(2, "excite")
+        .str(3, producer_version)
+        .msg(7, graph)
+        .msg(8, &opset_id);
     for (k, v) in metadata {
         m = m.msg(14, &Msg::default().str(1, k).str(2, v));
     }
@@ -200,7 +216,12 @@ pub fn metadata_props(model: &[u8]) -> Option<Vec<(String, String)>> {
     for (field, entry) in fields(model)? {
         if field == 14 {
             let kv = fields(entry)?;
-            let get = |n: u32| kv.iter().find(|(f, _)| *f == n).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            let get = |n: u32| {
+                kv.iter()
+                    .find(|(f, _)| *f == n)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
             out.push((get(1), get(2)));
         }
     }
@@ -216,7 +237,10 @@ mod tests {
         // field 1, varint 150: 08 96 01 (the protobuf documentation's example)
         assert_eq!(Msg::default().int(1, 150).0, [0x08, 0x96, 0x01]);
         // field 2, string "testing": 12 07 74 65 73 74 69 6e 67
-        assert_eq!(Msg::default().str(2, "testing").0, [0x12, 0x07, b't', b'e', b's', b't', b'i', b'n', b'g']);
+        assert_eq!(
+            Msg::default().str(2, "testing").0,
+            [0x12, 0x07, b't', b'e', b's', b't', b'i', b'n', b'g']
+        );
         // negative int64 takes ten bytes
         assert_eq!(Msg::default().int(1, -1).0.len(), 11);
         assert_eq!(Msg::default().float(2, 1.0).0, [0x15, 0, 0, 0x80, 0x3f]);
@@ -225,8 +249,16 @@ mod tests {
     #[test]
     fn metadata_reads_back() {
         let g = graph("g", &[], &[], &[], &[]);
-        let m = model(&g, 17, "0", &[("a".into(), "1".into()), ("b".into(), "two".into())]);
-        assert_eq!(metadata_props(&m.0).unwrap(), vec![("a".into(), "1".into()), ("b".into(), "two".into())]);
+        let m = model(
+            &g,
+            17,
+            "0",
+            &[("a".into(), "1".into()), ("b".into(), "two".into())],
+        );
+        assert_eq!(
+            metadata_props(&m.0).unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "two".into())]
+        );
         assert!(metadata_props(&m.0[..m.0.len() - 1]).is_none());
     }
 }

@@ -62,12 +62,28 @@ impl Kernel {
 
 /// Solves every cell in f32 with `kernel` on `threads` threads (0 = all
 /// cores). `kernel` must be one of [`Kernel::available`].
-pub fn solve_with(model: &dyn crate::cell::Model, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: Kernel) -> Trajectories<f32> {
+pub fn solve_with(
+    model: &dyn crate::cell::Model,
+    grid: &TimeGrid,
+    cells: &Cells,
+    threads: usize,
+    kernel: Kernel,
+) -> Trajectories<f32> {
     model.solve_cpu_with(grid, cells, threads, kernel)
 }
 
-pub(crate) fn solve<M: CellModel>(model: &M, grid: &TimeGrid, cells: &Cells, threads: usize, kernel: Kernel) -> Trajectories<f32> {
-    assert!(Kernel::available().contains(&kernel), "the {} kernel does not run on this CPU", kernel.name());
+pub(crate) fn solve<M: CellModel>(
+    model: &M,
+    grid: &TimeGrid,
+    cells: &Cells,
+    threads: usize,
+    kernel: Kernel,
+) -> Trajectories<f32> {
+    assert!(
+        Kernel::available().contains(&kernel),
+        "the {} kernel does not run on this CPU",
+        kernel.name()
+    );
     let mut out = Trajectories::filled(M::N_STATE, grid.n_samples, cells.n, 0.0f32);
     let n_blocks = cells.n.div_ceil(kernel.block_cells());
     let dest = OutPtr(out.data.as_mut_ptr());
@@ -123,7 +139,14 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-unsafe fn solve_block<M: CellModel>(m: &M, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr, kernel: Kernel) {
+unsafe fn solve_block<M: CellModel>(
+    m: &M,
+    g: &TimeGrid,
+    c: &Cells,
+    b: usize,
+    out: OutPtr,
+    kernel: Kernel,
+) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => block_avx512(m, g, c, b, out),
@@ -147,7 +170,11 @@ unsafe fn block_avx2_fma<M: CellModel>(m: &M, g: &TimeGrid, c: &Cells, b: usize,
 
 /// Loads one column into lanes, padding past the last cell with its value.
 #[inline(always)]
-fn load<const W: usize, const FMA: bool>(col: &Column, first: usize, valid: usize) -> Lanes<W, FMA> {
+fn load<const W: usize, const FMA: bool>(
+    col: &Column,
+    first: usize,
+    valid: usize,
+) -> Lanes<W, FMA> {
     match col {
         Column::Same(x) => Lanes::splat(*x),
         Column::PerCell(v) => {
@@ -161,7 +188,13 @@ fn load<const W: usize, const FMA: bool>(col: &Column, first: usize, valid: usiz
 }
 
 #[inline(always)]
-unsafe fn block<M: CellModel, const W: usize, const FMA: bool>(m: &M, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+unsafe fn block<M: CellModel, const W: usize, const FMA: bool>(
+    m: &M,
+    g: &TimeGrid,
+    c: &Cells,
+    b: usize,
+    out: OutPtr,
+) {
     let (n, np) = (M::N_STATE, c.params.len());
     let first = b * W;
     let valid = W.min(c.n - first);

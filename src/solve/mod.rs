@@ -27,7 +27,11 @@ impl TimeGrid {
     /// The grid for `t ∈ [0, t_end]`, stepping `dt` and sampling every `sample_every`.
     pub fn new(t_end: f64, dt: f64, sample_every: f64) -> Result<Self, Error> {
         if !(dt.is_finite() && dt > 0.0) {
-            return Err(Error::invalid("time.dt", format!("dt = {dt} is not a positive number"), "set dt > 0, for example 0.01"));
+            return Err(Error::invalid(
+                "time.dt",
+                format!("dt = {dt} is not a positive number"),
+                "set dt > 0, for example 0.01",
+            ));
         }
         if !(sample_every.is_finite() && sample_every > 0.0) {
             return Err(Error::invalid(
@@ -37,23 +41,37 @@ impl TimeGrid {
             ));
         }
         if !(t_end.is_finite() && t_end >= 0.0) {
-            return Err(Error::invalid("time.t_end", format!("t_end = {t_end} is not a number ≥ 0"), "set t_end ≥ 0, for example 25"));
+            return Err(Error::invalid(
+                "time.t_end",
+                format!("t_end = {t_end} is not a number ≥ 0"),
+                "set t_end ≥ 0, for example 25",
+            ));
         }
         let steps = whole_ratio(sample_every, dt).ok_or_else(|| {
             Error::invalid(
                 "time.sample_every",
                 format!("sample_every = {sample_every} is not a whole multiple of dt = {dt}"),
-                format!("use a multiple of dt, such as {}", (sample_every / dt).round().max(1.0) * dt),
+                format!(
+                    "use a multiple of dt, such as {}",
+                    (sample_every / dt).round().max(1.0) * dt
+                ),
             )
         })?;
         let intervals = whole_ratio(t_end, sample_every).ok_or_else(|| {
             Error::invalid(
                 "time.t_end",
                 format!("t_end = {t_end} is not a whole multiple of sample_every = {sample_every}"),
-                format!("use a multiple of sample_every, such as {}", (t_end / sample_every).round() * sample_every),
+                format!(
+                    "use a multiple of sample_every, such as {}",
+                    (t_end / sample_every).round() * sample_every
+                ),
             )
         })?;
-        Ok(TimeGrid { dt, steps_per_sample: steps.max(1), n_samples: intervals + 1 })
+        Ok(TimeGrid {
+            dt,
+            steps_per_sample: steps.max(1),
+            n_samples: intervals + 1,
+        })
     }
 
     pub fn sample_every(&self) -> f64 {
@@ -113,11 +131,23 @@ impl Cells {
     /// Checks the columns against the model's shape.
     pub fn check(&self, model: &dyn crate::cell::Model) -> Result<(), Error> {
         let info = model.info();
-        let shape_ok = |cols: &[Column]| cols.iter().all(|c| !matches!(c, Column::PerCell(v) if v.len() != self.n));
-        if self.init.len() != info.states.len() || self.params.len() != info.params.len() || !shape_ok(&self.init) || !shape_ok(&self.params) {
+        let shape_ok = |cols: &[Column]| {
+            cols.iter()
+                .all(|c| !matches!(c, Column::PerCell(v) if v.len() != self.n))
+        };
+        if self.init.len() != info.states.len()
+            || self.params.len() != info.params.len()
+            || !shape_ok(&self.init)
+            || !shape_ok(&self.params)
+        {
             return Err(Error::invalid(
                 "cells",
-                format!("cells do not match model `{}` ({} states, {} parameters)", info.name, info.states.len(), info.params.len()),
+                format!(
+                    "cells do not match model `{}` ({} states, {} parameters)",
+                    info.name,
+                    info.states.len(),
+                    info.params.len()
+                ),
                 "build the cells from the model's own state and parameter lists",
             ));
         }
@@ -136,7 +166,12 @@ pub struct Trajectories<T> {
 
 impl<T: Copy> Trajectories<T> {
     pub fn filled(n_state: usize, n_samples: usize, n_cells: usize, value: T) -> Self {
-        Trajectories { n_state, n_samples, n_cells, data: vec![value; n_state * n_samples * n_cells] }
+        Trajectories {
+            n_state,
+            n_samples,
+            n_cells,
+            data: vec![value; n_state * n_samples * n_cells],
+        }
     }
 
     #[inline]
@@ -154,16 +189,26 @@ impl<T: Copy> Trajectories<T> {
 impl<T: Copy + Into<f64>> Trajectories<T> {
     /// Largest absolute difference to `other` (same shape), NaN-aware.
     pub fn max_abs_diff<U: Copy + Into<f64>>(&self, other: &Trajectories<U>) -> f64 {
-        assert_eq!(self.data.len(), other.data.len(), "trajectories of different shapes");
+        assert_eq!(
+            self.data.len(),
+            other.data.len(),
+            "trajectories of different shapes"
+        );
         self.data.iter().zip(&other.data).fold(0.0, |m, (a, b)| {
             let d = ((*a).into() - (*b).into()).abs();
-            if d.is_nan() { f64::INFINITY } else { m.max(d) }
+            if d.is_nan() {
+                f64::INFINITY
+            } else {
+                m.max(d)
+            }
         })
     }
 }
 
 /// Where to run the Euler reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
     /// SIMD and threads on the CPU.
@@ -182,7 +227,13 @@ impl std::fmt::Display for Device {
 }
 
 /// Solves `cells` on `device` in f32; `threads = 0` means all cores.
-pub fn solve(model: &dyn crate::cell::Model, grid: &TimeGrid, cells: &Cells, device: Device, threads: usize) -> Result<Trajectories<f32>, Error> {
+pub fn solve(
+    model: &dyn crate::cell::Model,
+    grid: &TimeGrid,
+    cells: &Cells,
+    device: Device,
+    threads: usize,
+) -> Result<Trajectories<f32>, Error> {
     cells.check(model)?;
     match device {
         Device::Cpu => Ok(model.solve_cpu(grid, cells, threads)),
@@ -199,11 +250,20 @@ mod tests {
         let g = TimeGrid::new(25.0, 0.01, 0.1).unwrap();
         assert_eq!((g.steps_per_sample, g.n_samples), (10, 251));
         assert!((g.t_end() - 25.0).abs() < 1e-12);
-        assert!(TimeGrid::new(25.0, 0.0, 0.1).unwrap_err().to_string().contains("time.dt"));
+        assert!(TimeGrid::new(25.0, 0.0, 0.1)
+            .unwrap_err()
+            .to_string()
+            .contains("time.dt"));
         assert!(TimeGrid::new(25.0, -1.0, 0.1).is_err());
         assert!(TimeGrid::new(25.0, f64::NAN, 0.1).is_err());
         let e = TimeGrid::new(25.0, 0.03, 0.1).unwrap_err().to_string();
-        assert!(e.contains("time.sample_every") && e.contains("multiple"), "{e}");
-        assert!(TimeGrid::new(25.05, 0.01, 0.1).unwrap_err().to_string().contains("time.t_end"));
+        assert!(
+            e.contains("time.sample_every") && e.contains("multiple"),
+            "{e}"
+        );
+        assert!(TimeGrid::new(25.05, 0.01, 0.1)
+            .unwrap_err()
+            .to_string()
+            .contains("time.t_end"));
     }
 }

@@ -27,7 +27,15 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub const ALL: [Activation; 7] = [Self::Relu, Self::LeakyRelu, Self::Elu, Self::Silu, Self::Gelu, Self::Tanh, Self::Sigmoid];
+    pub const ALL: [Activation; 7] = [
+        Self::Relu,
+        Self::LeakyRelu,
+        Self::Elu,
+        Self::Silu,
+        Self::Gelu,
+        Self::Tanh,
+        Self::Sigmoid,
+    ];
     /// Negative slope of [`Activation::LeakyRelu`] (PyTorch's default).
     pub const LEAKY_SLOPE: f64 = 0.01;
 
@@ -46,15 +54,29 @@ impl Activation {
     /// Parses the names used in configs and in the authors' zoo (case-insensitive).
     pub fn parse(s: &str) -> Option<Activation> {
         let s = s.trim().to_ascii_lowercase().replace(['_', '-'], "");
-        Self::ALL.into_iter().find(|a| a.name().replace('_', "") == s)
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().replace('_', "") == s)
     }
 
     /// The activation in f64: the reference other implementations are tested against.
     pub fn eval(self, z: f64) -> f64 {
         match self {
             Self::Relu => z.max(0.0),
-            Self::LeakyRelu => if z >= 0.0 { z } else { Self::LEAKY_SLOPE * z },
-            Self::Elu => if z > 0.0 { z } else { z.exp_m1() },
+            Self::LeakyRelu => {
+                if z >= 0.0 {
+                    z
+                } else {
+                    Self::LEAKY_SLOPE * z
+                }
+            }
+            Self::Elu => {
+                if z > 0.0 {
+                    z
+                } else {
+                    z.exp_m1()
+                }
+            }
             Self::Silu => z / (1.0 + (-z).exp()),
             Self::Gelu => 0.5 * z * (1.0 + erf(z / std::f64::consts::SQRT_2)),
             Self::Tanh => z.tanh(),
@@ -68,9 +90,19 @@ pub(crate) fn erf(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
     let poly = -z * z - 1.26551223
-        + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398
+                                + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
     let r = 1.0 - t * poly.exp();
-    if x >= 0.0 { r } else { -r }
+    if x >= 0.0 {
+        r
+    } else {
+        -r
+    }
 }
 
 /// One hidden layer: activation and width. Written `[tanh, 64]` in YAML.
@@ -88,7 +120,11 @@ pub struct Architecture {
 impl Architecture {
     pub fn check(&self) -> Result<(), Error> {
         if self.hidden.is_empty() || self.hidden.iter().any(|l| l.1 == 0) {
-            return Err(Error::invalid("architecture.hidden", "needs at least one hidden layer, each of width ≥ 1", "write layers as [[tanh, 64], [tanh, 64]]"));
+            return Err(Error::invalid(
+                "architecture.hidden",
+                "needs at least one hidden layer, each of width ≥ 1",
+                "write layers as [[tanh, 64], [tanh, 64]]",
+            ));
         }
         Ok(())
     }
@@ -110,7 +146,11 @@ impl Architecture {
 
     /// `4-64-64-2 tanh,tanh`-style summary.
     pub fn summary(&self) -> String {
-        let widths: Vec<String> = std::iter::once(self.inputs).chain(self.hidden.iter().map(|l| l.1)).chain([self.outputs]).map(|w| w.to_string()).collect();
+        let widths: Vec<String> = std::iter::once(self.inputs)
+            .chain(self.hidden.iter().map(|l| l.1))
+            .chain([self.outputs])
+            .map(|w| w.to_string())
+            .collect();
         let acts: Vec<&str> = self.hidden.iter().map(|l| l.0.name()).collect();
         format!("{} ({})", widths.join("-"), acts.join(","))
     }
@@ -133,9 +173,18 @@ pub enum Shape {
 }
 
 /// Hidden layers of `shape` with `layers` layers and `budget` neurons in total.
-pub fn shaped(shape: Shape, layers: usize, budget: usize, activation: Activation) -> Result<Vec<Layer>, Error> {
+pub fn shaped(
+    shape: Shape,
+    layers: usize,
+    budget: usize,
+    activation: Activation,
+) -> Result<Vec<Layer>, Error> {
     if layers == 0 || budget < layers {
-        return Err(Error::invalid("architecture.budget", format!("{budget} neurons cannot fill {layers} layers"), "give at least one neuron per layer"));
+        return Err(Error::invalid(
+            "architecture.budget",
+            format!("{budget} neurons cannot fill {layers} layers"),
+            "give at least one neuron per layer",
+        ));
     }
     let weights: Vec<f64> = match shape {
         Shape::Rectangle => vec![1.0; layers],
@@ -143,19 +192,30 @@ pub fn shaped(shape: Shape, layers: usize, budget: usize, activation: Activation
         Shape::Bottleneck => (0..layers).rev().map(|i| 2f64.powi(i as i32)).collect(),
         Shape::Diamond | Shape::Bowtie => {
             if layers < 3 {
-                return Err(Error::invalid("architecture.layers", format!("a {shape:?} needs at least 3 layers, got {layers}"), "use layers: 3, or a rectangle/funnel/bottleneck"));
+                return Err(Error::invalid(
+                    "architecture.layers",
+                    format!("a {shape:?} needs at least 3 layers, got {layers}"),
+                    "use layers: 3, or a rectangle/funnel/bottleneck",
+                ));
             }
             let mid = (layers - 1) as f64 / 2.0;
             (0..layers)
                 .map(|i| {
                     let d = 2f64.powf(-(i as f64 - mid).abs());
-                    if shape == Shape::Diamond { 2.0 * d } else { 4.0 / (2.0 * d) }
+                    if shape == Shape::Diamond {
+                        2.0 * d
+                    } else {
+                        4.0 / (2.0 * d)
+                    }
                 })
                 .collect()
         }
     };
     let total: f64 = weights.iter().sum();
-    let mut widths: Vec<usize> = weights.iter().map(|w| ((w / total * budget as f64).round() as usize).max(1)).collect();
+    let mut widths: Vec<usize> = weights
+        .iter()
+        .map(|w| ((w / total * budget as f64).round() as usize).max(1))
+        .collect();
     // put the rounding remainder on the widest layer so the budget is exact
     let sum: usize = widths.iter().sum();
     let widest = (0..layers).max_by_key(|&i| widths[i]).unwrap();
@@ -175,23 +235,50 @@ pub struct ZooEntry {
 /// Reads `model-zoo-800.csv` (`id,"[['ELU', 32], …]",total_neurons,shape`).
 pub fn load_zoo(path: &Path) -> Result<Vec<ZooEntry>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |line: usize, what: &str| Error::format(path, format!("line {line}: {what}"), "use the authors' model-zoo-800.csv (id,layers,total_neurons,shape)");
+    let bad = |line: usize, what: &str| {
+        Error::format(
+            path,
+            format!("line {line}: {what}"),
+            "use the authors' model-zoo-800.csv (id,layers,total_neurons,shape)",
+        )
+    };
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-        let (head, rest) = line.split_once(",\"").ok_or_else(|| bad(i + 1, "no quoted layer list"))?;
-        let (layers, tail) = rest.split_once("\",").ok_or_else(|| bad(i + 1, "unterminated layer list"))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (head, rest) = line
+            .split_once(",\"")
+            .ok_or_else(|| bad(i + 1, "no quoted layer list"))?;
+        let (layers, tail) = rest
+            .split_once("\",")
+            .ok_or_else(|| bad(i + 1, "unterminated layer list"))?;
         let id = head.trim().parse().map_err(|_| bad(i + 1, "bad id"))?;
         let mut hidden = Vec::new();
         for pair in layers.split('[').filter(|p| p.contains(',')) {
             let pair = pair.trim_end_matches([']', ',', ' ']);
-            let (name, width) = pair.split_once(',').ok_or_else(|| bad(i + 1, "bad layer"))?;
-            let act = Activation::parse(name.trim().trim_matches('\'')).ok_or_else(|| bad(i + 1, &format!("unknown activation {name}")))?;
+            let (name, width) = pair
+                .split_once(',')
+                .ok_or_else(|| bad(i + 1, "bad layer"))?;
+            let act = Activation::parse(name.trim().trim_matches('\''))
+                .ok_or_else(|| bad(i + 1, &format!("unknown activation {name}")))?;
             let width = width.trim().parse().map_err(|_| bad(i + 1, "bad width"))?;
             hidden.push(Layer(act, width));
         }
-        let (total, shape) = tail.split_once(',').ok_or_else(|| bad(i + 1, "missing shape"))?;
-        let shape: Shape = serde_json::from_value(serde_json::Value::String(shape.trim().to_string())).map_err(|_| bad(i + 1, "unknown shape"))?;
-        out.push(ZooEntry { id, hidden, total_neurons: total.trim().parse().map_err(|_| bad(i + 1, "bad total"))?, shape });
+        let (total, shape) = tail
+            .split_once(',')
+            .ok_or_else(|| bad(i + 1, "missing shape"))?;
+        let shape: Shape =
+            serde_json::from_value(serde_json::Value::String(shape.trim().to_string()))
+                .map_err(|_| bad(i + 1, "unknown shape"))?;
+        out.push(ZooEntry {
+            id,
+            hidden,
+            total_neurons: total.trim().parse().map_err(|_| bad(i + 1, "bad total"))?,
+            shape,
+        });
     }
     Ok(out)
 }
@@ -202,13 +289,25 @@ mod tests {
 
     #[test]
     fn shapes_fill_the_budget_in_their_form() {
-        let w = |s, l, b| shaped(s, l, b, Activation::Tanh).unwrap().iter().map(|l| l.1).collect::<Vec<_>>();
+        let w = |s, l, b| {
+            shaped(s, l, b, Activation::Tanh)
+                .unwrap()
+                .iter()
+                .map(|l| l.1)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(w(Shape::Rectangle, 3, 96), [32, 32, 32]);
         assert_eq!(w(Shape::Funnel, 3, 112), [16, 32, 64]);
         assert_eq!(w(Shape::Bottleneck, 3, 112), [64, 32, 16]);
         assert_eq!(w(Shape::Diamond, 3, 128), [32, 64, 32]);
         assert_eq!(w(Shape::Bowtie, 3, 160), [64, 32, 64]);
-        for s in [Shape::Rectangle, Shape::Funnel, Shape::Bottleneck, Shape::Diamond, Shape::Bowtie] {
+        for s in [
+            Shape::Rectangle,
+            Shape::Funnel,
+            Shape::Bottleneck,
+            Shape::Diamond,
+            Shape::Bowtie,
+        ] {
             for b in [32, 100, 256] {
                 assert_eq!(w(s, 3, b).iter().sum::<usize>(), b, "{s:?} {b}");
             }

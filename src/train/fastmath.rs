@@ -13,7 +13,15 @@ use burn::tensor::{Tensor, TensorData};
 
 /// Largest |x| before tanh(x) rounds to ±1 in f32.
 const CLAMP: f32 = 7.905_311;
-const ALPHA: [f32; 7] = [4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_672e-11, 2.000_188e-13, -2.760_768_5e-16];
+const ALPHA: [f32; 7] = [
+    4.893_524_6e-3,
+    6.372_619_3e-4,
+    1.485_722_4e-5,
+    5.122_297e-8,
+    -8.604_672e-11,
+    2.000_188e-13,
+    -2.760_768_5e-16,
+];
 const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
 
 #[inline(always)]
@@ -99,7 +107,11 @@ fn pointwise(z: Tensor<2>, f: impl Fn(&[f32], &mut [f32], &mut [f32])) -> Tensor
     let shape = z.dims();
     let device = z.device();
     let plain = z.clone().detach();
-    let x = plain.clone().into_data().try_into_vec::<f32>().expect("f32 activations");
+    let x = plain
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 activations");
     let (mut y, mut slope) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
     f(&x, &mut y, &mut slope);
     let y = Tensor::<2>::from_data(TensorData::new(y, shape), &device);
@@ -115,7 +127,10 @@ mod tests {
     #[test]
     fn tanh_is_accurate_everywhere() {
         let mut worst = 0.0f64;
-        let xs: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 1e-4).chain([1e-30, -1e-8, 50.0, -1e4]).collect();
+        let xs: Vec<f32> = (-200_000..=200_000)
+            .map(|i| i as f32 * 1e-4)
+            .chain([1e-30, -1e-8, 50.0, -1e4])
+            .collect();
         let mut v = xs.clone();
         tanh_in_place(&mut v);
         for (x, y) in xs.iter().zip(&v) {

@@ -48,19 +48,25 @@ impl Normalization {
     /// Physical → unit, row-major with `cols = ranges.len()`.
     pub fn to_unit(ranges: &[VarRange], data: &[f32]) -> Vec<f32> {
         let spans: Vec<_> = ranges.iter().map(Self::span).collect();
-        data.iter().enumerate().map(|(i, &x)| {
-            let (mid, half) = spans[i % spans.len()];
-            ((x as f64 - mid) / half) as f32
-        }).collect()
+        data.iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let (mid, half) = spans[i % spans.len()];
+                ((x as f64 - mid) / half) as f32
+            })
+            .collect()
     }
 
     /// Unit → physical.
     pub fn from_unit(ranges: &[VarRange], data: &[f32]) -> Vec<f32> {
         let spans: Vec<_> = ranges.iter().map(Self::span).collect();
-        data.iter().enumerate().map(|(i, &y)| {
-            let (mid, half) = spans[i % spans.len()];
-            (y as f64 * half + mid) as f32
-        }).collect()
+        data.iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let (mid, half) = spans[i % spans.len()];
+                (y as f64 * half + mid) as f32
+            })
+            .collect()
     }
 
     /// (mid, half-width) of each range: unit = (x − mid) / half.
@@ -111,8 +117,13 @@ impl Surrogate {
     pub fn load(dir: &Path) -> Result<Surrogate, Error> {
         let path = dir.join(SURROGATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: SurrogateMeta = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&path, format!("not a surrogate description ({FORMAT}): {e}"), "train one with `excite train`"))?;
+        let meta: SurrogateMeta = serde_json::from_str(&text).map_err(|e| {
+            Error::format(
+                &path,
+                format!("not a surrogate description ({FORMAT}): {e}"),
+                "train one with `excite train`",
+            )
+        })?;
         let device = Device::flex();
         let nets = meta
             .windows
@@ -136,14 +147,26 @@ impl Surrogate {
         // Rows go to the window their time falls in (column 0 is t for trajectory surrogates).
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.nets.len()];
         for r in 0..rows {
-            let w = if self.nets.len() == 1 { 0 } else { window_of(&self.meta.windows, x[r * n_in] as f64) };
+            let w = if self.nets.len() == 1 {
+                0
+            } else {
+                window_of(&self.meta.windows, x[r * n_in] as f64)
+            };
             groups[w].push(r);
         }
         for (w, rows_w) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
             for chunk in rows_w.chunks(65536) {
-                let xs: Vec<f32> = chunk.iter().flat_map(|&r| unit[r * n_in..(r + 1) * n_in].iter().copied()).collect();
-                let t = Tensor::<2>::from_data(TensorData::new(xs, [chunk.len(), n_in]), &self.device);
-                let y = self.nets[w].forward(t).into_data().try_to_vec::<f32>().expect("f32 output");
+                let xs: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&r| unit[r * n_in..(r + 1) * n_in].iter().copied())
+                    .collect();
+                let t =
+                    Tensor::<2>::from_data(TensorData::new(xs, [chunk.len(), n_in]), &self.device);
+                let y = self.nets[w]
+                    .forward(t)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32 output");
                 let y = Normalization::from_unit(&self.meta.normalization.outputs, &y);
                 for (i, &r) in chunk.iter().enumerate() {
                     out[r * n_out..(r + 1) * n_out].copy_from_slice(&y[i * n_out..(i + 1) * n_out]);
@@ -166,13 +189,32 @@ pub fn window_of(windows: &[Window], t: f64) -> usize {
 
 pub(crate) fn load_net(arch: &Architecture, path: &Path, device: &Device) -> Result<Net, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| Error::format(path, format!("not a burn record: {e:?}"), "retrain, or restore the file from the run folder"))?;
+    let record =
+        ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
+            Error::format(
+                path,
+                format!("not a burn record: {e:?}"),
+                "retrain, or restore the file from the run folder",
+            )
+        })?;
     Net::new(arch, device, true)
         .try_load_record(record)
-        .map_err(|e| Error::format(path, format!("weights do not fit the architecture {}: {e:?}", arch.summary()), "retrain with the matching surrogate.json"))
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!(
+                    "weights do not fit the architecture {}: {e:?}",
+                    arch.summary()
+                ),
+                "retrain with the matching surrogate.json",
+            )
+        })
 }
 
 pub(crate) fn net_bytes(net: &Net) -> Vec<u8> {
-    net.clone().into_record().into_bytes().expect("records serialise").to_vec()
+    net.clone()
+        .into_record()
+        .into_bytes()
+        .expect("records serialise")
+        .to_vec()
 }

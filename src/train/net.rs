@@ -33,9 +33,17 @@ impl Net {
         dims.push(arch.outputs);
         let layers = dims
             .windows(2)
-            .map(|d| LinearConfig::new(d[0], d[1]).with_initializer(Initializer::XavierNormal { gain: 1.0 }).init(device))
+            .map(|d| {
+                LinearConfig::new(d[0], d[1])
+                    .with_initializer(Initializer::XavierNormal { gain: 1.0 })
+                    .init(device)
+            })
             .collect();
-        Net { layers, activations: arch.hidden.iter().map(|l| l.0).collect(), host_activations }
+        Net {
+            layers,
+            activations: arch.hidden.iter().map(|l| l.0).collect(),
+            host_activations,
+        }
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
@@ -64,7 +72,9 @@ impl Net {
             a = value;
             da = Some(slope * dz);
         }
-        let dy = da.expect("at least one hidden layer").matmul(last.weight.val());
+        let dy = da
+            .expect("at least one hidden layer")
+            .matmul(last.weight.val());
         (last.forward(a), dy)
     }
 }
@@ -87,10 +97,20 @@ pub fn apply(act: Activation, z: Tensor<2>, host: bool) -> Tensor<2> {
 
 /// σ(z) and σ'(z), sharing work where the derivative is a function of the value.
 pub fn apply_with_slope(act: Activation, z: Tensor<2>, host: bool) -> (Tensor<2>, Tensor<2>) {
-    let sigmoid = |z: Tensor<2>| if host { fastmath::sigmoid(z) } else { activation::sigmoid(z) };
+    let sigmoid = |z: Tensor<2>| {
+        if host {
+            fastmath::sigmoid(z)
+        } else {
+            activation::sigmoid(z)
+        }
+    };
     match act {
         Activation::Tanh => {
-            let t = if host { fastmath::tanh(z) } else { activation::tanh(z) };
+            let t = if host {
+                fastmath::tanh(z)
+            } else {
+                activation::tanh(z)
+            };
             let slope = t.clone().square().neg().add_scalar(1.0);
             (t, slope)
         }
@@ -105,7 +125,10 @@ pub fn apply_with_slope(act: Activation, z: Tensor<2>, host: bool) -> (Tensor<2>
         }
         Activation::LeakyRelu => {
             let mask = z.clone().greater_elem(0.0).float();
-            let slope = mask.clone().mul_scalar(1.0 - Activation::LEAKY_SLOPE).add_scalar(Activation::LEAKY_SLOPE);
+            let slope = mask
+                .clone()
+                .mul_scalar(1.0 - Activation::LEAKY_SLOPE)
+                .add_scalar(Activation::LEAKY_SLOPE);
             (activation::leaky_relu(z, Activation::LEAKY_SLOPE), slope)
         }
         Activation::Elu => {
@@ -126,8 +149,18 @@ pub fn apply_with_slope(act: Activation, z: Tensor<2>, host: bool) -> (Tensor<2>
         Activation::Gelu => {
             let value = activation::gelu(z.clone());
             // Φ(z) + z·φ(z)
-            let cdf = z.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
-            let pdf = z.clone().square().mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+            let cdf = z
+                .clone()
+                .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+                .erf()
+                .add_scalar(1.0)
+                .mul_scalar(0.5);
+            let pdf = z
+                .clone()
+                .square()
+                .mul_scalar(-0.5)
+                .exp()
+                .mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
             (value, cdf + z * pdf)
         }
     }

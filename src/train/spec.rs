@@ -23,9 +23,19 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum HiddenSpec {
-    Layers { hidden: Vec<Layer> },
-    Shaped { shape: Shape, layers: usize, budget: usize, activation: Activation },
-    Zoo { zoo: usize, zoo_file: Option<PathBuf> },
+    Layers {
+        hidden: Vec<Layer>,
+    },
+    Shaped {
+        shape: Shape,
+        layers: usize,
+        budget: usize,
+        activation: Activation,
+    },
+    Zoo {
+        zoo: usize,
+        zoo_file: Option<PathBuf>,
+    },
 }
 
 /// Learning-rate schedule.
@@ -34,9 +44,15 @@ pub enum HiddenSpec {
 pub enum Schedule {
     Constant,
     /// Multiply by `factor` after `patience` validations without improvement (the authors' choice).
-    Plateau { factor: f64, patience: usize, min_lr: f64 },
+    Plateau {
+        factor: f64,
+        patience: usize,
+        min_lr: f64,
+    },
     /// Cosine decay from `lr` to `min_lr` over the run.
-    Cosine { min_lr: f64 },
+    Cosine {
+        min_lr: f64,
+    },
 }
 
 /// Loss weights for PINN training (the authors used 10, 1, 1).
@@ -130,13 +146,21 @@ fn default_lr() -> f64 {
     1e-3
 }
 fn default_schedule() -> Schedule {
-    Schedule::Plateau { factor: 0.5, patience: 10, min_lr: 1e-6 }
+    Schedule::Plateau {
+        factor: 0.5,
+        patience: 10,
+        min_lr: 1e-6,
+    }
 }
 fn default_val_every() -> usize {
     200
 }
 fn default_weights() -> LossWeights {
-    LossWeights { data: 10.0, physics: 1.0, initial: 1.0 }
+    LossWeights {
+        data: 10.0,
+        physics: 1.0,
+        initial: 1.0,
+    }
 }
 fn one() -> usize {
     1
@@ -148,37 +172,80 @@ impl TrainSpec {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_yaml(&text).map_err(|e| match e {
             Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
-            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
+            Error::Invalid {
+                field,
+                problem,
+                hint,
+            } => Error::Invalid {
+                field: format!("{}: {field}", path.display()),
+                problem,
+                hint,
+            },
             other => other,
         })
     }
 
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
-        let spec: TrainSpec = serde_norway::from_str(text)
-            .map_err(|e| Error::format("<config>", format!("not a valid training configuration: {e}"), "compare with models/quick-train.yaml"))?;
+        let spec: TrainSpec = serde_norway::from_str(text).map_err(|e| {
+            Error::format(
+                "<config>",
+                format!("not a valid training configuration: {e}"),
+                "compare with models/quick-train.yaml",
+            )
+        })?;
         spec.check()?;
         Ok(spec)
     }
 
     pub fn check(&self) -> Result<(), Error> {
         let positive = |field: &str, v: f64| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::invalid(field, format!("{v} is not a positive number"), "give a value > 0")) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    field,
+                    format!("{v} is not a positive number"),
+                    "give a value > 0",
+                ))
+            }
         };
         positive("lr", self.lr)?;
-        for (f, v) in [("steps", self.steps), ("batch", self.batch), ("val_every", self.val_every), ("collocation", self.collocation), ("windows", self.windows)] {
+        for (f, v) in [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("val_every", self.val_every),
+            ("collocation", self.collocation),
+            ("windows", self.windows),
+        ] {
             if v == 0 {
-                return Err(Error::invalid(f, "must be at least 1", format!("set {f} ≥ 1")));
+                return Err(Error::invalid(
+                    f,
+                    "must be at least 1",
+                    format!("set {f} ≥ 1"),
+                ));
             }
         }
-        for (f, v) in [("loss.data", self.loss.data), ("loss.physics", self.loss.physics), ("loss.initial", self.loss.initial)] {
+        for (f, v) in [
+            ("loss.data", self.loss.data),
+            ("loss.physics", self.loss.physics),
+            ("loss.initial", self.loss.initial),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::invalid(f, format!("{v} is not a weight ≥ 0"), "use weights such as data: 10, physics: 1, initial: 1"));
+                return Err(Error::invalid(
+                    f,
+                    format!("{v} is not a weight ≥ 0"),
+                    "use weights such as data: 10, physics: 1, initial: 1",
+                ));
             }
         }
         match self.schedule {
             Schedule::Plateau { factor, min_lr, .. } => {
                 if !(factor > 0.0 && factor < 1.0) {
-                    return Err(Error::invalid("schedule.factor", format!("{factor} is not in (0, 1)"), "use factor: 0.5"));
+                    return Err(Error::invalid(
+                        "schedule.factor",
+                        format!("{factor} is not in (0, 1)"),
+                        "use factor: 0.5",
+                    ));
                 }
                 positive("schedule.min_lr", min_lr)?;
             }
@@ -187,7 +254,11 @@ impl TrainSpec {
         }
         if let Some(a) = self.adaptive {
             if a.every == 0 || !(a.fraction > 0.0 && a.fraction < 1.0) || !(a.boost >= 1.0) {
-                return Err(Error::invalid("adaptive", "needs every ≥ 1, fraction in (0, 1), boost ≥ 1", "use every: 500, fraction: 0.1, boost: 4"));
+                return Err(Error::invalid(
+                    "adaptive",
+                    "needs every ≥ 1, fraction in (0, 1), boost ≥ 1",
+                    "use every: 500, fraction: 0.1, boost: 4",
+                ));
             }
         }
         Ok(())
@@ -197,13 +268,28 @@ impl TrainSpec {
     pub fn hidden(&self) -> Result<Vec<Layer>, Error> {
         match &self.architecture {
             HiddenSpec::Layers { hidden } => Ok(hidden.clone()),
-            HiddenSpec::Shaped { shape, layers, budget, activation } => arch::shaped(*shape, *layers, *budget, *activation),
+            HiddenSpec::Shaped {
+                shape,
+                layers,
+                budget,
+                activation,
+            } => arch::shaped(*shape, *layers, *budget, *activation),
             HiddenSpec::Zoo { zoo, zoo_file } => {
-                let path = zoo_file.clone().unwrap_or_else(|| PathBuf::from("../shared/reference/ufjf-results/model-zoo-800.csv"));
+                let path = zoo_file.clone().unwrap_or_else(|| {
+                    PathBuf::from("../shared/reference/ufjf-results/model-zoo-800.csv")
+                });
                 let entries = arch::load_zoo(&path)?;
-                entries.into_iter().find(|e| e.id == *zoo).map(|e| e.hidden).ok_or_else(|| {
-                    Error::invalid("architecture.zoo", format!("no entry {zoo} in {}", path.display()), "use an id from the zoo file's first column")
-                })
+                entries
+                    .into_iter()
+                    .find(|e| e.id == *zoo)
+                    .map(|e| e.hidden)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "architecture.zoo",
+                            format!("no entry {zoo} in {}", path.display()),
+                            "use an id from the zoo file's first column",
+                        )
+                    })
             }
         }
     }

@@ -48,7 +48,15 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { cells: 200, seed: 0x5EED_0F_7E57, batch: 1024, budget: Budget::default(), seconds: 1.0, reference_cells: 100_000, threads: 0 }
+        Settings {
+            cells: 200,
+            seed: 0x5EED_0F_7E57,
+            batch: 1024,
+            budget: Budget::default(),
+            seconds: 1.0,
+            reference_cells: 100_000,
+            threads: 0,
+        }
     }
 }
 
@@ -69,20 +77,47 @@ impl Problem {
     pub fn from_onnx(path: &Path) -> Result<Problem, Error> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let hint = "export the surrogate with `excite export`, which records the cell model and ranges in the file";
-        let props = crate::export::proto::metadata_props(&bytes).ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
-        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).ok_or_else(|| Error::format(path, format!("no `{k}` in metadata_props"), hint));
-        let parse = |k: &str| -> Result<serde_json::Value, Error> { serde_json::from_str(&get(k)?).map_err(|e| Error::format(path, format!("`{k}` is not valid JSON: {e}"), hint)) };
+        let props = crate::export::proto::metadata_props(&bytes)
+            .ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
+        let get = |k: &str| {
+            props
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| Error::format(path, format!("no `{k}` in metadata_props"), hint))
+        };
+        let parse = |k: &str| -> Result<serde_json::Value, Error> {
+            serde_json::from_str(&get(k)?)
+                .map_err(|e| Error::format(path, format!("`{k}` is not valid JSON: {e}"), hint))
+        };
         let de = |k: &str| -> Result<_, Error> { Ok(parse(k)?) };
-        let model_meta: ModelMeta = serde_json::from_value(de("excite.model")?).map_err(|e| Error::format(path, format!("excite.model: {e}"), hint))?;
-        let inputs: Vec<VarRange> = serde_json::from_value(de("excite.inputs")?).map_err(|e| Error::format(path, format!("excite.inputs: {e}"), hint))?;
-        let outputs: Vec<VarRange> = serde_json::from_value(de("excite.outputs")?).map_err(|e| Error::format(path, format!("excite.outputs: {e}"), hint))?;
-        let time: TimeMeta = serde_json::from_value(de("excite.time")?).map_err(|e| Error::format(path, format!("excite.time: {e}"), hint))?;
-        let initial = serde_json::from_value(de("excite.initial")?).map_err(|e| Error::format(path, format!("excite.initial: {e}"), hint))?;
-        let sampling = serde_json::from_value(de("excite.sampling")?).map_err(|e| Error::format(path, format!("excite.sampling: {e}"), hint))?;
-        let kind: Mode = serde_json::from_value(serde_json::Value::String(get("excite.kind")?)).map_err(|e| Error::format(path, format!("excite.kind: {e}"), hint))?;
+        let model_meta: ModelMeta = serde_json::from_value(de("excite.model")?)
+            .map_err(|e| Error::format(path, format!("excite.model: {e}"), hint))?;
+        let inputs: Vec<VarRange> = serde_json::from_value(de("excite.inputs")?)
+            .map_err(|e| Error::format(path, format!("excite.inputs: {e}"), hint))?;
+        let outputs: Vec<VarRange> = serde_json::from_value(de("excite.outputs")?)
+            .map_err(|e| Error::format(path, format!("excite.outputs: {e}"), hint))?;
+        let time: TimeMeta = serde_json::from_value(de("excite.time")?)
+            .map_err(|e| Error::format(path, format!("excite.time: {e}"), hint))?;
+        let initial = serde_json::from_value(de("excite.initial")?)
+            .map_err(|e| Error::format(path, format!("excite.initial: {e}"), hint))?;
+        let sampling = serde_json::from_value(de("excite.sampling")?)
+            .map_err(|e| Error::format(path, format!("excite.sampling: {e}"), hint))?;
+        let kind: Mode = serde_json::from_value(serde_json::Value::String(get("excite.kind")?))
+            .map_err(|e| Error::format(path, format!("excite.kind: {e}"), hint))?;
         let model = cell::by_name(&model_meta.name)?;
         let grid = TimeGrid::new(time.t_end, time.dt, time.sample_every)?;
-        Ok(Problem { model, model_meta, kind, inputs, outputs, time, grid, initial, sampling })
+        Ok(Problem {
+            model,
+            model_meta,
+            kind,
+            inputs,
+            outputs,
+            time,
+            grid,
+            initial,
+            sampling,
+        })
     }
 
     /// `n` fresh cells: the sampled initial states and parameters drawn by
@@ -92,8 +127,24 @@ impl Problem {
         let names: Vec<&String> = self.sampling.keys().collect();
         let ranges: Vec<[f64; 2]> = self.sampling.values().copied().collect();
         let cols = sampling::sample(Method::Lhs, &ranges, n, &mut Rng::new(seed));
-        let mut init: Vec<Column> = info.states.iter().map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(0.0))).collect();
-        let mut params: Vec<Column> = info.params.iter().map(|p| Column::Same(self.model_meta.params.get(p.name).copied().unwrap_or(p.default))).collect();
+        let mut init: Vec<Column> = info
+            .states
+            .iter()
+            .map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(0.0)))
+            .collect();
+        let mut params: Vec<Column> = info
+            .params
+            .iter()
+            .map(|p| {
+                Column::Same(
+                    self.model_meta
+                        .params
+                        .get(p.name)
+                        .copied()
+                        .unwrap_or(p.default),
+                )
+            })
+            .collect();
         for (name, col) in names.into_iter().zip(cols) {
             if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
                 init[i] = Column::PerCell(col);
@@ -110,7 +161,9 @@ impl Problem {
         if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
             return cells.init[i].get(c);
         }
-        info.param_index(name).map(|i| cells.params[i].get(c)).unwrap_or(0.0)
+        info.param_index(name)
+            .map(|i| cells.params[i].get(c))
+            .unwrap_or(0.0)
     }
 }
 
@@ -186,19 +239,47 @@ pub struct Example {
 }
 
 /// Verifies `engine` (built from the ONNX file `model`) against the Euler reference.
-pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dyn Reporter) -> Result<Report, Error> {
+pub fn verify(
+    model: &Path,
+    engine: &mut dyn Engine,
+    s: &Settings,
+    reporter: &dyn Reporter,
+) -> Result<Report, Error> {
     let p = Problem::from_onnx(model)?;
     let info = engine.info();
     if info.inputs != p.inputs.len() || info.outputs != p.outputs.len() {
-        return Err(Error::format(model, format!("engine takes {} inputs and gives {} outputs; the metadata says {} and {}", info.inputs, info.outputs, p.inputs.len(), p.outputs.len()), "rebuild the engine from this ONNX file"));
+        return Err(Error::format(
+            model,
+            format!(
+                "engine takes {} inputs and gives {} outputs; the metadata says {} and {}",
+                info.inputs,
+                info.outputs,
+                p.inputs.len(),
+                p.outputs.len()
+            ),
+            "rebuild the engine from this ONNX file",
+        ));
     }
     if s.cells == 0 || s.batch == 0 {
-        return Err(Error::invalid("--cells/--batch", "must be at least 1", "use --cells 200 --batch 1024"));
+        return Err(Error::invalid(
+            "--cells/--batch",
+            "must be at least 1",
+            "use --cells 200 --batch 1024",
+        ));
     }
     // With nothing sampled every cell is the same trajectory: compare on one.
     let cells = p.cells(if p.sampling.is_empty() { 1 } else { s.cells }, s.seed);
-    reporter.phase(&format!("solving {} fresh cells with the Euler reference", cells.n));
-    let truth = crate::solve::solve(p.model, &p.grid, &cells, crate::solve::Device::Cpu, s.threads)?;
+    reporter.phase(&format!(
+        "solving {} fresh cells with the Euler reference",
+        cells.n
+    ));
+    let truth = crate::solve::solve(
+        p.model,
+        &p.grid,
+        &cells,
+        crate::solve::Device::Cpu,
+        s.threads,
+    )?;
     reporter.phase("running the engine");
     let pred = match p.kind {
         Mode::Itnn => rollout(&p, engine, &cells, &truth)?,
@@ -211,7 +292,12 @@ pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dy
     let mut mae_t = BTreeMap::new();
     for (i, out) in p.outputs.iter().enumerate() {
         let (mut sa, mut s2, mut count) = (0.0, 0.0, 0usize);
-        let mut worst = Worst { t: 0.0, cell: 0, engine: 0.0, reference: 0.0 };
+        let mut worst = Worst {
+            t: 0.0,
+            cell: 0,
+            engine: 0.0,
+            reference: 0.0,
+        };
         let mut max = -1.0f64;
         let mut by_t = vec![0.0; samples];
         for c in 0..cells.n {
@@ -225,14 +311,27 @@ pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dy
                 by_t[smp] += d / cells.n as f64;
                 if d > max {
                     max = d;
-                    worst = Worst { t: p.grid.time(smp), cell: c, engine: e, reference: r };
+                    worst = Worst {
+                        t: p.grid.time(smp),
+                        cell: c,
+                        engine: e,
+                        reference: r,
+                    };
                 }
             }
         }
         let (mae, rmse) = (sa / count as f64, (s2 / count as f64).sqrt());
-        let passed = s.budget.max_mae.is_none_or(|b| mae <= b) && s.budget.max_abs_error.is_none_or(|b| max <= b);
+        let passed = s.budget.max_mae.is_none_or(|b| mae <= b)
+            && s.budget.max_abs_error.is_none_or(|b| max <= b);
         mae_t.insert(out.name.clone(), by_t);
-        variables.push(VarReport { name: out.name.clone(), mae, rmse, max_abs_error: max, passed, worst });
+        variables.push(VarReport {
+            name: out.name.clone(),
+            mae,
+            rmse,
+            max_abs_error: max,
+            passed,
+            worst,
+        });
     }
     let failure = variables.iter().find(|v| !v.passed).map(|v| {
         let over = match (s.budget.max_mae, s.budget.max_abs_error) {
@@ -240,21 +339,41 @@ pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dy
             (_, Some(b)) => format!("max abs error {:.3e} > budget {b:.3e}", v.max_abs_error),
             _ => String::new(),
         };
-        format!("{}: {over}; worst at t = {:.4} (cell {}): engine {:.6}, reference {:.6}", v.name, v.worst.t, v.worst.cell, v.worst.engine, v.worst.reference)
+        format!(
+            "{}: {over}; worst at t = {:.4} (cell {}): engine {:.6}, reference {:.6}",
+            v.name, v.worst.t, v.worst.cell, v.worst.engine, v.worst.reference
+        )
     });
 
-    reporter.phase(&format!("timing the engine at batch {} and the Euler reference", s.batch));
+    reporter.phase(&format!(
+        "timing the engine at batch {} and the Euler reference",
+        s.batch
+    ));
     let (engine_rate, latency) = time_engine(&p, engine, &cells, s.batch, s.seconds)?;
-    let (cell_steps, reference_rate) = reference_rate(&p, s.reference_cells.max(cells.n), s.seed ^ 0xBEEF, s.threads);
+    let (cell_steps, reference_rate) = reference_rate(
+        &p,
+        s.reference_cells.max(cells.n),
+        s.seed ^ 0xBEEF,
+        s.threads,
+    );
 
     let examples = (0..cells.n.min(3))
         .map(|c| Example {
             cell: c,
-            engine: (0..n_out).map(|i| (0..samples).map(|smp| pred.get(i, smp, c) as f64).collect()).collect(),
-            reference: (0..n_out).map(|i| (0..samples).map(|smp| truth.get(i, smp, c) as f64).collect()).collect(),
+            engine: (0..n_out)
+                .map(|i| (0..samples).map(|smp| pred.get(i, smp, c) as f64).collect())
+                .collect(),
+            reference: (0..n_out)
+                .map(|i| {
+                    (0..samples)
+                        .map(|smp| truth.get(i, smp, c) as f64)
+                        .collect()
+                })
+                .collect(),
         })
         .collect();
-    let model_sha256 = crate::data::sha256_hex(&std::fs::read(model).map_err(|e| Error::io(model, e))?);
+    let model_sha256 =
+        crate::data::sha256_hex(&std::fs::read(model).map_err(|e| Error::io(model, e))?);
     Ok(Report {
         model_file: model.display().to_string(),
         model_sha256,
@@ -266,7 +385,10 @@ pub fn verify(model: &Path, engine: &mut dyn Engine, s: &Settings, reporter: &dy
         budget: s.budget,
         passed: failure.is_none(),
         variables,
-        error_vs_time: ErrorVsTime { t: (0..samples).map(|i| p.grid.time(i)).collect(), mae: mae_t },
+        error_vs_time: ErrorVsTime {
+            t: (0..samples).map(|i| p.grid.time(i)).collect(),
+            mae: mae_t,
+        },
         failure,
         batch: s.batch,
         engine_samples_per_s: engine_rate,
@@ -285,14 +407,23 @@ fn trajectory_inputs(p: &Problem, cells: &Cells) -> Vec<f32> {
     for c in 0..cells.n {
         for smp in 0..p.grid.n_samples {
             for (j, input) in p.inputs.iter().enumerate() {
-                x.push(if j == 0 { p.grid.time(smp) as f32 } else { p.input_value(cells, &input.name, c) as f32 });
+                x.push(if j == 0 {
+                    p.grid.time(smp) as f32
+                } else {
+                    p.input_value(cells, &input.name, c) as f32
+                });
             }
         }
     }
     x
 }
 
-fn trajectories(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: usize) -> Result<Trajectories<f32>, Error> {
+fn trajectories(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    batch: usize,
+) -> Result<Trajectories<f32>, Error> {
     let (n_in, n_out, samples) = (p.inputs.len(), p.outputs.len(), p.grid.n_samples);
     let x = trajectory_inputs(p, cells);
     let mut y = Vec::with_capacity(cells.n * samples * n_out);
@@ -312,7 +443,12 @@ fn trajectories(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: usiz
 
 /// ITNN: every cell starts from its true initial state; the engine's own
 /// output is fed back for every later sample.
-fn rollout(p: &Problem, engine: &mut dyn Engine, cells: &Cells, truth: &Trajectories<f32>) -> Result<Trajectories<f32>, Error> {
+fn rollout(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    truth: &Trajectories<f32>,
+) -> Result<Trajectories<f32>, Error> {
     let (n_in, n_out, samples) = (p.inputs.len(), p.outputs.len(), p.grid.n_samples);
     let mut out = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
     let mut x = vec![0.0f32; cells.n * n_in];
@@ -359,10 +495,45 @@ pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> (f64,
 
 /// Samples per second and latency percentiles at `batch`, warm-up excluded,
 /// for at least `seconds` and 10 batches, on inputs of `cells`.
-pub fn time_engine(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: usize, seconds: f64) -> Result<(f64, Latency), Error> {
+pub fn time_engine(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    batch: usize,
+    seconds: f64,
+) -> Result<(f64, Latency), Error> {
+    time_engine_for(p, engine, cells, batch, Timing::Seconds(seconds))
+}
+
+/// How long to time an engine.
+#[derive(Debug, Clone, Copy)]
+pub enum Timing {
+    /// At least this long, and at least 10 batches.
+    Seconds(f64),
+    /// Exactly this many batches.
+    Iterations(usize),
+}
+
+/// [`time_engine`] with a chosen duration.
+pub fn time_engine_for(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    batch: usize,
+    timing: Timing,
+) -> Result<(f64, Latency), Error> {
     let n_in = p.inputs.len();
     let pool = match p.kind {
-        Mode::Itnn => (0..cells.n).flat_map(|c| (0..n_in).map(move |j| (c, j))).map(|(c, j)| if j < p.outputs.len() { 0.5 } else { p.input_value(cells, &p.inputs[j].name, c) as f32 }).collect(),
+        Mode::Itnn => (0..cells.n)
+            .flat_map(|c| (0..n_in).map(move |j| (c, j)))
+            .map(|(c, j)| {
+                if j < p.outputs.len() {
+                    0.5
+                } else {
+                    p.input_value(cells, &p.inputs[j].name, c) as f32
+                }
+            })
+            .collect(),
         _ => trajectory_inputs(p, cells),
     };
     let x: Vec<f32> = pool.iter().copied().cycle().take(batch * n_in).collect();
@@ -371,7 +542,11 @@ pub fn time_engine(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: u
     }
     let mut lat = Vec::new();
     let start = Instant::now();
-    while lat.len() < 10 || start.elapsed().as_secs_f64() < seconds {
+    let more = |n: usize, elapsed: f64| match timing {
+        Timing::Seconds(s) => n < 10 || elapsed < s,
+        Timing::Iterations(k) => n < k.max(1),
+    };
+    while more(lat.len(), start.elapsed().as_secs_f64()) {
         let t = Instant::now();
         std::hint::black_box(engine.run(&x, batch)?);
         lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -379,6 +554,11 @@ pub fn time_engine(p: &Problem, engine: &mut dyn Engine, cells: &Cells, batch: u
     let total: f64 = lat.iter().sum();
     lat.sort_by(f64::total_cmp);
     let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    let latency = Latency { mean: total / lat.len() as f64, p50: pct(0.5), p90: pct(0.9), p99: pct(0.99) };
+    let latency = Latency {
+        mean: total / lat.len() as f64,
+        p50: pct(0.5),
+        p90: pct(0.9),
+        p99: pct(0.99),
+    };
     Ok((batch as f64 * lat.len() as f64 / (total / 1e3), latency))
 }

@@ -13,7 +13,10 @@ use crate::Error;
 pub fn write(r: &Report, dir: &Path) -> Result<(), Error> {
     let staging = StagingDir::new(dir)?;
     let p = staging.path();
-    write_atomic(&p.join("report.json"), &serde_json::to_vec_pretty(r).expect("serialises"))?;
+    write_atomic(
+        &p.join("report.json"),
+        &serde_json::to_vec_pretty(r).expect("serialises"),
+    )?;
     write_atomic(&p.join("report.md"), markdown(r).as_bytes())?;
     write_atomic(&p.join("trajectories.svg"), trajectories(r).as_bytes())?;
     write_atomic(&p.join("error.svg"), errors(r).as_bytes())?;
@@ -24,25 +27,66 @@ fn markdown(r: &Report) -> String {
     let mut m = String::new();
     let verdict = if r.passed { "PASSED" } else { "FAILED" };
     let _ = writeln!(m, "# Verification: {verdict}\n");
-    let _ = writeln!(m, "- model: `{}` (sha256 `{}`)", r.model_file, r.model_sha256);
-    let _ = writeln!(m, "- engine: {} {} ({})", r.engine.backend, r.engine.precision, r.engine.runtime);
-    let _ = writeln!(m, "- reference: forward Euler, {} ({:?} surrogate), {} fresh cells, seed {}", r.cell_model, r.kind, r.cells, r.seed);
+    let _ = writeln!(
+        m,
+        "- model: `{}` (sha256 `{}`)",
+        r.model_file, r.model_sha256
+    );
+    let _ = writeln!(
+        m,
+        "- engine: {} {} ({})",
+        r.engine.backend, r.engine.precision, r.engine.runtime
+    );
+    let _ = writeln!(
+        m,
+        "- reference: forward Euler, {} ({:?} surrogate), {} fresh cells, seed {}",
+        r.cell_model, r.kind, r.cells, r.seed
+    );
     let b = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
-    let _ = writeln!(m, "- budget: MAE ≤ {}, max abs error ≤ {}\n", b(r.budget.max_mae), b(r.budget.max_abs_error));
+    let _ = writeln!(
+        m,
+        "- budget: MAE ≤ {}, max abs error ≤ {}\n",
+        b(r.budget.max_mae),
+        b(r.budget.max_abs_error)
+    );
     let _ = writeln!(m, "| variable | MAE | RMSE | max abs error | worst at t | passed |\n|---|---:|---:|---:|---:|:---:|");
     for v in &r.variables {
-        let _ = writeln!(m, "| {} | {:.3e} | {:.3e} | {:.3e} | {:.4} | {} |", v.name, v.mae, v.rmse, v.max_abs_error, v.worst.t, if v.passed { "yes" } else { "**no**" });
+        let _ = writeln!(
+            m,
+            "| {} | {:.3e} | {:.3e} | {:.3e} | {:.4} | {} |",
+            v.name,
+            v.mae,
+            v.rmse,
+            v.max_abs_error,
+            v.worst.t,
+            if v.passed { "yes" } else { "**no**" }
+        );
     }
     if let Some(f) = &r.failure {
         let _ = writeln!(m, "\nFirst failure: {f}");
     }
     let _ = writeln!(m, "\n## Speed\n\n| | samples/s |\n|---|---:|");
-    let _ = writeln!(m, "| engine, batch {} | {:.3e} |", r.batch, r.engine_samples_per_s);
-    let _ = writeln!(m, "| Euler reference ({} steps per sample; {:.3e} cell-steps/s) | {:.3e} |", r.steps_per_sample, r.reference_cell_steps_per_s, r.reference_samples_per_s);
+    let _ = writeln!(
+        m,
+        "| engine, batch {} | {:.3e} |",
+        r.batch, r.engine_samples_per_s
+    );
+    let _ = writeln!(
+        m,
+        "| Euler reference ({} steps per sample; {:.3e} cell-steps/s) | {:.3e} |",
+        r.steps_per_sample, r.reference_cell_steps_per_s, r.reference_samples_per_s
+    );
     let _ = writeln!(m, "| **speed-up** | **{:.2}×** |", r.speedup);
     let l = r.latency_ms;
-    let _ = writeln!(m, "\nEngine latency per batch: mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms.", l.mean, l.p50, l.p90, l.p99);
-    let _ = writeln!(m, "\n![trajectories](trajectories.svg)\n\n![error over time](error.svg)");
+    let _ = writeln!(
+        m,
+        "\nEngine latency per batch: mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms.",
+        l.mean, l.p50, l.p90, l.p99
+    );
+    let _ = writeln!(
+        m,
+        "\n![trajectories](trajectories.svg)\n\n![error over time](error.svg)"
+    );
     m
 }
 
@@ -50,14 +94,36 @@ fn trajectories(r: &Report) -> String {
     let mut series = Vec::new();
     for (k, ex) in r.examples.iter().enumerate() {
         for (i, v) in r.variables.iter().enumerate().take(1) {
-            let pts = |vals: &[f64]| r.error_vs_time.t.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>();
+            let pts = |vals: &[f64]| {
+                r.error_vs_time
+                    .t
+                    .iter()
+                    .copied()
+                    .zip(vals.iter().copied())
+                    .collect::<Vec<_>>()
+            };
             let color = COLORS[k % COLORS.len()];
-            series.push(Series { name: format!("{} cell {} reference", v.name, ex.cell), color, dashed: false, points: pts(&ex.reference[i]) });
-            series.push(Series { name: format!("{} cell {} engine", v.name, ex.cell), color, dashed: true, points: pts(&ex.engine[i]) });
+            series.push(Series {
+                name: format!("{} cell {} reference", v.name, ex.cell),
+                color,
+                dashed: false,
+                points: pts(&ex.reference[i]),
+            });
+            series.push(Series {
+                name: format!("{} cell {} engine", v.name, ex.cell),
+                color,
+                dashed: true,
+                points: pts(&ex.engine[i]),
+            });
         }
     }
     let name = r.variables.first().map(|v| v.name.as_str()).unwrap_or("");
-    line_chart(&format!("{name}: engine (dashed) vs Euler reference"), "t", name, &series)
+    line_chart(
+        &format!("{name}: engine (dashed) vs Euler reference"),
+        "t",
+        name,
+        &series,
+    )
 }
 
 fn errors(r: &Report) -> String {
@@ -66,7 +132,18 @@ fn errors(r: &Report) -> String {
         .mae
         .iter()
         .enumerate()
-        .map(|(k, (name, e))| Series { name: format!("{name} MAE"), color: COLORS[k % COLORS.len()], dashed: false, points: r.error_vs_time.t.iter().copied().zip(e.iter().copied()).collect() })
+        .map(|(k, (name, e))| Series {
+            name: format!("{name} MAE"),
+            color: COLORS[k % COLORS.len()],
+            dashed: false,
+            points: r
+                .error_vs_time
+                .t
+                .iter()
+                .copied()
+                .zip(e.iter().copied())
+                .collect(),
+        })
         .collect();
     line_chart("mean absolute error over time", "t", "MAE", &series)
 }

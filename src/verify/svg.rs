@@ -9,13 +9,23 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-pub const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
+pub const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+];
 
 /// A 720×360 chart with axes, ticks, a legend and the given series.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 360.0, 70.0, 160.0, 36.0, 48.0);
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -53,12 +63,34 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             sx(fx), top + ph + 16.0, tick(fx), left - 6.0, sy(fy) + 4.0, tick(fy), left + pw, sy(fy), sy(fy)
         );
     }
-    s += &format!("<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n", left + pw / 2.0, h - 10.0, escape(x_label));
-    s += &format!("<text transform=\"translate(16,{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", top + ph / 2.0, escape(y_label));
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+        left + pw / 2.0,
+        h - 10.0,
+        escape(x_label)
+    );
+    s += &format!(
+        "<text transform=\"translate(16,{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+        top + ph / 2.0,
+        escape(y_label)
+    );
     for (i, se) in series.iter().enumerate() {
-        let path: Vec<String> = se.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let dash = if se.dashed { " stroke-dasharray=\"6 4\"" } else { "" };
-        s += &format!("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\"{dash} points=\"{}\"/>\n", se.color, path.join(" "));
+        let path: Vec<String> = se
+            .points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let dash = if se.dashed {
+            " stroke-dasharray=\"6 4\""
+        } else {
+            ""
+        };
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\"{dash} points=\"{}\"/>\n",
+            se.color,
+            path.join(" ")
+        );
         let ly = top + 14.0 + 18.0 * i as f64;
         s += &format!(
             "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ly:.1}\" y2=\"{ly:.1}\" stroke=\"{}\" stroke-width=\"2\"{dash}/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
@@ -69,9 +101,18 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
 }
 
 fn tick(v: f64) -> String {
-    if v == 0.0 || (v.abs() >= 1e-2 && v.abs() < 1e4) { format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() } else { format!("{v:.1e}") }
+    if v == 0.0 || (v.abs() >= 1e-2 && v.abs() < 1e4) {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{v:.1e}")
+    }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

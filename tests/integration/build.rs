@@ -20,7 +20,10 @@ use crate::util::{excite, root, scratch};
 fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    excite::data::generate(&spec, 0, &Silent).unwrap().write(&data).unwrap();
+    excite::data::generate(&spec, 0, &Silent)
+        .unwrap()
+        .write(&data)
+        .unwrap();
     let t = TrainSpec::from_yaml(&format!(
         "name: b\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nsteps: 3000\nbatch: 128\nlr: 0.003\nschedule: {{kind: cosine, min_lr: 0.00003}}\nval_every: 500\n",
         data.display()
@@ -40,52 +43,109 @@ fn spec(precision: PrecisionChoice, batch: BatchChoice, data: Option<&Path>) -> 
         calibrator: Calibrator::Entropy,
         calibration_data: data.map(Path::to_path_buf),
         calibration_rows: 1024,
-        verify: Some(Settings { cells: 1, seconds: 0.05, reference_cells: 2000, budget: Budget { max_mae: Some(2e-2), max_abs_error: None }, ..Settings::default() }),
+        verify: Some(Settings {
+            cells: 1,
+            seconds: 0.05,
+            reference_cells: 2000,
+            budget: Budget {
+                max_mae: Some(2e-2),
+                max_abs_error: None,
+            },
+            ..Settings::default()
+        }),
         seconds: 0.02,
     }
 }
 
-const PROFILE: BatchChoice = BatchChoice::Fixed(BatchProfile { min: 1, opt: 256, max: 4096 });
+const PROFILE: BatchChoice = BatchChoice::Fixed(BatchProfile {
+    min: 1,
+    opt: 256,
+    max: 4096,
+});
 
 #[test]
 fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
     let dir = scratch("build-precisions");
     let (onnx, data) = trained_model(&dir);
     let x: Vec<f32> = (0..500).map(|i| i as f32 * 0.05).collect();
-    let want = OrtEngine::load(&onnx, &Default::default()).unwrap().run(&x, 500).unwrap();
-    for (p, tol) in [(Precision::Fp32, 1e-6), (Precision::Fp16, 2e-2), (Precision::Int8, 0.1)] {
+    let want = OrtEngine::load(&onnx, &Default::default())
+        .unwrap()
+        .run(&x, 500)
+        .unwrap();
+    for (p, tol) in [
+        (Precision::Fp32, 1e-6),
+        (Precision::Fp16, 2e-2),
+        (Precision::Int8, 0.1),
+    ] {
         let out = dir.join(format!("engine-{}", p.name()));
-        let m = build::build(&onnx, &out, &spec(PrecisionChoice::Fixed(p), PROFILE, Some(&data)), &Silent).unwrap();
+        let m = build::build(
+            &onnx,
+            &out,
+            &spec(PrecisionChoice::Fixed(p), PROFILE, Some(&data)),
+            &Silent,
+        )
+        .unwrap();
         assert_eq!((m.precision, m.target, m.batch.opt), (p, Target::Cpu, 256));
         let v = m.verify.as_ref().expect("verified");
         assert!(v.passed, "{}: {:?}", p.name(), v.failure);
         assert_eq!(Manifest::load(&out).unwrap().files, m.files);
-        assert!(m.files.contains_key("model.onnx") && m.files.contains_key("model.optimized.onnx") && m.files.contains_key("verify/report.json"));
+        assert!(
+            m.files.contains_key("model.onnx")
+                && m.files.contains_key("model.optimized.onnx")
+                && m.files.contains_key("verify/report.json")
+        );
         assert_eq!(m.calibration.is_some(), p == Precision::Int8);
         let (manifest, mut engine) = excite::engine::open(&out).unwrap();
         assert_eq!(engine.info().precision, p.name());
         let got = engine.run(&x, 500).unwrap();
-        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= tol, "{}: differs from fp32 by {worst:.2e}", p.name());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= tol,
+            "{}: differs from fp32 by {worst:.2e}",
+            p.name()
+        );
         assert_eq!(manifest.input.shape, vec![-1, 1]);
         // the reference interpreter computes the same variant
         let mut interp = Interpreter::load(&out.join("model.onnx")).unwrap();
         let ref_out = interp.run(&x, 500).unwrap();
-        let gap = ref_out.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let gap = ref_out
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         // fp32 to rounding; fp16 to a few float16 ulps at |y| ≈ 1 (the runtimes keep
         // different tensors in fp16); int8 to a few quantisation steps
-        let tol = match p { Precision::Fp32 => 1e-5, Precision::Fp16 => 5e-3, Precision::Int8 => 2e-2 };
-        assert!(gap <= tol, "{}: interpreter vs ONNX Runtime {gap:.2e}", p.name());
+        let tol = match p {
+            Precision::Fp32 => 1e-5,
+            Precision::Fp16 => 5e-3,
+            Precision::Int8 => 2e-2,
+        };
+        assert!(
+            gap <= tol,
+            "{}: interpreter vs ONNX Runtime {gap:.2e}",
+            p.name()
+        );
         if p == Precision::Int8 {
             let cache = std::fs::read_to_string(out.join("calibration.cache")).unwrap();
-            assert!(cache.starts_with("TRT-") && cache.contains("\nx: "), "{cache}");
+            assert!(
+                cache.starts_with("TRT-") && cache.contains("\nx: "),
+                "{cache}"
+            );
             // The QDQ file runs in Python onnxruntime too.
             let py = std::process::Command::new("python3")
                 .args(["-c", &format!("import onnxruntime as o, numpy as n; s = o.InferenceSession('{}'); print(s.run(None, {{'x': n.linspace(0, 25, 7, dtype=n.float32).reshape(-1, 1)}})[0].shape)", out.join("model.onnx").display())])
                 .env("PYTHONPATH", root().join(".deps/python"))
                 .output()
                 .unwrap();
-            assert!(py.status.success() && String::from_utf8_lossy(&py.stdout).contains("(7, 2)"), "{}", String::from_utf8_lossy(&py.stderr));
+            assert!(
+                py.status.success() && String::from_utf8_lossy(&py.stdout).contains("(7, 2)"),
+                "{}",
+                String::from_utf8_lossy(&py.stderr)
+            );
         }
     }
     // an engine whose model changed is refused
@@ -95,7 +155,10 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
     b[n - 40] ^= 1;
     std::fs::write(out.join("model.onnx"), b).unwrap();
     let e = Manifest::load(&out).unwrap_err();
-    assert!(e.to_string().contains("model.onnx") && e.to_string().contains("does not match"), "{e}");
+    assert!(
+        e.to_string().contains("model.onnx") && e.to_string().contains("does not match"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -103,17 +166,43 @@ fn auto_precision_and_batch_record_their_choices() {
     let dir = scratch("build-auto");
     let (onnx, _) = trained_model(&dir);
     let out = dir.join("engine");
-    let m = build::build(&onnx, &out, &spec(PrecisionChoice::Auto, BatchChoice::Auto { cap: 1024, max_latency_ms: None }, None), &Silent).unwrap();
+    let m = build::build(
+        &onnx,
+        &out,
+        &spec(
+            PrecisionChoice::Auto,
+            BatchChoice::Auto {
+                cap: 1024,
+                max_latency_ms: None,
+            },
+            None,
+        ),
+        &Silent,
+    )
+    .unwrap();
     assert_eq!(m.candidates.len(), 3);
     let chosen: Vec<_> = m.candidates.iter().filter(|c| c.chosen).collect();
     assert_eq!(chosen.len(), 1);
     assert_eq!(chosen[0].precision, m.precision);
-    let fastest = m.candidates.iter().filter(|c| c.verified.passed).map(|c| c.verified.engine_samples_per_s).fold(0.0, f64::max);
+    let fastest = m
+        .candidates
+        .iter()
+        .filter(|c| c.verified.passed)
+        .map(|c| c.verified.engine_samples_per_s)
+        .fold(0.0, f64::max);
     assert_eq!(chosen[0].verified.engine_samples_per_s, fastest);
     let csv = std::fs::read_to_string(out.join("batch.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 11, "batches 1 … 1024: {csv}");
-    assert!(std::fs::read_to_string(out.join("batch.svg")).unwrap().contains("<polyline"));
-    assert_eq!(std::fs::read_to_string(out.join("candidates.csv")).unwrap().lines().count(), 4);
+    assert!(std::fs::read_to_string(out.join("batch.svg"))
+        .unwrap()
+        .contains("<polyline"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("candidates.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
     assert!(m.batch.opt.is_power_of_two() && m.batch.opt <= 1024);
     // without a budget, auto has nothing to choose by
     let mut s = spec(PrecisionChoice::Auto, PROFILE, None);
@@ -126,12 +215,28 @@ fn auto_precision_and_batch_record_their_choices() {
 fn gpu_targets_without_their_libraries_fail_by_name() {
     let dir = scratch("build-gpu");
     let (onnx, _) = trained_model(&dir);
-    for (target, lib) in [("tensorrt", "libonnxruntime_providers_tensorrt.so"), ("cuda", "libonnxruntime_providers_cuda.so")] {
+    for (target, lib) in [
+        ("tensorrt", "libonnxruntime_providers_tensorrt.so"),
+        ("cuda", "libonnxruntime_providers_cuda.so"),
+    ] {
         let out = dir.join(target);
-        let o = excite().args(["build", onnx.to_str().unwrap(), "--target", target, "--out", out.to_str().unwrap()]).output().unwrap();
+        let o = excite()
+            .args([
+                "build",
+                onnx.to_str().unwrap(),
+                "--target",
+                target,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains(lib) && err.contains("onnxruntime-gpu") && err.contains("hint:"), "{err}");
+        assert!(
+            err.contains(lib) && err.contains("onnxruntime-gpu") && err.contains("hint:"),
+            "{err}"
+        );
         assert!(!out.exists(), "a failed build left {}", out.display());
     }
 }
@@ -146,7 +251,11 @@ fn tensorrt_options_carry_profile_precision_and_caches() {
         cache_dir: "/e/trt".into(),
         input: "x".into(),
         features: 4,
-        batch: BatchProfile { min: 1, opt: 1024, max: 65536 },
+        batch: BatchProfile {
+            min: 1,
+            opt: 1024,
+            max: 65536,
+        },
         dump_ep_context: Some("/e/trt/model_ctx.onnx".into()),
     };
     let d = format!("{:?}", t.provider());
@@ -164,7 +273,10 @@ fn tensorrt_options_carry_profile_precision_and_caches() {
         ("trt_ep_context_file_path", "/e/trt/model_ctx.onnx"),
         ("trt_ep_context_embed_mode", "1"),
     ] {
-        assert!(d.contains(&format!("{:?}: {:?}", kv.0, kv.1)), "{kv:?} missing in {d}");
+        assert!(
+            d.contains(&format!("{:?}: {:?}", kv.0, kv.1)),
+            "{kv:?} missing in {d}"
+        );
     }
 }
 
@@ -178,7 +290,14 @@ fn graphs_round_trip_and_the_interpreter_matches_onnx_runtime() {
     assert_eq!(m.opset, 17);
     let x: Vec<f32> = (0..300).map(|i| i as f32 * 0.08).collect();
     let a = Interpreter::new(m).unwrap().run(&x, 300).unwrap();
-    let b = OrtEngine::load(&onnx, &Default::default()).unwrap().run(&x, 300).unwrap();
-    let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+    let b = OrtEngine::load(&onnx, &Default::default())
+        .unwrap()
+        .run(&x, 300)
+        .unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst <= 1e-5, "{worst:.2e}");
 }

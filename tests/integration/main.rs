@@ -7,5 +7,5 @@ mod kernels;
 mod reference;
 mod solver;
 mod train;
-mod verify;
 mod util;
+mod verify;

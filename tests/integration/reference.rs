@@ -15,9 +15,16 @@ fn reproduces_the_authors_cuda_solver() {
     let expected = [read_csv(&dir.join("u.csv")), read_csv(&dir.join("v.csv"))];
     assert_eq!(inputs.len(), 250);
     let model = cell::by_name("fhn-cardiac").unwrap();
-    let init = vec![inputs.iter().map(|r| r[0]).collect(), inputs.iter().map(|r| r[1]).collect()];
+    let init = vec![
+        inputs.iter().map(|r| r[0]).collect(),
+        inputs.iter().map(|r| r[1]).collect(),
+    ];
     // The authors' kernel ignored k and ran I = 0.08 for every cell.
-    let c = cells(model, init, &[("i0", Column::Same(0.08)), ("k", Column::Same(0.0))]);
+    let c = cells(
+        model,
+        init,
+        &[("i0", Column::Same(0.08)), ("k", Column::Same(0.0))],
+    );
     let grid = TimeGrid::new(25.0, 0.01, 5.0).unwrap();
     assert_eq!((grid.steps_per_sample, grid.n_samples), (500, 6));
 
@@ -36,7 +43,12 @@ fn reproduces_the_authors_cuda_solver() {
             }
         }
         let (d, var, s, cell) = worst;
-        assert!(d <= 1e-4, "{name}: {} of cell {cell} at t = {} is off by {d:.2e}", ["u", "v"][var], 5 * s);
+        assert!(
+            d <= 1e-4,
+            "{name}: {} of cell {cell} at t = {} is off by {d:.2e}",
+            ["u", "v"][var],
+            5 * s
+        );
         // The data pins the scheme down: the worst error is far below what a
         // different dt would give (> 8e-3).
         eprintln!("{name}: max abs error to the authors' output {d:.2e}");
@@ -55,10 +67,17 @@ fn euler_converges_at_first_order() {
         let c = cells(*model, init, &[]);
         let solve = |dt: f64| model.solve_scalar_f64(&TimeGrid::new(t_end, dt, 1.0).unwrap(), &c);
         let fine = solve(1e-5);
-        let errors: Vec<f64> = [4e-3, 2e-3, 1e-3].iter().map(|&dt| solve(dt).max_abs_diff(&fine)).collect();
+        let errors: Vec<f64> = [4e-3, 2e-3, 1e-3]
+            .iter()
+            .map(|&dt| solve(dt).max_abs_diff(&fine))
+            .collect();
         for w in errors.windows(2) {
             let ratio = w[0] / w[1];
-            assert!((1.8..2.2).contains(&ratio), "{}: error ratio {ratio:.3} when halving dt ({errors:?})", info.name);
+            assert!(
+                (1.8..2.2).contains(&ratio),
+                "{}: error ratio {ratio:.3} when halving dt ({errors:?})",
+                info.name
+            );
         }
     }
 }
@@ -68,9 +87,14 @@ fn euler_converges_at_first_order() {
 fn f32_tracks_f64() {
     let model = cell::by_name("fhn-cardiac").unwrap();
     let n = 64;
-    let init = vec![(0..n).map(|i| i as f64 / n as f64).collect(), (0..n).map(|i| 0.12 * i as f64 / n as f64).collect()];
+    let init = vec![
+        (0..n).map(|i| i as f64 / n as f64).collect(),
+        (0..n).map(|i| 0.12 * i as f64 / n as f64).collect(),
+    ];
     let c = cells(model, init, &[]);
     let grid = TimeGrid::new(25.0, 0.01, 0.1).unwrap();
-    let d = model.solve_scalar_f32(&grid, &c).max_abs_diff(&model.solve_scalar_f64(&grid, &c));
+    let d = model
+        .solve_scalar_f32(&grid, &c)
+        .max_abs_diff(&model.solve_scalar_f64(&grid, &c));
     assert!(d < 1e-4, "f32 vs f64: {d:.2e}");
 }

@@ -11,9 +11,19 @@ const FMA_VS_UNFUSED: f64 = 2e-5;
 
 fn problem(model: &dyn cell::Model, n: usize) -> excite::solve::Cells {
     let states = model.info().states.len();
-    let init = (0..states).map(|s| (0..n).map(|i| ((i * 7919 + s * 13) % 1000) as f64 / 1000.0 * 0.9).collect()).collect();
+    let init = (0..states)
+        .map(|s| {
+            (0..n)
+                .map(|i| ((i * 7919 + s * 13) % 1000) as f64 / 1000.0 * 0.9)
+                .collect()
+        })
+        .collect();
     let k: Vec<f64> = (0..n).map(|i| (i % 17) as f64 / 16.0).collect();
-    let over = if model.info().param_index("k").is_some() { vec![("k", Column::PerCell(k))] } else { vec![] };
+    let over = if model.info().param_index("k").is_some() {
+        vec![("k", Column::PerCell(k))]
+    } else {
+        vec![]
+    };
     cells(model, init, &over)
 }
 
@@ -28,8 +38,16 @@ fn every_kernel_matches_the_scalar_reference() {
         for kernel in cpu::Kernel::available() {
             let fast = cpu::solve_with(*model, &grid, &c, 1, kernel);
             let d = fast.max_abs_diff(&scalar);
-            let tol = if kernel == cpu::Kernel::Portable { 0.0 } else { FMA_VS_UNFUSED };
-            assert!(d <= tol, "{} {kernel:?}: max diff to scalar {d:.2e} > {tol:.0e}", model.info().name);
+            let tol = if kernel == cpu::Kernel::Portable {
+                0.0
+            } else {
+                FMA_VS_UNFUSED
+            };
+            assert!(
+                d <= tol,
+                "{} {kernel:?}: max diff to scalar {d:.2e} > {tol:.0e}",
+                model.info().name
+            );
             assert!(fast.max_abs_diff(&f64_ref) < 1e-4);
         }
     }
@@ -42,7 +60,11 @@ fn results_do_not_depend_on_thread_count() {
     let c = problem(model, 1000);
     let one = model.solve_cpu(&grid, &c, 1);
     for threads in [2, 3, 7] {
-        assert_eq!(one.data, model.solve_cpu(&grid, &c, threads).data, "{threads} threads");
+        assert_eq!(
+            one.data,
+            model.solve_cpu(&grid, &c, threads).data,
+            "{threads} threads"
+        );
     }
     // A cell's result does not depend on its neighbours or on the block it lands in.
     let sub = problem(model, 1000);
@@ -51,7 +73,11 @@ fn results_do_not_depend_on_thread_count() {
         Column::PerCell(v) => Column::PerCell(idx.iter().map(|&i| v[i]).collect()),
         same => same.clone(),
     };
-    let few = excite::solve::Cells { n: idx.len(), init: sub.init.iter().map(pick).collect(), params: sub.params.iter().map(pick).collect() };
+    let few = excite::solve::Cells {
+        n: idx.len(),
+        init: sub.init.iter().map(pick).collect(),
+        params: sub.params.iter().map(pick).collect(),
+    };
     let r = model.solve_cpu(&grid, &few, 2);
     for (j, &i) in idx.iter().enumerate() {
         for s in 0..grid.n_samples {

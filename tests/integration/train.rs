@@ -12,13 +12,17 @@ use crate::util::{reference_dir, scratch};
 
 /// Writes the dataset of a preset (optionally edited) into `dir`.
 fn dataset(preset: &str, edit: &[(&str, &str)], dir: &Path) -> PathBuf {
-    let mut yaml = std::fs::read_to_string(crate::util::root().join("models").join(preset)).unwrap();
+    let mut yaml =
+        std::fs::read_to_string(crate::util::root().join("models").join(preset)).unwrap();
     for (from, to) in edit {
         yaml = yaml.replace(from, to);
     }
     let spec = DatasetSpec::from_yaml(&yaml).unwrap();
     let out = dir.join("data");
-    data::generate(&spec, 0, &Silent).unwrap().write(&out).unwrap();
+    data::generate(&spec, 0, &Silent)
+        .unwrap()
+        .write(&out)
+        .unwrap();
     out
 }
 
@@ -26,7 +30,8 @@ fn spec(data: &Path, body: &str) -> TrainSpec {
     TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap()
 }
 
-const SMALL: &str = "architecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nbatch: 128\nlr: 0.003\n";
+const SMALL: &str =
+    "architecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nbatch: 128\nlr: 0.003\n";
 
 #[test]
 fn ddnn_learns_problem_a() {
@@ -35,17 +40,44 @@ fn ddnn_learns_problem_a() {
     let s = spec(&data, &format!("mode: ddnn\n{SMALL}steps: 3000\nschedule: {{kind: cosine, min_lr: 0.00003}}\nval_every: 250\n"));
     let out = dir.join("run");
     let o = train::train(&s, &out, false, &Silent).unwrap();
-    assert!(o.metrics.mae <= 1e-2, "validation MAE {:.3e}", o.metrics.mae);
-    for f in ["surrogate.json", "model-0.bpk", "losses.csv", "metrics.json", "checkpoint-0/state.json"] {
+    assert!(
+        o.metrics.mae <= 1e-2,
+        "validation MAE {:.3e}",
+        o.metrics.mae
+    );
+    for f in [
+        "surrogate.json",
+        "model-0.bpk",
+        "losses.csv",
+        "metrics.json",
+        "checkpoint-0/state.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // The saved surrogate reproduces the reported error from physical inputs.
     let loaded = data::load(&data).unwrap();
-    let get = |n: &str| loaded.arrays.iter().find(|(a, _)| a == n).unwrap().1.clone();
+    let get = |n: &str| {
+        loaded
+            .arrays
+            .iter()
+            .find(|(a, _)| a == n)
+            .unwrap()
+            .1
+            .clone()
+    };
     let (x, y) = (get("x_val"), get("y_val"));
     let pred = Surrogate::load(&out).unwrap().predict(&x.data);
-    let mae: f64 = pred.iter().zip(&y.data).map(|(p, t)| (p - t).abs() as f64).sum::<f64>() / pred.len() as f64;
-    assert!((mae - o.metrics.mae).abs() < 1e-6, "reloaded MAE {mae:.4e} vs reported {:.4e}", o.metrics.mae);
+    let mae: f64 = pred
+        .iter()
+        .zip(&y.data)
+        .map(|(p, t)| (p - t).abs() as f64)
+        .sum::<f64>()
+        / pred.len() as f64;
+    assert!(
+        (mae - o.metrics.mae).abs() < 1e-6,
+        "reloaded MAE {mae:.4e} vs reported {:.4e}",
+        o.metrics.mae
+    );
     let log = std::fs::read_to_string(out.join("losses.csv")).unwrap();
     assert_eq!(log.lines().count(), 1 + 3000 / 250, "{log}");
 }
@@ -55,9 +87,15 @@ fn ddnn_learns_problem_a() {
 fn pinn_tangent_is_exact() {
     let device = Device::flex().autodiff();
     device.seed(5);
-    let x_host: Vec<f32> = (0..8 * 3).map(|i| ((i * 37 % 19) as f32 / 19.0) * 2.0 - 1.0).collect();
+    let x_host: Vec<f32> = (0..8 * 3)
+        .map(|i| ((i * 37 % 19) as f32 / 19.0) * 2.0 - 1.0)
+        .collect();
     for act in Activation::ALL {
-        let arch = Architecture { inputs: 3, hidden: vec![Layer(act, 16), Layer(act, 16)], outputs: 2 };
+        let arch = Architecture {
+            inputs: 3,
+            hidden: vec![Layer(act, 16), Layer(act, 16)],
+            outputs: 2,
+        };
         let net = Net::new(&arch, &device, true);
         let x = Tensor::<2>::from_data(TensorData::new(x_host.clone(), [8, 3]), &device);
         let (_, dy) = net.forward_tangent(x.clone(), 0, 1.0);
@@ -65,25 +103,51 @@ fn pinn_tangent_is_exact() {
         for j in 0..2 {
             let xg = x.clone().require_grad();
             let grads = net.forward(xg.clone()).narrow(1, j, 1).sum().backward();
-            let g = xg.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let g = xg
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             for r in 0..8 {
                 let (tangent, reverse) = (dy[r * 2 + j], g[r * 3]);
-                assert!((tangent - reverse).abs() <= 1e-6 * (1.0 + reverse.abs()), "{act:?}: tangent {tangent} vs reverse mode {reverse}");
+                assert!(
+                    (tangent - reverse).abs() <= 1e-6 * (1.0 + reverse.abs()),
+                    "{act:?}: tangent {tangent} vs reverse mode {reverse}"
+                );
             }
         }
         // central differences in the time column
         let h = 1e-3f32;
         let shifted = |d: f32| {
-            let v: Vec<f32> = x_host.iter().enumerate().map(|(i, &x)| if i % 3 == 0 { x + d } else { x }).collect();
-            net.forward(Tensor::<2>::from_data(TensorData::new(v, [8, 3]), &device)).into_data().try_to_vec::<f32>().unwrap()
+            let v: Vec<f32> = x_host
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| if i % 3 == 0 { x + d } else { x })
+                .collect();
+            net.forward(Tensor::<2>::from_data(TensorData::new(v, [8, 3]), &device))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
         };
         let (up, mid, down) = (shifted(h), shifted(0.0), shifted(-h));
         for i in 0..16 {
             // Central difference where smooth; next to a kink (ReLU family) the
             // one-sided quotient on the kink-free side is the derivative.
-            let quotients = [(up[i] - down[i]) / (2.0 * h), (up[i] - mid[i]) / h, (mid[i] - down[i]) / h];
-            let best = quotients.iter().map(|q| (q - dy[i]).abs()).fold(f32::INFINITY, f32::min);
-            assert!(best <= 2e-3 * (1.0 + dy[i].abs()), "{act:?}: finite differences {quotients:?} vs tangent {}", dy[i]);
+            let quotients = [
+                (up[i] - down[i]) / (2.0 * h),
+                (up[i] - mid[i]) / h,
+                (mid[i] - down[i]) / h,
+            ];
+            let best = quotients
+                .iter()
+                .map(|q| (q - dy[i]).abs())
+                .fold(f32::INFINITY, f32::min);
+            assert!(
+                best <= 2e-3 * (1.0 + dy[i].abs()),
+                "{act:?}: finite differences {quotients:?} vs tangent {}",
+                dy[i]
+            );
         }
     }
 }
@@ -105,28 +169,55 @@ impl Reporter for CrashAt {
 fn same_seed_same_weights_and_resume_continues_exactly() {
     let dir = scratch("train-resume");
     let data = dataset("quick.yaml", &[], &dir);
-    let body = |seed: u64| format!("mode: ddnn\n{SMALL}steps: 300\nval_every: 100\nschedule: {{kind: constant}}\nseed: {seed}\n");
+    let body = |seed: u64| {
+        format!("mode: ddnn\n{SMALL}steps: 300\nval_every: 100\nschedule: {{kind: constant}}\nseed: {seed}\n")
+    };
     let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
     train::train(&spec(&data, &body(1)), &a, false, &Silent).unwrap();
     train::train(&spec(&data, &body(1)), &b, false, &Silent).unwrap();
     let weights = |d: &Path| -> Vec<f32> {
         let s = Surrogate::load(d).unwrap();
-        s.net(0).layers.iter().flat_map(|l| {
-            let mut w = l.weight.val().into_data().try_to_vec::<f32>().unwrap();
-            w.extend(l.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap());
-            w
-        }).collect()
+        s.net(0)
+            .layers
+            .iter()
+            .flat_map(|l| {
+                let mut w = l.weight.val().into_data().try_to_vec::<f32>().unwrap();
+                w.extend(
+                    l.bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap(),
+                );
+                w
+            })
+            .collect()
     };
     assert_eq!(weights(&a), weights(&b), "same seed, different weights");
 
-    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train::train(&spec(&data, &body(1)), &c, false, &CrashAt(200))));
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train::train(&spec(&data, &body(1)), &c, false, &CrashAt(200))
+    }));
     assert!(crashed.is_err());
-    assert!(!c.exists(), "an interrupted run must not publish a run folder");
+    assert!(
+        !c.exists(),
+        "an interrupted run must not publish a run folder"
+    );
     let o = train::train(&spec(&data, &body(1)), &c, true, &Silent).unwrap();
     assert_eq!(o.resumed_at, Some(200));
-    assert_eq!(weights(&a), weights(&c), "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        weights(&a),
+        weights(&c),
+        "resumed run differs from the uninterrupted one"
+    );
     let losses = |d: &Path| -> Vec<String> {
-        std::fs::read_to_string(d.join("losses.csv")).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+        std::fs::read_to_string(d.join("losses.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
     };
     assert_eq!(losses(&a), losses(&c));
 
@@ -138,7 +229,11 @@ fn same_seed_same_weights_and_resume_continues_exactly() {
 #[test]
 fn itnn_rolls_out_whole_trajectories() {
     let dir = scratch("train-itnn");
-    let data = dataset("problem-c-itnn.yaml", &[("cells: 1000", "cells: 40"), ("t_end: 20", "t_end: 5")], &dir);
+    let data = dataset(
+        "problem-c-itnn.yaml",
+        &[("cells: 1000", "cells: 40"), ("t_end: 20", "t_end: 5")],
+        &dir,
+    );
     let s = spec(&data, "mode: itnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32]]\nsteps: 1500\nbatch: 256\nlr: 0.003\nval_every: 500\n");
     let o = train::train(&s, &dir.join("run"), false, &Silent).unwrap();
     let r = o.metrics.rollout.expect("ITNN reports a rollout");
@@ -157,7 +252,11 @@ fn pinn_and_time_windows_train() {
     let s = spec(&data, &format!("mode: pinn\n{SMALL}steps: 1500\ncollocation: 256\nval_every: 500\nwindows: 2\nadaptive: {{every: 500, fraction: 0.1, boost: 4}}\n"));
     let out = dir.join("run");
     let o = train::train(&s, &out, false, &Silent).unwrap();
-    assert!(o.metrics.mae <= 2e-2, "validation MAE {:.3e}", o.metrics.mae);
+    assert!(
+        o.metrics.mae <= 2e-2,
+        "validation MAE {:.3e}",
+        o.metrics.mae
+    );
     let sur = Surrogate::load(&out).unwrap();
     assert_eq!(sur.meta.windows.len(), 2);
     assert!(out.join("model-1.bpk").is_file());
@@ -169,8 +268,18 @@ fn pinn_and_time_windows_train() {
 fn wrong_dataset_kind_is_refused() {
     let dir = scratch("train-kind");
     let data = dataset("quick.yaml", &[], &dir);
-    let e = train::train(&spec(&data, &format!("mode: itnn\n{SMALL}steps: 10\n")), &dir.join("run"), false, &Silent).err().unwrap();
-    assert!(e.to_string().contains("Trajectory") && e.hint().unwrap().contains("kind: itnn"), "{e}");
+    let e = train::train(
+        &spec(&data, &format!("mode: itnn\n{SMALL}steps: 10\n")),
+        &dir.join("run"),
+        false,
+        &Silent,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string().contains("Trajectory") && e.hint().unwrap().contains("kind: itnn"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -178,10 +287,22 @@ fn authors_zoo_loads() {
     let zoo = arch::load_zoo(&reference_dir().join("ufjf-results/model-zoo-800.csv")).unwrap();
     assert_eq!(zoo.len(), 800);
     for e in &zoo {
-        assert_eq!(e.hidden.iter().map(|l| l.1).sum::<usize>(), e.total_neurons, "entry {}", e.id);
+        assert_eq!(
+            e.hidden.iter().map(|l| l.1).sum::<usize>(),
+            e.total_neurons,
+            "entry {}",
+            e.id
+        );
         assert!(e.hidden.iter().all(|l| [16, 32, 64, 128].contains(&l.1)));
     }
-    assert_eq!(zoo[0].hidden, vec![Layer(Activation::Elu, 32), Layer(Activation::Silu, 64), Layer(Activation::Relu, 64)]);
+    assert_eq!(
+        zoo[0].hidden,
+        vec![
+            Layer(Activation::Elu, 32),
+            Layer(Activation::Silu, 64),
+            Layer(Activation::Relu, 64)
+        ]
+    );
 }
 
 #[cfg(not(feature = "gpu-train"))]
@@ -189,6 +310,20 @@ fn authors_zoo_loads() {
 fn cuda_training_needs_the_gpu_build() {
     let dir = scratch("train-cuda");
     let data = dataset("quick.yaml", &[], &dir);
-    let e = train::train(&spec(&data, &format!("mode: ddnn\n{SMALL}steps: 10\ndevice: cuda\n")), &dir.join("run"), false, &Silent).err().unwrap();
-    assert!(e.to_string().contains("device: cuda") && e.hint().unwrap().contains("--features gpu-train"), "{e}");
+    let e = train::train(
+        &spec(
+            &data,
+            &format!("mode: ddnn\n{SMALL}steps: 10\ndevice: cuda\n"),
+        ),
+        &dir.join("run"),
+        false,
+        &Silent,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string().contains("device: cuda")
+            && e.hint().unwrap().contains("--features gpu-train"),
+        "{e}"
+    );
 }

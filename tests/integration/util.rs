@@ -12,9 +12,15 @@ pub fn root() -> PathBuf {
 /// The authors' reference data (`../shared/reference`, or `$EXCITE_SHARED/reference`).
 /// Missing data fails the test: it is a fixture, never optional.
 pub fn reference_dir() -> PathBuf {
-    let shared = std::env::var_os("EXCITE_SHARED").map(PathBuf::from).unwrap_or_else(|| root().join("../shared"));
+    let shared = std::env::var_os("EXCITE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
     let dir = shared.join("reference");
-    assert!(dir.is_dir(), "reference data not found at {}; set EXCITE_SHARED to the shared/ folder", dir.display());
+    assert!(
+        dir.is_dir(),
+        "reference data not found at {}; set EXCITE_SHARED to the shared/ folder",
+        dir.display()
+    );
     dir
 }
 
@@ -29,14 +35,22 @@ pub fn read_csv(path: &std::path::Path) -> Vec<Vec<f64>> {
 }
 
 /// Cells with per-cell initial states and default parameters, some overridden.
-pub fn cells(model: &dyn excite::cell::Model, init: Vec<Vec<f64>>, overrides: &[(&str, Column)]) -> Cells {
+pub fn cells(
+    model: &dyn excite::cell::Model,
+    init: Vec<Vec<f64>>,
+    overrides: &[(&str, Column)],
+) -> Cells {
     let info = model.info();
     let n = init[0].len();
     let mut params: Vec<Column> = info.defaults().into_iter().map(Column::Same).collect();
     for (name, col) in overrides {
         params[info.param_index(name).unwrap()] = col.clone();
     }
-    Cells { n, init: init.into_iter().map(Column::PerCell).collect(), params }
+    Cells {
+        n,
+        init: init.into_iter().map(Column::PerCell).collect(),
+        params,
+    }
 }
 
 /// The `excite` binary built for these tests.
