@@ -41,6 +41,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole chain: simulate → train → export → build → verify → package.
+    ///
+    /// Each stage writes its folder under the run directory (default
+    /// runs/<name>): simulate/, train/, export/, build/, verify/, package/.
+    /// pipeline.lock records each stage's input hash (its config section, its
+    /// upstream output, the excite version) and output hash; an up-to-date stage
+    /// is skipped. An interrupted stage leaves earlier outputs intact and the
+    /// next run resumes (training from its checkpoint). A failed accuracy gate
+    /// stops the pipeline with exit code 1, naming the stage and the budget.
+    Pipeline(commands::pipeline::PipelineArgs),
+    /// Show a bundle's manifest after checking every file's sha256.
+    Inspect {
+        /// Bundle folder or .tar.gz.
+        bundle: PathBuf,
+        /// Print bundle.json.
+        #[arg(long)]
+        json: bool,
+    },
     /// Solve a cell model with the Euler reference and write a dataset.
     ///
     /// Samples initial states and parameters as the config says (Latin
@@ -130,7 +148,7 @@ struct SimulateArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Training configuration (YAML); see models/quick-train.yaml.
+    /// Training configuration (YAML), or a pipeline file (its train section); see models/quick.yaml.
     #[arg(long, short)]
     config: PathBuf,
     /// Run folder [default: runs/<name>/train].
@@ -204,10 +222,12 @@ fn main() -> ExitCode {
             a.json,
         ),
         Command::Export { run, out } => commands::export::run(&run, &out),
+        Command::Pipeline(a) => commands::pipeline::run(&a),
+        Command::Inspect { bundle, json } => commands::inspect::run(&bundle, json),
         Command::Build(a) => commands::build::run(&a),
         Command::Verify(a) => commands::verify::run(&a),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
-        Command::Data(DataCommand::Inspect { path, json }) => commands::inspect::run(&path, json),
+        Command::Data(DataCommand::Inspect { path, json }) => commands::data_inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
         Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),

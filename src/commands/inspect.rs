@@ -1,100 +1,32 @@
-//! `excite data inspect`: a dataset's metadata and per-variable statistics.
+//! `excite inspect`: a bundle's manifest, after checking every file.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use excite::data::{self, Stats};
+
+use super::printer::rate;
 
 pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
-    let loaded = data::load(path)?;
-    let meta = &loaded.meta;
-    let names = |array: &str| -> Vec<String> {
-        let vars = if array.starts_with('x') {
-            &meta.inputs
-        } else {
-            &meta.outputs
-        };
-        vars.iter().map(|v| v.name.clone()).collect()
-    };
-    let mut stats = Vec::new();
-    for (name, a) in &loaded.arrays {
-        let cols = names(name);
-        for j in 0..a.cols {
-            let var = cols.get(j).cloned().unwrap_or_else(|| format!("col{j}"));
-            stats.push((name.clone(), var, Stats::of(a.column(j))));
-        }
-    }
+    let (dir, m) = excite::bundle::open(path)?;
     if json {
-        let stats: Vec<_> = stats
-            .iter()
-            .map(|(a, v, s)| serde_json::json!({"array": a, "variable": v, "stats": s}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"metadata": meta, "stats": stats}))?
-        );
-    } else {
-        println!("dataset  {} ({})", meta.name, meta.format);
-        println!("model    {}: {}", meta.model.name, meta.model.equations);
-        let params: Vec<String> = meta
-            .model
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        println!("params   {}", params.join(" "));
-        let rows: Vec<String> = data::SPLITS
-            .iter()
-            .map(|s| format!("{s} {}", meta.split.rows.get(*s).copied().unwrap_or(0)))
-            .collect();
-        println!(
-            "kind     {:?}; split by {} ({} rows)",
-            meta.kind,
-            meta.split.by,
-            rows.join(", ")
-        );
-        println!(
-            "time     t ∈ [0, {}], dt {}, sample every {} ({} steps)",
-            meta.time.t_end, meta.time.dt, meta.time.sample_every, meta.time.steps_per_sample
-        );
-        let ranges: Vec<String> = meta
-            .sampling
-            .ranges
-            .iter()
-            .map(|(k, [lo, hi])| format!("{k} ∈ [{lo}, {hi}]"))
-            .collect();
-        println!(
-            "sampling {:?}, seed {}, {} cells{}",
-            meta.sampling.method,
-            meta.sampling.seed,
-            meta.sampling.cells,
-            if ranges.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", ranges.join(", "))
-            }
-        );
-        println!(
-            "solver   {} {} on {} ({}), excite {}",
-            meta.solver.scheme,
-            meta.solver.precision,
-            meta.solver.device,
-            meta.solver.kernel,
-            meta.excite_version
-        );
-        println!("sha256   {} (verified)", meta.content_sha256);
-        println!();
-        println!(
-            "{:<8} {:<6} {:>9} {:>12} {:>12} {:>12} {:>12}",
-            "array", "var", "count", "min", "max", "mean", "std"
-        );
-        for (a, v, s) in &stats {
-            println!(
-                "{a:<8} {v:<6} {:>9} {:>12.5e} {:>12.5e} {:>12.5e} {:>12.5e}",
-                s.count, s.min, s.max, s.mean, s.std
-            );
-        }
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    let v = &m.validated;
+    println!("bundle   {} ({}), {} files verified, at {}", m.name, m.format, m.files.len(), dir.display());
+    println!("model    {}: {}", m.cell_model.name, m.cell_model.equations);
+    println!("kind     {:?} surrogate, units {}", m.kind, m.units);
+    let vars = |vs: &[excite::data::VarRange]| vs.iter().map(|v| format!("{} ∈ [{:.4}, {:.4}]", v.name, v.min, v.max)).collect::<Vec<_>>().join(", ");
+    println!("inputs   {}", vars(&m.inputs));
+    println!("outputs  {}", vars(&m.outputs));
+    for e in &m.engines {
+        println!("engine   {} {} {} batch {}:{}:{}", e.dir, e.target.name(), e.precision, e.batch.min, e.batch.opt, e.batch.max);
+    }
+    let errs: Vec<String> = v.mae.iter().map(|(k, mae)| format!("{k}: MAE {mae:.3e}, max {:.3e}", v.max_abs_error[k])).collect();
+    println!("verified {} on {} fresh cells: {}", if v.passed { "passed" } else { "FAILED" }, v.cells, errs.join("; "));
+    println!("speed    {} samples/s at batch {} vs Euler {} (×{:.3})", rate(v.engine_samples_per_s), v.batch, rate(v.reference_samples_per_s), v.speedup);
+    let versions: Vec<String> = m.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("versions {}", versions.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod build;
+pub mod data_inspect;
 pub mod export;
 pub mod inspect;
+pub mod pipeline;
 pub mod models;
 pub mod printer;
 pub mod simulate;

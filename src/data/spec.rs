@@ -141,15 +141,19 @@ impl DatasetSpec {
         })
     }
 
-    /// Parses and checks YAML text.
+    /// Parses and checks YAML text: a dataset configuration, or a pipeline
+    /// file whose `simulate` section is one (its `name` comes from the top).
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
-        let raw: RawSpec = serde_norway::from_str(text).map_err(|e| {
+        let bad = |e: serde_norway::Error| {
             Error::format(
                 "<config>",
                 format!("not a valid dataset configuration: {e}"),
                 "compare with the presets in models/, for example models/problem-a.yaml",
             )
-        })?;
+        };
+        let value: serde_norway::Value = serde_norway::from_str(text).map_err(bad)?;
+        let value = crate::pipeline::section(value, "simulate", &[]);
+        let raw: RawSpec = serde_norway::from_value(value).map_err(bad)?;
         raw.resolve()
     }
 }

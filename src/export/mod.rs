@@ -15,7 +15,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::fsio::write_atomic;
-use crate::train::{Activation, Surrogate, SurrogateMeta, SURROGATE_FILE};
+use crate::train::{Activation, TrainedSurrogate, SurrogateMeta, SURROGATE_FILE};
 use crate::Error;
 use proto::{Attr, Msg};
 
@@ -32,7 +32,7 @@ struct Dense {
     b: Vec<f64>,
 }
 
-fn layers_of(s: &Surrogate, window: usize) -> Vec<Dense> {
+fn layers_of(s: &TrainedSurrogate, window: usize) -> Vec<Dense> {
     s.net(window)
         .layers
         .iter()
@@ -187,7 +187,7 @@ fn network(
 
 /// The ONNX bytes of the surrogate in run folder `dir`.
 pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
-    let s = Surrogate::load(dir)?;
+    let s = TrainedSurrogate::load(dir)?;
     let meta = &s.meta;
     let acts: Vec<Activation> = meta.architecture.hidden.iter().map(|l| l.0).collect();
     let (mut nodes, mut inits) = (Vec::new(), Vec::new());

@@ -4,7 +4,7 @@
 //! A run folder holds `surrogate.json` (architecture, normalisation, names,
 //! windows, provenance), the best weights per time window (`model-K.bpk`,
 //! burn's record format), `losses.csv`, `metrics.json`, and `checkpoint/` for
-//! resuming. The normalisation is part of the surrogate: [`Surrogate`] takes
+//! resuming. The normalisation is part of the surrogate: [`TrainedSurrogate`] takes
 //! and returns physical values.
 
 pub mod arch;
@@ -106,15 +106,15 @@ pub struct SurrogateMeta {
 }
 
 /// A trained surrogate, ready to predict physical outputs from physical inputs.
-pub struct Surrogate {
+pub struct TrainedSurrogate {
     pub meta: SurrogateMeta,
     nets: Vec<Net>,
     device: Device,
 }
 
-impl Surrogate {
+impl TrainedSurrogate {
     /// Loads a training run folder.
-    pub fn load(dir: &Path) -> Result<Surrogate, Error> {
+    pub fn load(dir: &Path) -> Result<TrainedSurrogate, Error> {
         let path = dir.join(SURROGATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let meta: SurrogateMeta = serde_json::from_str(&text).map_err(|e| {
@@ -130,11 +130,11 @@ impl Surrogate {
             .iter()
             .map(|w| load_net(&meta.architecture, &dir.join(&w.file), &device))
             .collect::<Result<_, _>>()?;
-        Ok(Surrogate { meta, nets, device })
+        Ok(TrainedSurrogate { meta, nets, device })
     }
 
-    pub(crate) fn from_parts(meta: SurrogateMeta, nets: Vec<Net>, device: Device) -> Surrogate {
-        Surrogate { meta, nets, device }
+    pub(crate) fn from_parts(meta: SurrogateMeta, nets: Vec<Net>, device: Device) -> TrainedSurrogate {
+        TrainedSurrogate { meta, nets, device }
     }
 
     /// Predicts outputs for `x` (row-major, `inputs` columns, physical units).

@@ -185,14 +185,18 @@ impl TrainSpec {
         })
     }
 
+    /// Parses and checks YAML text: a training configuration, or a pipeline
+    /// file whose `train` section is one (name from the top, dataset from the
+    /// pipeline's simulate stage under runs/<name>).
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
-        let spec: TrainSpec = serde_norway::from_str(text).map_err(|e| {
-            Error::format(
-                "<config>",
-                format!("not a valid training configuration: {e}"),
-                "compare with models/quick-train.yaml",
-            )
-        })?;
+        let bad = |e: serde_norway::Error| {
+            Error::format("<config>", format!("not a valid training configuration: {e}"), "compare with the train section of models/quick.yaml")
+        };
+        let value: serde_norway::Value = serde_norway::from_str(text).map_err(bad)?;
+        let name = value.get("name").and_then(|n| n.as_str()).unwrap_or("run").to_string();
+        let dataset = format!("runs/{name}/simulate");
+        let value = crate::pipeline::section(value, "train", &[("dataset", &dataset)]);
+        let spec: TrainSpec = serde_norway::from_value(value).map_err(bad)?;
         spec.check()?;
         Ok(spec)
     }

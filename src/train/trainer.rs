@@ -18,7 +18,7 @@ use crate::fsio::{write_atomic, StagingDir};
 use crate::report::Reporter;
 use crate::train::spec::{Mode, Schedule, TrainSpec};
 use crate::train::{
-    load_net, net_bytes, physics, Architecture, Net, Normalization, Surrogate, SurrogateMeta,
+    load_net, net_bytes, physics, Architecture, Net, Normalization, TrainedSurrogate, SurrogateMeta,
     Window, FORMAT, SURROGATE_FILE,
 };
 use crate::Error;
@@ -231,7 +231,7 @@ pub fn train(
         dataset_sha256: meta.content_sha256.clone(),
         excite_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let surrogate = Surrogate::from_parts(surrogate_meta.clone(), nets, Device::flex());
+    let surrogate = TrainedSurrogate::from_parts(surrogate_meta.clone(), nets, Device::flex());
     let pred = surrogate.predict(&x_val.data);
     let variables = errors(
         &meta
@@ -818,7 +818,7 @@ pub fn errors(names: &[String], pred: &[f32], truth: &[f32]) -> Vec<VarMetrics> 
 }
 
 /// Rolls the one-step map out over each validation trajectory from its first state.
-fn rollout(s: &Surrogate, meta: &Metadata, x: &Array2, y: &Array2) -> Rollout {
+fn rollout(s: &TrainedSurrogate, meta: &Metadata, x: &Array2, y: &Array2) -> Rollout {
     let n_state = meta.outputs.len();
     let per = meta.time.samples_per_cell - 1;
     let cells = x.rows / per;

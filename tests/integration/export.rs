@@ -5,7 +5,7 @@ use std::path::Path;
 
 use excite::engine::{ort::OrtEngine, Engine};
 use excite::report::Silent;
-use excite::train::{self, Activation, Surrogate, TrainSpec};
+use excite::train::{self, Activation, TrainedSurrogate, TrainSpec};
 
 use crate::util::{root, scratch};
 
@@ -47,7 +47,7 @@ fn onnx_matches_burn_for_every_activation_and_windows() {
     for (i, (hidden, extra)) in cases.iter().enumerate() {
         let case = dir.join(format!("c{i}"));
         let (run, onnx) = exported(&case, &data, hidden, extra);
-        let want = Surrogate::load(&run).unwrap().predict(&x);
+        let want = TrainedSurrogate::load(&run).unwrap().predict(&x);
         let mut engine = OrtEngine::load(&onnx, &Default::default()).unwrap();
         assert_eq!((engine.info().inputs, engine.info().outputs), (1, 2));
         let got = engine.run(&x, x.len()).unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use excite::data::{self, DatasetSpec};
 use excite::report::{Reporter, Silent};
-use excite::train::{self, arch, Activation, Architecture, Layer, Net, Surrogate, TrainSpec};
+use excite::train::{self, arch, Activation, Architecture, Layer, Net, TrainedSurrogate, TrainSpec};
 
 use crate::util::{reference_dir, scratch};
 
@@ -66,7 +66,7 @@ fn ddnn_learns_problem_a() {
             .clone()
     };
     let (x, y) = (get("x_val"), get("y_val"));
-    let pred = Surrogate::load(&out).unwrap().predict(&x.data);
+    let pred = TrainedSurrogate::load(&out).unwrap().predict(&x.data);
     let mae: f64 = pred
         .iter()
         .zip(&y.data)
@@ -176,7 +176,7 @@ fn same_seed_same_weights_and_resume_continues_exactly() {
     train::train(&spec(&data, &body(1)), &a, false, &Silent).unwrap();
     train::train(&spec(&data, &body(1)), &b, false, &Silent).unwrap();
     let weights = |d: &Path| -> Vec<f32> {
-        let s = Surrogate::load(d).unwrap();
+        let s = TrainedSurrogate::load(d).unwrap();
         s.net(0)
             .layers
             .iter()
@@ -257,7 +257,7 @@ fn pinn_and_time_windows_train() {
         "validation MAE {:.3e}",
         o.metrics.mae
     );
-    let sur = Surrogate::load(&out).unwrap();
+    let sur = TrainedSurrogate::load(&out).unwrap();
     assert_eq!(sur.meta.windows.len(), 2);
     assert!(out.join("model-1.bpk").is_file());
     assert_eq!(train::window_of(&sur.meta.windows, 3.0), 0);

@@ -1,0 +1,254 @@
+//! Bundles: what ships to other applications — the ONNX model, the built
+//! engines, the verification report and `bundle.json` (cell model, inputs
+//! and outputs with ranges, surrogate kind, precision, validated errors,
+//! throughput, versions, sha256 of every file), as a folder and a `.tar.gz`.
+//! [`Surrogate`] loads one and predicts with the best engine available
+//! there; `ffi` exposes the same to C and C++.
+
+pub mod ffi;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{sha256_hex, ModelMeta, TimeMeta, VarRange};
+use crate::engine::manifest::{BatchProfile, Manifest, Target};
+use crate::engine::Engine;
+use crate::fsio::{write_atomic, StagingDir};
+use crate::pipeline::{Pipeline, Stage};
+use crate::train::Mode;
+use crate::verify::{Budget, Problem, Report};
+use crate::Error;
+
+pub const BUNDLE_FILE: &str = "bundle.json";
+pub const FORMAT: &str = "excite-bundle/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleEngine {
+    /// Folder inside the bundle.
+    pub dir: String,
+    pub target: Target,
+    pub precision: String,
+    pub batch: BatchProfile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validated {
+    pub passed: bool,
+    pub budget: Budget,
+    pub cells: usize,
+    pub mae: BTreeMap<String, f64>,
+    pub rmse: BTreeMap<String, f64>,
+    pub max_abs_error: BTreeMap<String, f64>,
+    pub engine_samples_per_s: f64,
+    pub batch: usize,
+    pub reference_samples_per_s: f64,
+    pub speedup: f64,
+}
+
+/// `bundle.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: String,
+    pub name: String,
+    pub cell_model: ModelMeta,
+    pub kind: Mode,
+    /// Units of every input and output (the FitzHugh–Nagumo forms are dimensionless).
+    pub units: String,
+    pub inputs: Vec<VarRange>,
+    pub outputs: Vec<VarRange>,
+    pub time: TimeMeta,
+    /// The ONNX model (physical units in and out).
+    pub model: String,
+    pub engines: Vec<BundleEngine>,
+    pub validated: Validated,
+    pub versions: BTreeMap<String, String>,
+    /// sha256 of every other file in the bundle.
+    pub files: BTreeMap<String, String>,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let path = entry.map_err(|e| Error::io(from, e))?.path();
+        let dest = to.join(path.file_name().expect("entries have names"));
+        if path.is_dir() {
+            copy_dir(&path, &dest)?;
+        } else {
+            std::fs::copy(&path, &dest).map_err(|e| Error::io(&dest, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn hash_tree(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            hash_tree(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            if rel != BUNDLE_FILE {
+                out.insert(rel, sha256_hex(&std::fs::read(&path).map_err(|e| Error::io(&path, e))?));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The package stage: `out/<name>/` and `out/<name>.tar.gz` from a run folder.
+pub fn package(p: &Pipeline, run_dir: &Path, out: &Path) -> Result<(), Error> {
+    let staging = StagingDir::new(out)?;
+    let bundle = staging.path().join(&p.name);
+    let stage = |s: Stage| run_dir.join(s.name());
+    std::fs::create_dir_all(&bundle).map_err(|e| Error::io(&bundle, e))?;
+    let onnx = stage(Stage::Export).join("model.onnx");
+    std::fs::copy(&onnx, bundle.join("model.onnx")).map_err(|e| Error::io(&onnx, e))?;
+    let engine = Manifest::load(&stage(Stage::Build))?;
+    let engine_dir = format!("engines/{}-{}", engine.target.name(), engine.precision.name());
+    copy_dir(&stage(Stage::Build), &bundle.join(&engine_dir))?;
+    copy_dir(&stage(Stage::Verify), &bundle.join("report"))?;
+    let report_path = stage(Stage::Verify).join("report.json");
+    let report: Report = serde_json::from_slice(&std::fs::read(&report_path).map_err(|e| Error::io(&report_path, e))?)
+        .map_err(|e| Error::format(&report_path, format!("not a verification report: {e}"), "re-run the verify stage"))?;
+    let problem = Problem::from_onnx(&onnx)?;
+    let by_var = |f: &dyn Fn(&crate::verify::VarReport) -> f64| report.variables.iter().map(|v| (v.name.clone(), f(v))).collect();
+    let mut files = BTreeMap::new();
+    hash_tree(&bundle, &bundle, &mut files)?;
+    let manifest = BundleManifest {
+        format: FORMAT.into(),
+        name: p.name.clone(),
+        cell_model: problem.model_meta.clone(),
+        kind: problem.kind,
+        units: "dimensionless (time in the model's time unit)".into(),
+        inputs: problem.inputs.clone(),
+        outputs: problem.outputs.clone(),
+        time: problem.time.clone(),
+        model: "model.onnx".into(),
+        engines: vec![BundleEngine { dir: engine_dir, target: engine.target, precision: engine.precision.name().into(), batch: engine.batch }],
+        validated: Validated {
+            passed: report.passed,
+            budget: report.budget,
+            cells: report.cells,
+            mae: by_var(&|v| v.mae),
+            rmse: by_var(&|v| v.rmse),
+            max_abs_error: by_var(&|v| v.max_abs_error),
+            engine_samples_per_s: report.engine_samples_per_s,
+            batch: report.batch,
+            reference_samples_per_s: report.reference_samples_per_s,
+            speedup: report.speedup,
+        },
+        versions: [("excite".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("onnxruntime".to_string(), engine.runtime.version.clone())].into(),
+        files,
+    };
+    write_atomic(&bundle.join(BUNDLE_FILE), &serde_json::to_vec_pretty(&manifest).expect("serialises"))?;
+    if p.package.tar {
+        let tarball = staging.path().join(format!("{}.tar.gz", p.name));
+        let mut bytes = Vec::new();
+        {
+            let gz = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::default());
+            let mut tar = tar::Builder::new(gz);
+            tar.mode(tar::HeaderMode::Deterministic);
+            tar.append_dir_all(&p.name, &bundle).map_err(|e| Error::io(&tarball, e))?;
+            tar.into_inner().and_then(|gz| gz.finish()).map_err(|e| Error::io(&tarball, e))?;
+        }
+        write_atomic(&tarball, &bytes)?;
+    }
+    staging.commit()
+}
+
+/// Opens a bundle folder or `.tar.gz` (extracted once into the temp folder)
+/// and checks every file against `bundle.json`.
+pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
+    let dir = if path.is_file() { extract(path)? } else { path.to_path_buf() };
+    let mpath = dir.join(BUNDLE_FILE);
+    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let m: BundleManifest = serde_json::from_str(&text).map_err(|e| Error::format(&mpath, format!("not a bundle manifest ({FORMAT}): {e}"), "package one with `excite pipeline`"))?;
+    let mut found = BTreeMap::new();
+    hash_tree(&dir, &dir, &mut found)?;
+    for (file, want) in &m.files {
+        match found.get(file) {
+            None => return Err(Error::format(dir.join(file), "listed in bundle.json but missing", "re-package the bundle")),
+            Some(got) if got != want => {
+                return Err(Error::format(dir.join(file), format!("sha256 {got} does not match {want} in bundle.json: the file changed after packaging"), "re-package the bundle, or restore it from its source"))
+            }
+            _ => {}
+        }
+    }
+    if let Some(extra) = found.keys().find(|f| !m.files.contains_key(*f)) {
+        return Err(Error::format(dir.join(extra), "not listed in bundle.json", "re-package the bundle"));
+    }
+    Ok((dir, m))
+}
+
+fn extract(tarball: &Path) -> Result<PathBuf, Error> {
+    let bytes = std::fs::read(tarball).map_err(|e| Error::io(tarball, e))?;
+    let dest = std::env::temp_dir().join("excite-bundles").join(&sha256_hex(&bytes)[..16]);
+    if !dest.exists() {
+        let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
+            .unpack(&tmp)
+            .map_err(|e| Error::format(tarball, format!("not a readable .tar.gz bundle: {e}"), "package it again with `excite pipeline`"))?;
+        std::fs::create_dir_all(dest.parent().expect("has parent")).map_err(|e| Error::io(&dest, e))?;
+        if std::fs::rename(&tmp, &dest).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp); // another process extracted it first
+        }
+    }
+    let mut inner = std::fs::read_dir(&dest).map_err(|e| Error::io(&dest, e))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir());
+    inner.next().ok_or_else(|| Error::format(tarball, "the archive holds no bundle folder", "package it again with `excite pipeline`"))
+}
+
+/// A bundled surrogate ready to predict: `Surrogate::load(path)?.predict(&x)?`.
+pub struct Surrogate {
+    pub manifest: BundleManifest,
+    engine: Box<dyn Engine>,
+    engine_name: String,
+}
+
+impl Surrogate {
+    /// Loads a bundle (folder or `.tar.gz`) and opens the best engine that
+    /// works here: TensorRT, then CUDA, then ONNX Runtime CPU, then excite's
+    /// own reference interpreter, which needs no runtime library.
+    pub fn load(path: impl AsRef<Path>) -> Result<Surrogate, Error> {
+        let (dir, manifest) = open(path.as_ref())?;
+        let rank = |t: Target| match t {
+            Target::Tensorrt => 0,
+            Target::Cuda => 1,
+            Target::Cpu => 2,
+        };
+        let mut engines = manifest.engines.clone();
+        engines.sort_by_key(|e| rank(e.target));
+        for e in &engines {
+            if let Ok((m, engine)) = crate::engine::open(&dir.join(&e.dir)) {
+                let name = format!("{} {} ({})", engine.info().backend, m.precision.name(), e.dir);
+                return Ok(Surrogate { manifest, engine, engine_name: name });
+            }
+        }
+        let engine = crate::engine::reference::Interpreter::load(&dir.join(&manifest.model))?;
+        Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into() })
+    }
+
+    /// Outputs for `x`: rows of `inputs()` values in physical units, row-major.
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>, Error> {
+        let n = self.inputs();
+        if n == 0 || x.len() % n != 0 {
+            return Err(Error::invalid("inputs", format!("{} values are not whole rows of {n} inputs", x.len()), format!("pass rows × {n} values: {}", self.manifest.inputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "))));
+        }
+        self.engine.run(x, x.len() / n)
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.manifest.inputs.len()
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.manifest.outputs.len()
+    }
+
+    /// The engine in use, e.g. `onnxruntime-cpu fp32 (engines/cpu-fp32)`.
+    pub fn engine(&self) -> &str {
+        &self.engine_name
+    }
+}

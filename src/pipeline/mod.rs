@@ -1,0 +1,274 @@
+//! `excite pipeline`: simulate → train → export → build → verify → package,
+//! as one reproducible command that re-runs only what changed.
+//!
+//! Each stage writes its own folder under the run directory. A stage's input
+//! hash covers its configuration section, its upstream stage's output hash
+//! and the excite version; `pipeline.lock` records input and output hashes
+//! per stage (DVC's dvc.lock is the model). A stage whose input hash is
+//! unchanged and whose folder still hashes to the recorded output is
+//! skipped. Every stage writes atomically, so an interrupted or failed stage
+//! leaves earlier outputs intact, and training resumes from its checkpoint.
+
+mod stages;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fsio::write_atomic;
+use crate::report::Reporter;
+use crate::Error;
+pub use stages::{BuildSection, PackageSection, VerifySection};
+
+/// The stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Simulate,
+    Train,
+    Export,
+    Build,
+    Verify,
+    Package,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [Stage::Simulate, Stage::Train, Stage::Export, Stage::Build, Stage::Verify, Stage::Package];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Simulate => "simulate",
+            Stage::Train => "train",
+            Stage::Export => "export",
+            Stage::Build => "build",
+            Stage::Verify => "verify",
+            Stage::Package => "package",
+        }
+    }
+}
+
+/// Takes section `key` of a pipeline file as a configuration of its own
+/// (with the pipeline's `name`, and `defaults` where absent); a value that
+/// is not a pipeline file is returned unchanged.
+pub fn section(value: serde_norway::Value, key: &str, defaults: &[(&str, &str)]) -> serde_norway::Value {
+    use serde_norway::Value;
+    let Value::Mapping(top) = &value else { return value };
+    let Some(Value::Mapping(sec)) = top.get(Value::String(key.into())) else { return value };
+    let mut sec = sec.clone();
+    if let Some(name) = top.get(Value::String("name".into())) {
+        sec.entry(Value::String("name".into())).or_insert(name.clone());
+    }
+    for (k, v) in defaults {
+        sec.entry(Value::String((*k).into())).or_insert(Value::String((*v).into()));
+    }
+    Value::Mapping(sec)
+}
+
+/// A pipeline file, checked.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    /// Each stage's configuration section as JSON, for the stage hashes.
+    sections: BTreeMap<Stage, String>,
+    /// The file itself: the simulate and train stages read their sections from it.
+    yaml: String,
+    pub build: BuildSection,
+    pub verify: VerifySection,
+    pub package: PackageSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    simulate: serde_norway::Value,
+    train: serde_norway::Value,
+    #[serde(default)]
+    export: Option<serde_norway::Value>,
+    #[serde(default)]
+    build: BuildSection,
+    #[serde(default)]
+    verify: VerifySection,
+    #[serde(default)]
+    package: PackageSection,
+}
+
+impl Pipeline {
+    pub fn from_file(path: &Path) -> Result<Pipeline, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
+            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
+            other => other,
+        })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Pipeline, Error> {
+        let raw: RawPipeline = serde_norway::from_str(text)
+            .map_err(|e| Error::format("<pipeline>", format!("not a valid pipeline file: {e}"), "compare with models/quick.yaml (sections simulate, train, build, verify, package)"))?;
+        // Check the sections now, so a typo fails before any stage runs.
+        crate::data::DatasetSpec::from_yaml(text)?;
+        crate::train::TrainSpec::from_yaml(text)?;
+        raw.build.check()?;
+        raw.verify.check()?;
+        let json = |v: &dyn erased::Ser| v.json();
+        let mut sections = BTreeMap::new();
+        sections.insert(Stage::Simulate, json(&raw.simulate));
+        sections.insert(Stage::Train, json(&raw.train));
+        sections.insert(Stage::Export, json(&raw.export));
+        sections.insert(Stage::Build, json(&raw.build));
+        sections.insert(Stage::Verify, json(&raw.verify));
+        sections.insert(Stage::Package, json(&raw.package));
+        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), build: raw.build, verify: raw.verify, package: raw.package })
+    }
+}
+
+mod erased {
+    pub trait Ser {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("serialises")
+        }
+    }
+}
+
+/// `pipeline.lock`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    pub stages: BTreeMap<Stage, LockEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockEntry {
+    pub input: String,
+    pub output: String,
+}
+
+pub const LOCK_FILE: &str = "pipeline.lock";
+
+/// Which stages to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Re-run these stages even when up to date (`Some(None)`: all).
+    pub force: Option<Option<Stage>>,
+    pub from: Option<Stage>,
+    pub until: Option<Stage>,
+    /// Print the plan only.
+    pub dry_run: bool,
+}
+
+/// What happened to each stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageOutcome {
+    pub stage: Stage,
+    /// `ran`, `skipped` (up to date), `would run`, `up to date`, or `not selected`.
+    pub status: String,
+    pub seconds: f64,
+}
+
+/// Hash of every file under `dir` (relative names and contents), or None if it is missing.
+pub fn hash_dir(dir: &Path) -> Option<String> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() { walk(root, &p, files)? } else { files.push(p) }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files).ok()?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.strip_prefix(dir).ok()?.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(&f).ok()?);
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs the pipeline into `run_dir`.
+pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter) -> Result<Vec<StageOutcome>, Error> {
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+    let lock_path = run_dir.join(LOCK_FILE);
+    let mut lock: Lock = match std::fs::read_to_string(&lock_path) {
+        Ok(t) => serde_json::from_str(&t).unwrap_or_default(),
+        Err(_) => Lock::default(),
+    };
+    let from = opts.from.unwrap_or(Stage::Simulate);
+    let until = opts.until.unwrap_or(Stage::Package);
+    let mut upstream = String::new();
+    let mut outcomes = Vec::new();
+    let mut changed = false;
+    for stage in Stage::ALL {
+        let dir = run_dir.join(stage.name());
+        let input = {
+            let mut h = Sha256::new();
+            for part in [p.sections[&stage].as_str(), upstream.as_str(), env!("CARGO_PKG_VERSION"), stage.name()] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let recorded = lock.stages.get(&stage).cloned();
+        let current = hash_dir(&dir);
+        let up_to_date = recorded.as_ref().is_some_and(|r| r.input == input && current.as_deref() == Some(r.output.as_str()));
+        let forced = matches!(opts.force, Some(None)) || opts.force == Some(Some(stage));
+        let selected = stage >= from && stage <= until;
+        // Downstream inputs include upstream output hashes, so a re-run stage that
+        // produced the same files leaves its successors up to date; a dry run
+        // cannot know, and says they would run.
+        let must_run = selected && (!up_to_date || forced || (opts.dry_run && changed));
+        if !selected {
+            outcomes.push(StageOutcome { stage, status: if up_to_date { "up to date".into() } else { "not selected".into() }, seconds: 0.0 });
+            match recorded.filter(|_| up_to_date) {
+                Some(r) => upstream = r.output,
+                None if stage > until => break,
+                None => {
+                    return Err(Error::invalid("--from", format!("stage `{}` before `{}` has no up-to-date output", stage.name(), from.name()), format!("run the pipeline from `{}` first", stage.name())))
+                }
+            }
+            continue;
+        }
+        if opts.dry_run {
+            outcomes.push(StageOutcome { stage, status: if must_run { "would run".into() } else { "up to date".into() }, seconds: 0.0 });
+            changed |= must_run;
+            upstream = recorded.map(|r| r.output).unwrap_or_default();
+            continue;
+        }
+        if !must_run {
+            reporter.phase(&format!("{}: up to date, skipped", stage.name()));
+            outcomes.push(StageOutcome { stage, status: "skipped".into(), seconds: 0.0 });
+            upstream = recorded.expect("up to date").output;
+            continue;
+        }
+        reporter.phase(&format!("{}: running", stage.name()));
+        let start = std::time::Instant::now();
+        stages::run(stage, p, run_dir, reporter).map_err(|e| match e {
+            Error::Invalid { field, problem, hint } if field == "verification" => Error::Invalid { field: format!("stage {}", stage.name()), problem, hint },
+            other => other,
+        })?;
+        let output = hash_dir(&dir).ok_or_else(|| Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+        lock.stages.insert(stage, LockEntry { input, output: output.clone() });
+        write_atomic(&lock_path, &serde_json::to_vec_pretty(&lock).expect("serialises"))?;
+        outcomes.push(StageOutcome { stage, status: "ran".into(), seconds: start.elapsed().as_secs_f64() });
+        upstream = output;
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_become_configurations() {
+        let v: serde_norway::Value = serde_norway::from_str("name: q\nsimulate: {model: fhn}\n").unwrap();
+        let s = section(v, "simulate", &[("x", "1")]);
+        assert_eq!(serde_norway::to_string(&s).unwrap(), "model: fhn\nname: q\nx: '1'\n");
+    }
+}

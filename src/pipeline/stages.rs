@@ -1,0 +1,178 @@
+//! The six stages: each reads its upstream stage's folder and writes its own.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::precision::Calibrator;
+use crate::build::{BatchChoice, BuildSpec, PrecisionChoice};
+use crate::engine::manifest::{BatchProfile, Target};
+use crate::pipeline::{Pipeline, Stage};
+use crate::report::Reporter;
+use crate::verify::{Budget, Settings};
+use crate::Error;
+
+/// `build:` — as the flags of `excite build`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildSection {
+    pub target: Target,
+    /// fp32, fp16, int8 or auto.
+    pub precision: String,
+    /// N, MIN:OPT:MAX or auto.
+    pub batch: String,
+    pub batch_cap: usize,
+    pub max_latency: Option<f64>,
+    pub calibrator: Calibrator,
+    pub calibration_rows: usize,
+}
+
+impl Default for BuildSection {
+    fn default() -> Self {
+        BuildSection { target: Target::Cpu, precision: "fp32".into(), batch: "1:1024:65536".into(), batch_cap: 65536, max_latency: None, calibrator: Calibrator::Entropy, calibration_rows: 4096 }
+    }
+}
+
+impl BuildSection {
+    pub fn check(&self) -> Result<(), Error> {
+        self.precision_choice()?;
+        self.batch_choice()?;
+        Ok(())
+    }
+
+    fn precision_choice(&self) -> Result<PrecisionChoice, Error> {
+        use crate::build::precision::Precision::*;
+        Ok(match self.precision.as_str() {
+            "auto" => PrecisionChoice::Auto,
+            "fp32" => PrecisionChoice::Fixed(Fp32),
+            "fp16" => PrecisionChoice::Fixed(Fp16),
+            "int8" => PrecisionChoice::Fixed(Int8),
+            other => return Err(Error::invalid("build.precision", format!("`{other}` is not a precision"), "use fp32, fp16, int8 or auto")),
+        })
+    }
+
+    fn batch_choice(&self) -> Result<BatchChoice, Error> {
+        if self.batch == "auto" {
+            return Ok(BatchChoice::Auto { cap: self.batch_cap, max_latency_ms: self.max_latency });
+        }
+        let bad = || Error::invalid("build.batch", format!("`{}` is not N, MIN:OPT:MAX or auto", self.batch), "write it as \"1:1024:65536\"");
+        let parts: Vec<usize> = self.batch.split(':').map(|p| p.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        Ok(BatchChoice::Fixed(match parts[..] {
+            [n] => BatchProfile { min: n, opt: n, max: n },
+            [a, b, c] => BatchProfile { min: a, opt: b, max: c },
+            _ => return Err(bad()),
+        }))
+    }
+}
+
+/// `verify:` — the accuracy gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySection {
+    pub cells: usize,
+    pub max_mae: Option<f64>,
+    pub max_abs_error: Option<f64>,
+    pub seed: u64,
+    pub seconds: f64,
+}
+
+impl Default for VerifySection {
+    fn default() -> Self {
+        VerifySection { cells: 200, max_mae: None, max_abs_error: None, seed: Settings::default().seed, seconds: 1.0 }
+    }
+}
+
+impl VerifySection {
+    pub fn check(&self) -> Result<(), Error> {
+        for (f, v) in [("verify.max_mae", self.max_mae), ("verify.max_abs_error", self.max_abs_error)] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(Error::invalid(f, format!("{v} is not a number ≥ 0"), "give an error budget such as 0.02"));
+                }
+            }
+        }
+        if self.cells == 0 {
+            return Err(Error::invalid("verify.cells", "must be at least 1", "use cells: 200"));
+        }
+        Ok(())
+    }
+
+    fn settings(&self) -> Settings {
+        Settings { cells: self.cells, seed: self.seed, budget: Budget { max_mae: self.max_mae, max_abs_error: self.max_abs_error }, seconds: self.seconds, ..Settings::default() }
+    }
+}
+
+/// `package:` — the bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackageSection {
+    /// Also write `<name>.tar.gz`.
+    pub tar: bool,
+}
+
+impl Default for PackageSection {
+    fn default() -> Self {
+        PackageSection { tar: true }
+    }
+}
+
+pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Reporter) -> Result<(), Error> {
+    let dir = |s: Stage| run_dir.join(s.name());
+    match stage {
+        Stage::Simulate => {
+            let spec = crate::data::DatasetSpec::from_yaml(&p.yaml)?;
+            let dataset = crate::data::generate(&spec, 0, reporter)?;
+            dataset.write(&dir(Stage::Simulate))?;
+        }
+        Stage::Train => {
+            let mut spec = crate::train::TrainSpec::from_yaml(&p.yaml)?;
+            spec.dataset = dir(Stage::Simulate);
+            // An interrupted run left its checkpoint in the staging folder: continue it.
+            let out = dir(Stage::Train);
+            let staged = out.with_file_name(".train.partial").join("checkpoint-0").join("state.json");
+            let resume = staged.exists();
+            if resume {
+                reporter.note("train: resuming the interrupted run from its checkpoint");
+            }
+            crate::train::train(&spec, &out, resume, reporter)?;
+        }
+        Stage::Export => {
+            let out = dir(Stage::Export);
+            let staging = crate::fsio::StagingDir::new(&out)?;
+            crate::export::write(&dir(Stage::Train), &staging.path().join("model.onnx"))?;
+            staging.commit()?;
+        }
+        Stage::Build => {
+            let b = &p.build;
+            let spec = BuildSpec {
+                target: b.target,
+                precision: b.precision_choice()?,
+                batch: b.batch_choice()?,
+                calibrator: b.calibrator,
+                calibration_data: Some(dir(Stage::Simulate)),
+                calibration_rows: b.calibration_rows,
+                verify: Some(Settings { cells: p.verify.cells.min(100), reference_cells: 20_000, seconds: 0.3, ..p.verify.settings() }),
+                seconds: 0.3,
+            };
+            crate::build::build(&dir(Stage::Export).join("model.onnx"), &dir(Stage::Build), &spec, reporter)?;
+        }
+        Stage::Verify => {
+            let (_, mut engine) = crate::engine::open(&dir(Stage::Build))?;
+            let model = dir(Stage::Build).join("model.onnx");
+            let report = crate::verify::verify(&model, engine.as_mut(), &p.verify.settings(), reporter)?;
+            if let Some(f) = &report.failure {
+                // The previous good report stays; the failing one goes beside it.
+                let rejected = run_dir.join("verify.rejected");
+                crate::verify::write(&report, &rejected)?;
+                return Err(Error::invalid(
+                    "stage verify",
+                    format!("the engine failed the accuracy gate: {f}"),
+                    format!("see {}/report.md; relax verify.max_mae / max_abs_error, or improve training", rejected.display()),
+                ));
+            }
+            crate::verify::write(&report, &dir(Stage::Verify))?;
+        }
+        Stage::Package => crate::bundle::package(p, run_dir, &dir(Stage::Package))?,
+    }
+    Ok(())
+}
