@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod export;
+mod ffi;
 mod kernels;
 mod reference;
 mod solver;

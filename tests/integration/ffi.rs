@@ -1,0 +1,107 @@
+//! Loading bundles from other applications: the Rust API, the C ABI with
+//! its generated header, and the C example compiled with the system compiler.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{root, scratch};
+
+/// Regenerates the header from the source; a stale header fails the test.
+#[test]
+fn c_header_is_generated_from_the_source() {
+    let config = cbindgen::Config::from_file(root().join("cbindgen.toml")).unwrap();
+    let mut out = Vec::new();
+    cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(root().join("src/bundle/ffi.rs"))
+        .generate()
+        .expect("cbindgen reads src/bundle/ffi.rs")
+        .write(&mut out);
+    let committed = std::fs::read_to_string(root().join("include/excite.h")).unwrap_or_default();
+    if committed != String::from_utf8_lossy(&out) {
+        if std::env::var_os("EXCITE_BLESS").is_some() {
+            std::fs::write(root().join("include/excite.h"), &out).unwrap();
+        }
+        panic!("include/excite.h is out of date; regenerate with EXCITE_BLESS=1 cargo test --release c_header");
+    }
+}
+
+/// The directory holding the test binaries' artefacts (target/release).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn quick_bundle(dir: &Path) -> PathBuf {
+    let p = excite::pipeline::Pipeline::from_file(&root().join("models/quick.yaml")).unwrap();
+    excite::pipeline::run(&p, dir, &Default::default(), &excite::report::Silent).unwrap();
+    dir.join("package/quick")
+}
+
+#[test]
+fn c_and_rust_examples_load_the_quick_bundle_and_agree() {
+    let dir = scratch("ffi");
+    let bundle = quick_bundle(&dir.join("run"));
+    let tarball = bundle.with_extension("tar.gz");
+    let mut s = excite::Surrogate::load(&tarball).unwrap();
+    assert!(s.engine().starts_with("onnxruntime-cpu fp32"), "{}", s.engine());
+    let x: Vec<f32> = (0..6).map(|i| i as f32 * 5.0).collect();
+    let want = s.predict(&x).unwrap();
+    assert_eq!(want.len(), 12);
+
+    // C: compile examples/c/predict.c against libexcite.so and run it
+    let lib = target_dir();
+    assert!(lib.join("libexcite.so").exists(), "libexcite.so not built in {}", lib.display());
+    let exe = dir.join("predict");
+    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root().join("examples/c/predict.c"))
+        .arg(format!("-I{}", root().join("include").display()))
+        .arg(format!("-L{}", lib.display()))
+        .args(["-lexcite", "-lm"])
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc failed: {}", String::from_utf8_lossy(&cc.stderr));
+    let run = Command::new(&exe).arg(&bundle).env("LD_LIBRARY_PATH", &lib).current_dir(root()).output().unwrap();
+    assert!(run.status.success(), "C example failed: {}", String::from_utf8_lossy(&run.stderr));
+    let text = String::from_utf8_lossy(&run.stdout);
+    let rows: Vec<Vec<f32>> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], x[i]);
+        for j in 0..2 {
+            assert!((r[1 + j] - want[i * 2 + j]).abs() <= 1e-6, "row {i}: C {} vs Rust {}", r[1 + j], want[i * 2 + j]);
+        }
+    }
+    // C errors come back as messages, not crashes
+    let bad = Command::new(&exe).arg(dir.join("no-such-bundle")).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-bundle"));
+
+    // Rust: the example binary `cargo test` builds with the tests
+    let example = lib.join("examples/predict");
+    assert!(example.exists(), "{} missing: run the whole suite (scripts/test.sh), which builds the examples", example.display());
+    let rust = Command::new(example).arg(&tarball).output().unwrap();
+    assert!(rust.status.success(), "{}", String::from_utf8_lossy(&rust.stderr));
+    let first: Vec<f32> = String::from_utf8_lossy(&rust.stdout).lines().find(|l| !l.starts_with('#')).unwrap().split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!((first[1] - want[0]).abs() <= 1e-6);
+}
+
+#[test]
+fn a_bundle_with_one_flipped_byte_is_refused() {
+    let dir = scratch("ffi-flip");
+    let bundle = quick_bundle(&dir.join("run"));
+    let copy = dir.join("copy");
+    Command::new("cp").arg("-r").arg(&bundle).arg(&copy).status().unwrap();
+    let target = copy.join("engines/cpu-fp32/model.onnx");
+    let mut b = std::fs::read(&target).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x01;
+    std::fs::write(&target, b).unwrap();
+    let e = excite::Surrogate::load(&copy).err().expect("refused");
+    assert!(e.to_string().contains("engines/cpu-fp32/model.onnx") && e.to_string().contains("does not match"), "{e}");
+    let o = crate::util::excite().arg("inspect").arg(&copy).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("engines/cpu-fp32/model.onnx"));
+}
