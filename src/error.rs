@@ -29,6 +29,10 @@ pub enum Error {
         hint: String,
     },
 
+    /// An accuracy gate failed: the artefact works but misses its error budget.
+    #[error("{stage}: {problem}")]
+    Gate { stage: String, problem: String, hint: String },
+
     /// A device or runtime library is missing or failed.
     #[error("{what}: {problem}")]
     Unavailable {
@@ -93,7 +97,8 @@ impl Error {
             Error::Invalid { hint, .. }
             | Error::Io { hint, .. }
             | Error::Format { hint, .. }
-            | Error::Unavailable { hint, .. } => hint,
+            | Error::Unavailable { hint, .. }
+            | Error::Gate { hint, .. } => hint,
         };
         (!h.is_empty()).then_some(h.as_str())
     }

@@ -237,7 +237,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             commands::printer::error(&e);
-            ExitCode::from(2)
+            // 1: an accuracy gate failed; 2: bad input, a missing library, an I/O error
+            let gate = e.chain().any(|c| matches!(c.downcast_ref::<excite::Error>(), Some(excite::Error::Gate { .. })));
+            ExitCode::from(if gate { 1 } else { 2 })
         }
     }
 }

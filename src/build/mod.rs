@@ -66,7 +66,7 @@ pub struct BuildSpec {
 /// Precisions a target can run.
 pub fn supported(target: Target) -> &'static [Precision] {
     match target {
-        Target::Cpu | Target::Tensorrt => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
+        Target::Cpu | Target::Tensorrt | Target::Reference => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
         Target::Cuda => &[Precision::Fp32, Precision::Fp16],
     }
 }
@@ -177,7 +177,7 @@ fn target_options(
     input: &str,
 ) -> TargetOptions {
     match target {
-        Target::Cpu => TargetOptions::Cpu,
+        Target::Cpu | Target::Reference => TargetOptions::Cpu,
         Target::Cuda => TargetOptions::Cuda { device: 0 },
         Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
             device: 0,
@@ -256,7 +256,13 @@ pub fn build(
             supported(spec.target).to_vec()
         }
     };
-    let rt = ortengine::runtime()?;
+    let runtime = match spec.target {
+        Target::Reference => Runtime { name: "excite-reference".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
+        _ => {
+            let rt = ortengine::runtime()?;
+            Runtime { name: "onnxruntime".into(), version: rt.version.clone(), library: rt.library.display().to_string() }
+        }
+    };
     let staging = StagingDir::new(out)?;
     let dir = staging.path().to_path_buf();
     let initial_batch = match spec.batch {
@@ -296,7 +302,7 @@ pub fn build(
                 .then(|| cdir.join("model.optimized.onnx")),
             threads: 0,
         };
-        let mut engine = OrtEngine::load(&model, &opts)?;
+        let mut engine = load_engine(spec.target, &model, &opts)?;
         let report = match &spec.verify {
             Some(s) => {
                 reporter.phase(&format!(
@@ -307,7 +313,7 @@ pub fn build(
                     batch: initial_batch.opt,
                     ..s.clone()
                 };
-                Some(verify::verify(&model, &mut engine, &s, reporter)?)
+                Some(verify::verify(&model, engine.as_mut(), &s, reporter)?)
             }
             None => None,
         };
@@ -374,8 +380,8 @@ pub fn build(
                 target: target_options(spec.target, &dir, prec, initial_batch, n_in, &input),
                 ..Default::default()
             };
-            let mut engine = OrtEngine::load(&model_path, &opts)?;
-            let points = batch::sweep(&problem, &mut engine, cap, spec.seconds)?;
+            let mut engine = load_engine(spec.target, &model_path, &opts)?;
+            let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), batch::csv(&points).as_bytes())?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
             let opt = batch::choose(&points, max_latency_ms)?;
@@ -443,13 +449,9 @@ pub fn build(
             shape: vec![-1, n_out as i64],
             dtype: "float32".into(),
         },
-        runtime: Runtime {
-            name: "onnxruntime".into(),
-            version: rt.version.clone(),
-            library: rt.library.display().to_string(),
-        },
+        runtime,
         device: match spec.target {
-            Target::Cpu => None,
+            Target::Cpu | Target::Reference => None,
             _ => crate::solve::cuda::CudaSolver::new()
                 .ok()
                 .map(|g| g.device_name()),
@@ -470,22 +472,22 @@ pub fn build(
         let rejected = out.with_extension("rejected");
         let _ = std::fs::remove_dir_all(&rejected);
         std::fs::rename(&dir, &rejected).map_err(|e| Error::io(&rejected, e))?;
-        return Err(Error::invalid(
-            "verification",
-            format!(
-                "the {} {} engine is over budget: {}",
-                spec.target.name(),
-                prec.name(),
-                v.failure.clone().unwrap_or_default()
-            ),
-            format!(
-                "see {}/verify/report.md; relax the budget, choose another precision, or retrain",
-                rejected.display()
-            ),
-        ));
+        return Err(Error::Gate {
+            stage: "build".into(),
+            problem: format!("the {} {} engine is over budget: {}", spec.target.name(), prec.name(), v.failure.clone().unwrap_or_default()),
+            hint: format!("see {}/verify/report.md; relax the budget, choose another precision, or retrain", rejected.display()),
+        });
     }
     staging.commit()?;
     Ok(manifest)
+}
+
+/// The engine for `target`: ONNX Runtime, or excite's interpreter.
+fn load_engine(target: Target, model: &Path, opts: &Options) -> Result<Box<dyn crate::engine::Engine>, Error> {
+    Ok(match target {
+        Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
+        _ => Box::new(OrtEngine::load(model, opts)?),
+    })
 }
 
 fn hash_files(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), Error> {

@@ -217,6 +217,7 @@ impl Surrogate {
             Target::Tensorrt => 0,
             Target::Cuda => 1,
             Target::Cpu => 2,
+            Target::Reference => 3,
         };
         let mut engines = manifest.engines.clone();
         engines.sort_by_key(|e| rank(e.target));

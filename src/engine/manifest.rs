@@ -24,6 +24,9 @@ pub enum Target {
     Cuda,
     /// ONNX Runtime, TensorRT execution provider.
     Tensorrt,
+    /// excite's own interpreter: needs no runtime library, slow (the fallback
+    /// when ONNX Runtime is not installed).
+    Reference,
 }
 
 impl Target {
@@ -32,6 +35,7 @@ impl Target {
             Target::Cpu => "cpu",
             Target::Cuda => "cuda",
             Target::Tensorrt => "tensorrt",
+            Target::Reference => "reference",
         }
     }
 }

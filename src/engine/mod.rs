@@ -25,12 +25,12 @@ pub struct EngineInfo {
 /// their recorded hashes).
 pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
     let m = manifest::Manifest::load(dir)?;
-    let opts = ort::Options {
-        target: ort::TargetOptions::for_manifest(&m, dir),
-        ..Default::default()
+    let model = dir.join(&m.model);
+    let engine: Box<dyn Engine> = match m.target {
+        manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
+        _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), ..Default::default() })?),
     };
-    let engine = ort::OrtEngine::load(&dir.join(&m.model), &opts)?;
-    Ok((m, Box::new(engine)))
+    Ok((m, engine))
 }
 
 /// Opens an ONNX file (ONNX Runtime CPU with `threads` intra-op threads) or

@@ -249,7 +249,8 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
         reporter.phase(&format!("{}: running", stage.name()));
         let start = std::time::Instant::now();
         stages::run(stage, p, run_dir, reporter).map_err(|e| match e {
-            Error::Invalid { field, problem, hint } if field == "verification" => Error::Invalid { field: format!("stage {}", stage.name()), problem, hint },
+            // name the pipeline stage in the message
+            Error::Gate { problem, hint, .. } => Error::Gate { stage: format!("pipeline stage {}", stage.name()), problem, hint },
             other => other,
         })?;
         let output = hash_dir(&dir).ok_or_else(|| Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotFound)))?;

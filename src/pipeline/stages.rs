@@ -144,8 +144,17 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
         }
         Stage::Build => {
             let b = &p.build;
+            // Without ONNX Runtime a CPU engine falls back to excite's own
+            // interpreter, so the pipeline needs nothing but cargo.
+            let target = match (b.target, crate::engine::ort::runtime()) {
+                (Target::Cpu, Err(e)) => {
+                    reporter.note(&format!("{e}; building the excite reference engine instead (hint: {})", e.hint().unwrap_or("")));
+                    Target::Reference
+                }
+                (t, _) => t,
+            };
             let spec = BuildSpec {
-                target: b.target,
+                target,
                 precision: b.precision_choice()?,
                 batch: b.batch_choice()?,
                 calibrator: b.calibrator,
@@ -164,11 +173,11 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
                 // The previous good report stays; the failing one goes beside it.
                 let rejected = run_dir.join("verify.rejected");
                 crate::verify::write(&report, &rejected)?;
-                return Err(Error::invalid(
-                    "stage verify",
-                    format!("the engine failed the accuracy gate: {f}"),
-                    format!("see {}/report.md; relax verify.max_mae / max_abs_error, or improve training", rejected.display()),
-                ));
+                return Err(Error::Gate {
+                    stage: "verify".into(),
+                    problem: format!("the engine failed the accuracy gate: {f}"),
+                    hint: format!("see {}/report.md; relax verify.max_mae / max_abs_error, or improve training", rejected.display()),
+                });
             }
             crate::verify::write(&report, &dir(Stage::Verify))?;
         }
