@@ -106,3 +106,17 @@ fn the_main_command_of_the_readme_is_the_quick_pipeline() {
     assert!(ci.contains("README.md"), "CI must take its commands from README.md");
     let _ = Command::new("true");
 }
+
+#[test]
+fn every_pipeline_preset_is_valid() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "quick.yaml" || name.starts_with("pipeline-") {
+            excite::pipeline::Pipeline::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "{n} pipeline presets");
+}
