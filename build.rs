@@ -1,5 +1,7 @@
-//! Registers every cell model in `src/cell/models/`: each `NAME.rs` there
-//! defines `pub static MODEL`, and becomes module `NAME` of the registry.
+//! Registers every cell model in `src/cell/models/` (each `NAME.rs` there
+//! defines `pub static MODEL` and becomes module `NAME` of the registry), and
+//! generates the C header from `src/bundle/ffi.rs` into OUT_DIR; a test checks
+//! that the committed `include/excite.h` is that header.
 
 use std::{env, fs, path::Path};
 
@@ -24,6 +26,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let code = format!("{mods}\npub static MODELS: &[&dyn crate::cell::Model] = &[{list}];\n");
-    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("models.rs");
-    fs::write(out, code).unwrap();
+    let out_dir = env::var("OUT_DIR").unwrap();
+    fs::write(Path::new(&out_dir).join("models.rs"), code).unwrap();
+
+    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).to_path_buf();
+    println!("cargo:rerun-if-changed=src/bundle/ffi.rs");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(root.join("src/bundle/ffi.rs"))
+        .generate()
+        .expect("cbindgen reads src/bundle/ffi.rs")
+        .write_to_file(Path::new(&out_dir).join("excite.h"));
 }

@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# libexcite.so (the C ABI the ffi tests link against) is a build product of
+# the library target, which `cargo test` alone does not produce.
+cargo build --release --lib
 cargo test --release "$@"

@@ -2,6 +2,7 @@
 //! `bench` and the bundle loader work with any [`Engine`].
 
 pub mod manifest;
+pub mod native;
 pub mod ort;
 pub mod reference;
 
