@@ -67,6 +67,7 @@ pub struct BuildSpec {
 pub fn supported(target: Target) -> &'static [Precision] {
     match target {
         Target::Cpu | Target::Tensorrt | Target::Reference => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
+        Target::NativeCpu => &[Precision::Fp32],
         Target::Cuda => &[Precision::Fp32, Precision::Fp16],
     }
 }
@@ -177,7 +178,7 @@ fn target_options(
     input: &str,
 ) -> TargetOptions {
     match target {
-        Target::Cpu | Target::Reference => TargetOptions::Cpu,
+        Target::Cpu | Target::Reference | Target::NativeCpu => TargetOptions::Cpu,
         Target::Cuda => TargetOptions::Cuda { device: 0 },
         Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
             device: 0,
@@ -257,6 +258,7 @@ pub fn build(
         }
     };
     let runtime = match spec.target {
+        Target::NativeCpu => Runtime { name: "excite-native-cpu".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
         Target::Reference => Runtime { name: "excite-reference".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
         _ => {
             let rt = ortengine::runtime()?;
@@ -451,7 +453,7 @@ pub fn build(
         },
         runtime,
         device: match spec.target {
-            Target::Cpu | Target::Reference => None,
+            Target::Cpu | Target::Reference | Target::NativeCpu => None,
             _ => crate::solve::cuda::CudaSolver::new()
                 .ok()
                 .map(|g| g.device_name()),
@@ -486,6 +488,7 @@ pub fn build(
 fn load_engine(target: Target, model: &Path, opts: &Options) -> Result<Box<dyn crate::engine::Engine>, Error> {
     Ok(match target {
         Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
+        Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?),
         _ => Box::new(OrtEngine::load(model, opts)?),
     })
 }

@@ -216,8 +216,9 @@ impl Surrogate {
         let rank = |t: Target| match t {
             Target::Tensorrt => 0,
             Target::Cuda => 1,
-            Target::Cpu => 2,
-            Target::Reference => 3,
+            Target::NativeCpu => 2,
+            Target::Cpu => 3,
+            Target::Reference => 4,
         };
         let mut engines = manifest.engines.clone();
         engines.sort_by_key(|e| rank(e.target));

@@ -24,8 +24,11 @@ pub enum Target {
     Cuda,
     /// ONNX Runtime, TensorRT execution provider.
     Tensorrt,
-    /// excite's own interpreter: needs no runtime library, slow (the fallback
-    /// when ONNX Runtime is not installed).
+    /// excite's native fused-MLP kernel on the CPU (fp32; no runtime library).
+    #[serde(rename = "native-cpu")]
+    #[value(name = "native-cpu")]
+    NativeCpu,
+    /// excite's own interpreter: needs no runtime library, slow (the scalar reference).
     Reference,
 }
 
@@ -35,6 +38,7 @@ impl Target {
             Target::Cpu => "cpu",
             Target::Cuda => "cuda",
             Target::Tensorrt => "tensorrt",
+            Target::NativeCpu => "native-cpu",
             Target::Reference => "reference",
         }
     }

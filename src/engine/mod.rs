@@ -25,11 +25,17 @@ pub struct EngineInfo {
 /// Opens an engine directory written by `excite build` (files checked against
 /// their recorded hashes).
 pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
+    open_with(dir, 0)
+}
+
+/// [`open`] with `threads` CPU threads for the native engine and ONNX Runtime (0 = default).
+pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
     let m = manifest::Manifest::load(dir)?;
     let model = dir.join(&m.model);
     let engine: Box<dyn Engine> = match m.target {
         manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
-        _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), ..Default::default() })?),
+        manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?),
+        _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), threads, ..Default::default() })?),
     };
     Ok((m, engine))
 }
@@ -49,7 +55,7 @@ pub fn open_path(
     Error,
 > {
     if path.is_dir() {
-        let (m, e) = open(path)?;
+        let (m, e) = open_with(path, threads)?;
         let model = path.join(&m.model);
         Ok((e, model, Some(m)))
     } else {

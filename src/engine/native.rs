@@ -4,9 +4,9 @@
 //!
 //! It loads the ONNX files excite writes (Gemm and the seven activations,
 //! SiLU and GELU as the patterns `excite export` emits); any other operator
-//! is refused by name. Layers are `y = x·W + b` with the outputs vectorised
-//! in groups of 8 (AVX2/FMA chosen at run time, the same code compiled
-//! portably otherwise); activations use vectorisable approximations with
+//! is refused by name. Layers are `y = x·W + b` over blocks of 4 rows × 16
+//! outputs held in registers (AVX-512 or AVX2/FMA chosen at run time, the same
+//! code compiled portably otherwise); activations use vectorisable approximations with
 //! stated errors against f64: tanh ≤ 5e-7 (Eigen's rational form), sigmoid
 //! and SiLU through tanh, exp (ELU, GELU) ≤ 3 ulp, erf ≤ 5e-7. Rows are
 //! independent and every tile, the last partial one too, runs the same code,
@@ -40,7 +40,7 @@ enum Act {
 struct Layer {
     d_in: usize,
     d_out: usize,
-    /// d_out padded to a multiple of 8 (weights and bias zero-padded).
+    /// d_out padded to a multiple of COLS (weights and bias zero-padded).
     padded: usize,
     /// Row-major [d_in][padded].
     w: Vec<f32>,
@@ -101,7 +101,7 @@ impl NativeEngine {
             i += 1;
             let (act, out) = recognise(&nodes[i..], &z, m).map_err(bad)?;
             i += act.1;
-            let padded = d_out.div_ceil(8) * 8;
+            let padded = d_out.div_ceil(COLS) * COLS;
             let mut wp = vec![0.0f32; d_in * padded];
             for k in 0..d_in {
                 wp[k * padded..k * padded + d_out].copy_from_slice(&wv[k * d_out..(k + 1) * d_out]);
@@ -121,13 +121,13 @@ impl NativeEngine {
         }
         let inputs = layers[0].d_in;
         let outputs = layers.last().expect("non-empty").d_out;
-        let widest = layers.iter().map(|l| l.padded.max(l.d_in)).max().unwrap_or(8);
+        let widest = layers.iter().map(|l| l.padded.max(l.d_in)).max().unwrap_or(COLS);
         let pool = (threads > 0).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
         Ok(NativeEngine { layers, inputs, outputs, widest, pool })
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
-    fn run_into(&self, x: &[f32], rows: usize, y: &mut [f32], fma: bool) {
+    fn run_into(&self, x: &[f32], rows: usize, y: &mut [f32], isa: Isa) {
         let tiles = rows.div_ceil(TILE);
         let chunk = 16usize; // tiles per task
         let work = |(c, out): (usize, &mut [f32])| {
@@ -144,8 +144,8 @@ impl NativeEngine {
                 }
                 let (mut a, mut b) = (&mut buf_a, &mut buf_b);
                 for l in &self.layers {
-                    // SAFETY: `fma` is set only when the CPU has AVX2 and FMA.
-                    unsafe { layer(l, a, b, self.widest, fma) };
+                    // SAFETY: `isa` comes from `Isa::best` (or is portable).
+                    unsafe { layer(l, a, b, self.widest, isa) };
                     std::mem::swap(&mut a, &mut b);
                 }
                 let base = (t - first_tile) * TILE;
@@ -164,7 +164,7 @@ impl NativeEngine {
     /// Runs the portable kernel even where AVX2 is available (for tests).
     pub fn run_portable(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut y = vec![0.0f32; rows * self.outputs];
-        self.run_into(x, rows, &mut y, false);
+        self.run_into(x, rows, &mut y, Isa::Portable);
         y
     }
 }
@@ -206,25 +206,38 @@ fn recognise(rest: &[Node], z: &str, m: &Model) -> Result<((Act, usize), String)
     }
 }
 
-/// One layer on a tile: `dst[r][j] = act(b[j] + Σ_k src[r][k]·w[k][j])`.
+/// Output columns computed together, and rows sharing each weight load: a
+/// 4 × 16 block of accumulators (8 AVX2 registers, 4 AVX-512 ones) leaves
+/// room for the weights and the broadcast input.
+const COLS: usize = 16;
+const ROWS: usize = 4;
+
+/// One layer on a tile: `dst[r][j] = act(b[j] + Σ_k src[r][k]·w[k][j])`,
+/// summed over k in order (so every path rounds the same way up to FMA).
 #[inline(always)]
 fn layer_body<const FMA: bool>(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
-    for j0 in (0..l.padded).step_by(8) {
-        let mut acc = [[0.0f32; 8]; TILE];
-        for row in acc.iter_mut() {
-            row.copy_from_slice(&l.b[j0..j0 + 8]);
-        }
-        for k in 0..l.d_in {
-            let w: [f32; 8] = l.w[k * l.padded + j0..k * l.padded + j0 + 8].try_into().expect("8 wide");
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a = src[r * stride + k];
-                for q in 0..8 {
-                    row[q] = if FMA { a.mul_add(w[q], row[q]) } else { a * w[q] + row[q] };
+    assert!(src.len() >= TILE * stride && dst.len() >= TILE * stride && l.w.len() >= l.d_in * l.padded && stride >= l.padded.max(l.d_in));
+    for r0 in (0..TILE).step_by(ROWS) {
+        for j0 in (0..l.padded).step_by(COLS) {
+            let mut acc = [[0.0f32; COLS]; ROWS];
+            for row in acc.iter_mut() {
+                row.copy_from_slice(&l.b[j0..j0 + COLS]);
+            }
+            for k in 0..l.d_in {
+                // SAFETY: k < d_in and j0 + COLS ≤ padded (asserted sizes above).
+                let w: [f32; COLS] = unsafe { *(l.w.as_ptr().add(k * l.padded + j0) as *const [f32; COLS]) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    // SAFETY: (r0 + r) < TILE and k < d_in ≤ stride.
+                    let a = unsafe { *src.get_unchecked((r0 + r) * stride + k) };
+                    for q in 0..COLS {
+                        row[q] = if FMA { a.mul_add(w[q], row[q]) } else { a * w[q] + row[q] };
+                    }
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            dst[r * stride + j0..r * stride + j0 + 8].copy_from_slice(row);
+            for (r, row) in acc.iter().enumerate() {
+                let at = (r0 + r) * stride + j0;
+                dst[at..at + COLS].copy_from_slice(row);
+            }
         }
     }
     for r in 0..TILE {
@@ -233,18 +246,45 @@ fn layer_body<const FMA: bool>(l: &Layer, src: &[f32], dst: &mut [f32], stride: 
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn layer_avx512(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
+    layer_body::<true>(l, src, dst, stride)
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn layer_avx2(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
     layer_body::<true>(l, src, dst, stride)
 }
 
-unsafe fn layer(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize, fma: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if fma {
-        return layer_avx2(l, src, dst, stride);
+/// The kernel variants, chosen once per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    fn best() -> Isa {
+        if crate::solve::cpu::has_avx512() {
+            Isa::Avx512
+        } else if crate::solve::cpu::has_avx2_fma() {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
     }
-    let _ = fma;
-    layer_body::<false>(l, src, dst, stride)
+}
+
+unsafe fn layer(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize, isa: Isa) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => layer_avx512(l, src, dst, stride),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => layer_avx2(l, src, dst, stride),
+        _ => layer_body::<false>(l, src, dst, stride),
+    }
 }
 
 #[inline(always)]
@@ -310,7 +350,7 @@ fn erf<const FMA: bool>(x: f32) -> f32 {
 
 impl Engine for NativeEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: "excite-native-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), if crate::solve::cpu::has_avx2_fma() { "avx2+fma" } else { "portable" }) }
+        EngineInfo { backend: "excite-native-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({:?})", env!("CARGO_PKG_VERSION"), Isa::best()) }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
@@ -319,7 +359,7 @@ impl Engine for NativeEngine {
         }
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
-            self.run_into(x, rows, &mut y, crate::solve::cpu::has_avx2_fma());
+            self.run_into(x, rows, &mut y, Isa::best());
         }
         Ok(y)
     }

@@ -144,12 +144,12 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
         }
         Stage::Build => {
             let b = &p.build;
-            // Without ONNX Runtime a CPU engine falls back to excite's own
-            // interpreter, so the pipeline needs nothing but cargo.
+            // Without ONNX Runtime a CPU engine falls back to excite's native
+            // engine, so the pipeline needs nothing but cargo.
             let target = match (b.target, crate::engine::ort::runtime()) {
                 (Target::Cpu, Err(e)) => {
-                    reporter.note(&format!("{e}; building the excite reference engine instead (hint: {})", e.hint().unwrap_or("")));
-                    Target::Reference
+                    reporter.note(&format!("{e}; building the excite native-cpu engine instead (hint: {})", e.hint().unwrap_or("")));
+                    Target::NativeCpu
                 }
                 (t, _) => t,
             };
