@@ -56,6 +56,8 @@ pub struct NativeEngine {
     widest: usize,
     /// A pool of the requested size (`None`: rayon's global pool, all cores).
     pool: Option<rayon::ThreadPool>,
+    /// One thread requested: run on the caller's thread.
+    single: bool,
 }
 
 fn refuse(path: &Path, what: String) -> Error {
@@ -122,8 +124,8 @@ impl NativeEngine {
         let inputs = layers[0].d_in;
         let outputs = layers.last().expect("non-empty").d_out;
         let widest = layers.iter().map(|l| l.padded.max(l.d_in)).max().unwrap_or(COLS);
-        let pool = (threads > 0).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
-        Ok(NativeEngine { layers, inputs, outputs, widest, pool })
+        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
+        Ok(NativeEngine { layers, inputs, outputs, widest, pool, single: threads == 1 })
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
@@ -155,6 +157,12 @@ impl NativeEngine {
             }
         };
         let per_task = chunk * TILE * self.outputs;
+        // One task, or one thread: stay on the caller's thread (a hand-off to a
+        // pool costs two context switches, more than a 1024-row batch takes).
+        if tiles <= chunk || self.single {
+            y.chunks_mut(per_task).enumerate().for_each(&work);
+            return;
+        }
         match &self.pool {
             Some(p) => p.install(|| y.par_chunks_mut(per_task).enumerate().for_each(&work)),
             None => y.par_chunks_mut(per_task).enumerate().for_each(&work),
