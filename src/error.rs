@@ -91,6 +91,15 @@ impl Error {
         }
     }
 
+    /// Names `path` as where a configuration or model error was found.
+    pub fn in_file(self, path: &std::path::Path) -> Error {
+        match self {
+            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
+            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
+            other => other,
+        }
+    }
+
     /// The suggested fix, if any.
     pub fn hint(&self) -> Option<&str> {
         let h = match self {

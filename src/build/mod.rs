@@ -433,8 +433,7 @@ pub fn build(
         let _ = std::fs::remove_dir_all(c);
     }
 
-    let mut files = BTreeMap::new();
-    hash_files(&dir, &dir, &mut files)?;
+    let files = crate::fsio::file_hashes(&dir)?;
     let manifest = Manifest {
         format: FORMAT.into(),
         target: spec.target,
@@ -493,21 +492,3 @@ fn load_engine(target: Target, model: &Path, opts: &Options) -> Result<Box<dyn c
     })
 }
 
-fn hash_files(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), Error> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_dir() {
-            hash_files(root, &path, out)?;
-        } else {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            out.insert(
-                path.strip_prefix(root)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string(),
-                sha256_hex(&bytes),
-            );
-        }
-    }
-    Ok(())
-}

@@ -68,35 +68,6 @@ pub struct BundleManifest {
     pub files: BTreeMap<String, String>,
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let path = entry.map_err(|e| Error::io(from, e))?.path();
-        let dest = to.join(path.file_name().expect("entries have names"));
-        if path.is_dir() {
-            copy_dir(&path, &dest)?;
-        } else {
-            std::fs::copy(&path, &dest).map_err(|e| Error::io(&dest, e))?;
-        }
-    }
-    Ok(())
-}
-
-fn hash_tree(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), Error> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_dir() {
-            hash_tree(root, &path, out)?;
-        } else {
-            let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-            if rel != BUNDLE_FILE {
-                out.insert(rel, sha256_hex(&std::fs::read(&path).map_err(|e| Error::io(&path, e))?));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The package stage: `out/<name>/` and `out/<name>.tar.gz` from a run folder.
 pub fn package(p: &Pipeline, run_dir: &Path, out: &Path) -> Result<(), Error> {
     let staging = StagingDir::new(out)?;
@@ -107,15 +78,15 @@ pub fn package(p: &Pipeline, run_dir: &Path, out: &Path) -> Result<(), Error> {
     std::fs::copy(&onnx, bundle.join("model.onnx")).map_err(|e| Error::io(&onnx, e))?;
     let engine = Manifest::load(&stage(Stage::Build))?;
     let engine_dir = format!("engines/{}-{}", engine.target.name(), engine.precision.name());
-    copy_dir(&stage(Stage::Build), &bundle.join(&engine_dir))?;
-    copy_dir(&stage(Stage::Verify), &bundle.join("report"))?;
+    crate::fsio::copy_dir(&stage(Stage::Build), &bundle.join(&engine_dir))?;
+    crate::fsio::copy_dir(&stage(Stage::Verify), &bundle.join("report"))?;
     let report_path = stage(Stage::Verify).join("report.json");
     let report: Report = serde_json::from_slice(&std::fs::read(&report_path).map_err(|e| Error::io(&report_path, e))?)
         .map_err(|e| Error::format(&report_path, format!("not a verification report: {e}"), "re-run the verify stage"))?;
     let problem = Problem::from_onnx(&onnx)?;
     let by_var = |f: &dyn Fn(&crate::verify::VarReport) -> f64| report.variables.iter().map(|v| (v.name.clone(), f(v))).collect();
-    let mut files = BTreeMap::new();
-    hash_tree(&bundle, &bundle, &mut files)?;
+    let mut files = crate::fsio::file_hashes(&bundle)?;
+    files.remove(BUNDLE_FILE);
     let manifest = BundleManifest {
         format: FORMAT.into(),
         name: p.name.clone(),
@@ -165,8 +136,8 @@ pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
     let mpath = dir.join(BUNDLE_FILE);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
     let m: BundleManifest = serde_json::from_str(&text).map_err(|e| Error::format(&mpath, format!("not a bundle manifest ({FORMAT}): {e}"), "package one with `excite pipeline`"))?;
-    let mut found = BTreeMap::new();
-    hash_tree(&dir, &dir, &mut found)?;
+    let mut found = crate::fsio::file_hashes(&dir)?;
+    found.remove(BUNDLE_FILE);
     for (file, want) in &m.files {
         match found.get(file) {
             None => return Err(Error::format(dir.join(file), "listed in bundle.json but missing", "re-package the bundle")),

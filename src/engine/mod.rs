@@ -70,6 +70,14 @@ pub fn open_path(
     }
 }
 
+/// Checks that `x` holds `rows` rows of `inputs` values.
+pub fn check_rows(x: &[f32], rows: usize, inputs: usize) -> Result<(), Error> {
+    if x.len() != rows * inputs {
+        return Err(Error::invalid("inputs", format!("{} values are not {rows} rows of {inputs} inputs", x.len()), "pass rows × inputs values, row-major"));
+    }
+    Ok(())
+}
+
 /// A built surrogate that evaluates batches: `x` row-major [rows, inputs]
 /// in physical units → [rows, outputs].
 pub trait Engine {

@@ -362,9 +362,7 @@ impl Engine for NativeEngine {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        if x.len() != rows * self.inputs {
-            return Err(Error::invalid("inputs", format!("{} values are not {rows} rows of {} inputs", x.len(), self.inputs), "pass rows × inputs values"));
-        }
+        crate::engine::check_rows(x, rows, self.inputs)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
             self.run_into(x, rows, &mut y, Isa::best());

@@ -371,17 +371,7 @@ impl Engine for OrtEngine {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        if x.len() != rows * self.inputs {
-            return Err(Error::invalid(
-                "inputs",
-                format!(
-                    "{} values are not {rows} rows of {} inputs",
-                    x.len(),
-                    self.inputs
-                ),
-                "pass rows × inputs values",
-            ));
-        }
+        crate::engine::check_rows(x, rows, self.inputs)?;
         let fail = |e: ort::Error| {
             Error::unavailable(
                 "onnxruntime",

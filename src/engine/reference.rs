@@ -131,10 +131,7 @@ impl Interpreter {
         let model = Model::parse(&bytes).ok_or_else(|| {
             Error::format(path, "not an ONNX model", "export it with `excite export`")
         })?;
-        Self::new(model).map_err(|e| match e {
-            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
-            other => other,
-        })
+        Self::new(model).map_err(|e| e.in_file(path))
     }
 
     /// Runs the graph on `x` [rows, inputs]; returns every tensor computed, by name.
@@ -369,17 +366,7 @@ impl Engine for Interpreter {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        if x.len() != rows * self.inputs {
-            return Err(Error::invalid(
-                "inputs",
-                format!(
-                    "{} values are not {rows} rows of {} inputs",
-                    x.len(),
-                    self.inputs
-                ),
-                "pass rows × inputs values",
-            ));
-        }
+        crate::engine::check_rows(x, rows, self.inputs)?;
         let mut all = self.run_all(x, rows)?;
         let name = &self.model.outputs[0].name;
         all.remove(name).map(|v| v.data).ok_or_else(|| {

@@ -12,7 +12,7 @@
 mod stages;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -98,11 +98,7 @@ struct RawPipeline {
 impl Pipeline {
     pub fn from_file(path: &Path) -> Result<Pipeline, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_yaml(&text).map_err(|e| match e {
-            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
-            Error::Invalid { field, problem, hint } => Error::Invalid { field: format!("{}: {field}", path.display()), problem, hint },
-            other => other,
-        })
+        Self::from_yaml(&text).map_err(|e| e.in_file(path))
     }
 
     pub fn from_yaml(text: &str) -> Result<Pipeline, Error> {
@@ -172,21 +168,12 @@ pub struct StageOutcome {
 
 /// Hash of every file under `dir` (relative names and contents), or None if it is missing.
 pub fn hash_dir(dir: &Path) -> Option<String> {
-    fn walk(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
-            if p.is_dir() { walk(root, &p, files)? } else { files.push(p) }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files).ok()?;
-    files.sort();
+    let files = crate::fsio::file_hashes(dir).ok()?;
     let mut h = Sha256::new();
-    for f in files {
-        h.update(f.strip_prefix(dir).ok()?.to_string_lossy().as_bytes());
+    for (name, sha) in files {
+        h.update(name.as_bytes());
         h.update([0]);
-        h.update(std::fs::read(&f).ok()?);
+        h.update(sha.as_bytes());
     }
     Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

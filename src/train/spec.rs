@@ -170,19 +170,7 @@ impl TrainSpec {
     /// Reads and checks a YAML file; a relative dataset path is taken from the working directory.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_yaml(&text).map_err(|e| match e {
-            Error::Format { problem, hint, .. } => Error::format(path, problem, hint),
-            Error::Invalid {
-                field,
-                problem,
-                hint,
-            } => Error::Invalid {
-                field: format!("{}: {field}", path.display()),
-                problem,
-                hint,
-            },
-            other => other,
-        })
+        Self::from_yaml(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parses and checks YAML text: a training configuration, or a pipeline

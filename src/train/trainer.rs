@@ -158,7 +158,7 @@ pub fn train(
     let work = staging.path().to_path_buf();
     let mut resumed_at = None;
     if resume && !work.join("checkpoint-0").exists() && out.join("checkpoint-0").exists() {
-        copy_dir(out, &work)?;
+        crate::fsio::copy_dir(out, &work)?;
     }
     if resume && !work.join("checkpoint-0").exists() {
         return Err(Error::invalid(
@@ -975,16 +975,3 @@ impl PhysicsCtx {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let dest = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), &dest).map_err(|e| Error::io(&dest, e))?;
-        }
-    }
-    Ok(())
-}
