@@ -86,22 +86,12 @@ pub struct Model {
     pub metadata: Vec<(String, String)>,
 }
 
+/// (field, value) of the varint fields of a message; fixed32 fields (float
+/// attributes) are kept as raw bits under `field | 0x8000_0000`.
 fn varints(b: &[u8]) -> Vec<(u32, u64)> {
-    // (field, value) of the varint fields of a message
     let mut out = Vec::new();
     let mut pos = 0;
-    let read = |pos: &mut usize| -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *b.get(*pos)?;
-            *pos += 1;
-            v |= ((byte & 0x7f) as u64) << shift;
-            if byte < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    };
+    let read = |pos: &mut usize| proto::read_varint(b, pos);
     while pos < b.len() {
         let Some(tag) = read(&mut pos) else { break };
         match tag & 7 {

@@ -172,7 +172,7 @@ pub fn model(
 }
 
 /// Reads a varint at `*pos`.
-fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+pub(crate) fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos)?;
