@@ -2,7 +2,8 @@
 # One call on a GPU machine: build (or use a carried binary), then solve the
 # same million cells on CPU and CUDA over the reference problem (fhn-cardiac,
 # dt = 0.01, t in [0, 25]), print both throughputs and the largest difference,
-# and fail if the difference exceeds 1e-5.
+# and fail if the difference exceeds 1e-5; then build the quick surrogate as a
+# native-cuda engine, check it against native-cpu and time both.
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR]     (OUT_DIR receives the JSON report)
 # Without cargo on the GPU machine, build here with `cargo build --release`
@@ -45,3 +46,20 @@ d = r["cuda_max_abs_diff_to_cpu"]
 print(f"max |cuda - cpu| = {d:.3e} (limit 1e-5)")
 sys.exit(0 if d is not None and d <= 1e-5 else 1)
 PY
+
+echo "== native-cuda engine vs native-cpu on the quick surrogate"
+work="$out/gpu-check-run"
+"$bin" pipeline models/quick.yaml --out "$work" --until export
+"$bin" build "$work/export/model.onnx" --target native-cpu --no-verify --out "$work/native-cpu"
+"$bin" build "$work/export/model.onnx" --target native-cuda --max-mae 0.02 --out "$work/native-cuda"
+"$bin" verify "$work/native-cuda" --max-mae 0.02 --json > "$out/gpu-check-native-cuda.json"
+"$bin" verify "$work/native-cpu" --max-mae 0.02 --json > "$out/gpu-check-native-cpu.json"
+python3 - "$out/gpu-check-native-cuda.json" "$out/gpu-check-native-cpu.json" <<'PY'
+import json, sys
+g, c = (json.load(open(p)) for p in sys.argv[1:3])
+for vg, vc in zip(g["variables"], c["variables"]):
+    d = abs(vg["mae"] - vc["mae"])
+    print(f"{vg['name']}: MAE native-cuda {vg['mae']:.4e} vs native-cpu {vc['mae']:.4e} (diff {d:.1e})")
+    assert d <= 1e-5, "native-cuda and native-cpu disagree"
+PY
+"$bin" bench engine "$work/native-cpu" "$work/native-cuda" --batches 1024,65536,1048576 --repeat 3

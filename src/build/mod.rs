@@ -67,7 +67,7 @@ pub struct BuildSpec {
 pub fn supported(target: Target) -> &'static [Precision] {
     match target {
         Target::Cpu | Target::Tensorrt | Target::Reference => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
-        Target::NativeCpu => &[Precision::Fp32],
+        Target::NativeCpu | Target::NativeCuda => &[Precision::Fp32],
         Target::Cuda => &[Precision::Fp32, Precision::Fp16],
     }
 }
@@ -178,7 +178,7 @@ fn target_options(
     input: &str,
 ) -> TargetOptions {
     match target {
-        Target::Cpu | Target::Reference | Target::NativeCpu => TargetOptions::Cpu,
+        Target::Cpu | Target::Reference | Target::NativeCpu | Target::NativeCuda => TargetOptions::Cpu,
         Target::Cuda => TargetOptions::Cuda { device: 0 },
         Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
             device: 0,
@@ -258,6 +258,7 @@ pub fn build(
         }
     };
     let runtime = match spec.target {
+        Target::NativeCuda => Runtime { name: "excite-native-cuda".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
         Target::NativeCpu => Runtime { name: "excite-native-cpu".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
         Target::Reference => Runtime { name: "excite-reference".into(), version: env!("CARGO_PKG_VERSION").into(), library: String::new() },
         _ => {
@@ -453,6 +454,7 @@ pub fn build(
         runtime,
         device: match spec.target {
             Target::Cpu | Target::Reference | Target::NativeCpu => None,
+            Target::NativeCuda => crate::solve::cuda::CudaSolver::new().ok().map(|g| g.device_name()),
             _ => crate::solve::cuda::CudaSolver::new()
                 .ok()
                 .map(|g| g.device_name()),
@@ -488,6 +490,7 @@ fn load_engine(target: Target, model: &Path, opts: &Options) -> Result<Box<dyn c
     Ok(match target {
         Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
         Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?),
+        Target::NativeCuda => Box::new(crate::engine::native_cuda::NativeCudaEngine::load(model)?),
         _ => Box::new(OrtEngine::load(model, opts)?),
     })
 }

@@ -186,6 +186,7 @@ impl Surrogate {
         let (dir, manifest) = open(path.as_ref())?;
         let rank = |t: Target| match t {
             Target::Tensorrt => 0,
+            Target::NativeCuda => 1,
             Target::Cuda => 1,
             Target::NativeCpu => 2,
             Target::Cpu => 3,

@@ -28,6 +28,10 @@ pub enum Target {
     #[serde(rename = "native-cpu")]
     #[value(name = "native-cpu")]
     NativeCpu,
+    /// excite's fused-MLP kernel on an NVIDIA GPU (NVRTC at load time; fp32).
+    #[serde(rename = "native-cuda")]
+    #[value(name = "native-cuda")]
+    NativeCuda,
     /// excite's own interpreter: needs no runtime library, slow (the scalar reference).
     Reference,
 }
@@ -39,6 +43,7 @@ impl Target {
             Target::Cuda => "cuda",
             Target::Tensorrt => "tensorrt",
             Target::NativeCpu => "native-cpu",
+            Target::NativeCuda => "native-cuda",
             Target::Reference => "reference",
         }
     }

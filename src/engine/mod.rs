@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod native;
+pub mod native_cuda;
 pub mod ort;
 pub mod reference;
 
@@ -35,6 +36,7 @@ pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Man
     let engine: Box<dyn Engine> = match m.target {
         manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
         manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?),
+        manifest::Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load(&model)?),
         _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), threads, ..Default::default() })?),
     };
     Ok((m, engine))

@@ -48,6 +48,20 @@ struct Layer {
     act: Act,
 }
 
+/// A dense layer as the GPU kernel generator takes it: unpadded weights
+/// [d_in][d_out], bias, and the activation's name and parameter.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    /// `linear`, `relu`, `leaky_relu`, `elu`, `tanh`, `sigmoid`, `silu` or `gelu`.
+    pub act: &'static str,
+    /// The slope of leaky_relu or the alpha of elu (0 otherwise).
+    pub param: f32,
+}
+
 /// A loaded network ready to run.
 pub struct NativeEngine {
     layers: Vec<Layer>,
@@ -167,6 +181,27 @@ impl NativeEngine {
             Some(p) => p.install(|| y.par_chunks_mut(per_task).enumerate().for_each(&work)),
             None => y.par_chunks_mut(per_task).enumerate().for_each(&work),
         }
+    }
+
+    /// The layers without padding, for other backends (native-cuda).
+    pub fn dense(&self) -> Vec<Dense> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let w = (0..l.d_in).flat_map(|k| l.w[k * l.padded..k * l.padded + l.d_out].iter().copied()).collect();
+                let (act, param) = match l.act {
+                    Act::Linear => ("linear", 0.0),
+                    Act::Relu => ("relu", 0.0),
+                    Act::LeakyRelu(a) => ("leaky_relu", a),
+                    Act::Elu(a) => ("elu", a),
+                    Act::Tanh => ("tanh", 0.0),
+                    Act::Sigmoid => ("sigmoid", 0.0),
+                    Act::Silu => ("silu", 0.0),
+                    Act::Gelu => ("gelu", 0.0),
+                };
+                Dense { d_in: l.d_in, d_out: l.d_out, w, b: l.b[..l.d_out].to_vec(), act, param }
+            })
+            .collect()
     }
 
     /// Runs the portable kernel even where AVX2 is available (for tests).

@@ -128,7 +128,7 @@ impl TargetOptions {
         use crate::build::precision::Precision;
         use crate::engine::manifest::Target;
         match m.target {
-            Target::Cpu | Target::Reference | Target::NativeCpu => TargetOptions::Cpu,
+            Target::Cpu | Target::Reference | Target::NativeCpu | Target::NativeCuda => TargetOptions::Cpu,
             Target::Cuda => TargetOptions::Cuda { device: 0 },
             Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
                 device: 0,
