@@ -258,29 +258,16 @@ const ROWS: usize = 4;
 /// One layer on a tile: `dst[r][j] = act(b[j] + Σ_k src[r][k]·w[k][j])`,
 /// summed over k in order (so every path rounds the same way up to FMA).
 #[inline(always)]
-fn layer_body<const FMA: bool>(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
+fn layer_body<const FMA: bool, const WIDE: usize>(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
     assert!(src.len() >= TILE * stride && dst.len() >= TILE * stride && l.w.len() >= l.d_in * l.padded && stride >= l.padded.max(l.d_in));
+    // Column blocks of WIDE where they fit (fewer broadcast loads per FMA), COLS for the rest.
+    let wide_end = if WIDE > COLS { l.padded / WIDE * WIDE } else { 0 };
     for r0 in (0..TILE).step_by(ROWS) {
-        for j0 in (0..l.padded).step_by(COLS) {
-            let mut acc = [[0.0f32; COLS]; ROWS];
-            for row in acc.iter_mut() {
-                row.copy_from_slice(&l.b[j0..j0 + COLS]);
-            }
-            for k in 0..l.d_in {
-                // SAFETY: k < d_in and j0 + COLS ≤ padded (asserted sizes above).
-                let w: [f32; COLS] = unsafe { *(l.w.as_ptr().add(k * l.padded + j0) as *const [f32; COLS]) };
-                for (r, row) in acc.iter_mut().enumerate() {
-                    // SAFETY: (r0 + r) < TILE and k < d_in ≤ stride.
-                    let a = unsafe { *src.get_unchecked((r0 + r) * stride + k) };
-                    for q in 0..COLS {
-                        row[q] = if FMA { a.mul_add(w[q], row[q]) } else { a * w[q] + row[q] };
-                    }
-                }
-            }
-            for (r, row) in acc.iter().enumerate() {
-                let at = (r0 + r) * stride + j0;
-                dst[at..at + COLS].copy_from_slice(row);
-            }
+        for j0 in (0..wide_end).step_by(WIDE.max(1)) {
+            block::<FMA, WIDE>(l, src, dst, stride, r0, j0);
+        }
+        for j0 in (wide_end..l.padded).step_by(COLS) {
+            block::<FMA, COLS>(l, src, dst, stride, r0, j0);
         }
     }
     for r in 0..TILE {
@@ -288,16 +275,40 @@ fn layer_body<const FMA: bool>(l: &Layer, src: &[f32], dst: &mut [f32], stride: 
     }
 }
 
+/// ROWS rows × C output columns starting at row r0, column j0.
+#[inline(always)]
+fn block<const FMA: bool, const C: usize>(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize, r0: usize, j0: usize) {
+    let mut acc = [[0.0f32; C]; ROWS];
+    for row in acc.iter_mut() {
+        row.copy_from_slice(&l.b[j0..j0 + C]);
+    }
+    for k in 0..l.d_in {
+        // SAFETY: k < d_in and j0 + C ≤ padded (sizes asserted by the caller).
+        let w: [f32; C] = unsafe { *(l.w.as_ptr().add(k * l.padded + j0) as *const [f32; C]) };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: (r0 + r) < TILE and k < d_in ≤ stride.
+            let a = unsafe { *src.get_unchecked((r0 + r) * stride + k) };
+            for q in 0..C {
+                row[q] = if FMA { a.mul_add(w[q], row[q]) } else { a * w[q] + row[q] };
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let at = (r0 + r) * stride + j0;
+        dst[at..at + C].copy_from_slice(row);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn layer_avx512(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
-    layer_body::<true>(l, src, dst, stride)
+    layer_body::<true, 32>(l, src, dst, stride)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn layer_avx2(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize) {
-    layer_body::<true>(l, src, dst, stride)
+    layer_body::<true, COLS>(l, src, dst, stride)
 }
 
 /// The kernel variants, chosen once per run.
@@ -326,7 +337,7 @@ unsafe fn layer(l: &Layer, src: &[f32], dst: &mut [f32], stride: usize, isa: Isa
         Isa::Avx512 => layer_avx512(l, src, dst, stride),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => layer_avx2(l, src, dst, stride),
-        _ => layer_body::<false>(l, src, dst, stride),
+        _ => layer_body::<false, COLS>(l, src, dst, stride),
     }
 }
 
