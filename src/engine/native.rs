@@ -23,6 +23,9 @@ use crate::Error;
 
 /// Rows evaluated together through all layers.
 const TILE: usize = 16;
+/// Multiply-adds below which a batch is not worth spreading over threads
+/// (about 25 µs on one core).
+const SMALL_WORK: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Act {
@@ -72,6 +75,7 @@ pub struct NativeEngine {
     pool: Option<rayon::ThreadPool>,
     /// One thread requested: run on the caller's thread.
     single: bool,
+    macs_per_row: usize,
 }
 
 fn refuse(path: &Path, what: String) -> Error {
@@ -139,7 +143,8 @@ impl NativeEngine {
         let outputs = layers.last().expect("non-empty").d_out;
         let widest = layers.iter().map(|l| l.padded.max(l.d_in)).max().unwrap_or(COLS);
         let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
-        Ok(NativeEngine { layers, inputs, outputs, widest, pool, single: threads == 1 })
+        let macs_per_row = layers.iter().map(|l| l.d_in * l.padded).sum();
+        Ok(NativeEngine { layers, inputs, outputs, widest, pool, single: threads == 1, macs_per_row })
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
@@ -171,9 +176,9 @@ impl NativeEngine {
             }
         };
         let per_task = chunk * TILE * self.outputs;
-        // One task, or one thread: stay on the caller's thread (a hand-off to a
-        // pool costs two context switches, more than a 1024-row batch takes).
-        if tiles <= chunk || self.single {
+        // One task, one thread, or little work: stay on the caller's thread (a
+        // hand-off to a pool costs two context switches, about 10 µs).
+        if tiles <= chunk || self.single || rows * self.macs_per_row < SMALL_WORK {
             y.chunks_mut(per_task).enumerate().for_each(&work);
             return;
         }
