@@ -37,36 +37,28 @@ pub struct StagingDir {
 
 impl StagingDir {
     pub fn new(target: &Path) -> Result<Self, Error> {
-        let staging = sibling(target, "partial");
-        let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(StagingDir {
-            staging,
-            target: target.to_path_buf(),
-            committed: false,
-            keep_on_failure: false,
-        })
+        Self::at(sibling(target, "partial"), target, true, false)
     }
 
     /// A staging folder with a fixed name (`.NAME.partial`) that survives a
     /// failure, so long work (training) can resume from what it left there.
     /// `fresh` empties it first.
     pub fn resumable(target: &Path, fresh: bool) -> Result<Self, Error> {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let staging = parent_of(target).join(format!(".{name}.partial"));
+        Self::at(Self::resumable_path(target), target, fresh, true)
+    }
+
+    /// Where [`StagingDir::resumable`] stages the output for `target`.
+    pub fn resumable_path(target: &Path) -> PathBuf {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        parent_of(target).join(format!(".{name}.partial"))
+    }
+
+    fn at(staging: PathBuf, target: &Path, fresh: bool, keep_on_failure: bool) -> Result<Self, Error> {
         if fresh {
             let _ = fs::remove_dir_all(&staging);
         }
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(StagingDir {
-            staging,
-            target: target.to_path_buf(),
-            committed: false,
-            keep_on_failure: true,
-        })
+        Ok(StagingDir { staging, target: target.to_path_buf(), committed: false, keep_on_failure })
     }
 
     /// Where to write the files of the new output.
@@ -135,6 +127,17 @@ pub fn file_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, Stri
     let mut out = std::collections::BTreeMap::new();
     walk(dir, dir, &mut out)?;
     Ok(out)
+}
+
+/// Where project-local files (`.deps/`, `scripts/`) are looked for: the
+/// working directory, then every folder above the running executable (so a
+/// `target/release/excite` finds its checkout).
+pub fn search_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(PathBuf::from));
+    }
+    roots
 }
 
 fn parent_of(path: &Path) -> PathBuf {

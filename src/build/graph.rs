@@ -26,6 +26,22 @@ pub struct Node {
 }
 
 impl Node {
+    /// The float attribute `k`, or `default` when absent (ONNX's defaults differ per operator).
+    pub fn attr_f(&self, k: &str, default: f32) -> f32 {
+        self.attrs.iter().find_map(|a| match a {
+            Attr::Float(name, v) if name == k => Some(*v),
+            _ => None,
+        }).unwrap_or(default)
+    }
+
+    /// The integer attribute `k`, or `default` when absent.
+    pub fn attr_i(&self, k: &str, default: i64) -> i64 {
+        self.attrs.iter().find_map(|a| match a {
+            Attr::Int(name, v) if name == k => Some(*v),
+            _ => None,
+        }).unwrap_or(default)
+    }
+
     pub fn new(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr>) -> Node {
         Node {
             op: op.into(),

@@ -36,6 +36,19 @@ pub enum PrecisionChoice {
     Auto,
 }
 
+impl PrecisionChoice {
+    /// `fp32`, `fp16`, `int8` or `auto`; `field` names the setting in errors.
+    pub fn parse(s: &str, field: &str) -> Result<PrecisionChoice, Error> {
+        Ok(match s {
+            "auto" => PrecisionChoice::Auto,
+            "fp32" => PrecisionChoice::Fixed(Precision::Fp32),
+            "fp16" => PrecisionChoice::Fixed(Precision::Fp16),
+            "int8" => PrecisionChoice::Fixed(Precision::Int8),
+            other => return Err(Error::invalid(field, format!("`{other}` is not a precision"), "use fp32, fp16, int8 or auto")),
+        })
+    }
+}
+
 /// Which batch profile to build.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BatchChoice {
@@ -45,6 +58,23 @@ pub enum BatchChoice {
         cap: usize,
         max_latency_ms: Option<f64>,
     },
+}
+
+impl BatchChoice {
+    /// `N`, `MIN:OPT:MAX` or `auto` (sweeping up to `cap`, optionally under a
+    /// p99 latency limit); `field` names the setting in errors.
+    pub fn parse(s: &str, cap: usize, max_latency_ms: Option<f64>, field: &str) -> Result<BatchChoice, Error> {
+        if s == "auto" {
+            return Ok(BatchChoice::Auto { cap, max_latency_ms });
+        }
+        let bad = || Error::invalid(field, format!("`{s}` is not N, MIN:OPT:MAX or auto"), "write it as 1:1024:65536");
+        let parts: Vec<usize> = s.split(':').map(|p| p.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        Ok(BatchChoice::Fixed(match parts[..] {
+            [n] => BatchProfile { min: n, opt: n, max: n },
+            [a, b, c] => BatchProfile { min: a, opt: b, max: c },
+            _ => return Err(bad()),
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]

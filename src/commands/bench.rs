@@ -248,11 +248,7 @@ fn numpy_baseline(cells: usize, steps: usize) -> Result<f64> {
 }
 
 fn find_in_ancestors(rel: &str) -> Option<PathBuf> {
-    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().map(PathBuf::from));
-    }
-    roots.into_iter().map(|r| r.join(rel)).find(|p| p.is_file())
+    excite::fsio::search_roots().into_iter().map(|r| r.join(rel)).find(|p| p.is_file())
 }
 
 #[derive(Args)]

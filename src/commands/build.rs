@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use excite::build::precision::{Calibrator, Precision};
+use excite::build::precision::Calibrator;
 use excite::build::{self, BatchChoice, BuildSpec, PrecisionChoice};
-use excite::engine::manifest::{BatchProfile, Target};
+use excite::engine::manifest::Target;
 use excite::verify::{Budget, Settings};
 
 use super::printer::{rate, Progress};
@@ -64,41 +64,8 @@ pub struct BuildArgs {
     json: bool,
 }
 
-fn parse_batch(s: &str, cap: usize, max_latency: Option<f64>) -> Result<BatchChoice> {
-    if s == "auto" {
-        return Ok(BatchChoice::Auto {
-            cap,
-            max_latency_ms: max_latency,
-        });
-    }
-    let parts: Vec<usize> = s
-        .split(':')
-        .map(|p| p.trim().parse())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--batch {s}: expected N, MIN:OPT:MAX or auto"))?;
-    Ok(BatchChoice::Fixed(match parts[..] {
-        [n] => BatchProfile {
-            min: n,
-            opt: n,
-            max: n,
-        },
-        [a, b, c] => BatchProfile {
-            min: a,
-            opt: b,
-            max: c,
-        },
-        _ => bail!("--batch {s}: expected N, MIN:OPT:MAX or auto"),
-    }))
-}
-
 pub fn run(a: &BuildArgs) -> Result<ExitCode> {
-    let precision = match a.precision.as_str() {
-        "auto" => PrecisionChoice::Auto,
-        "fp32" => PrecisionChoice::Fixed(Precision::Fp32),
-        "fp16" => PrecisionChoice::Fixed(Precision::Fp16),
-        "int8" => PrecisionChoice::Fixed(Precision::Int8),
-        other => bail!("--precision {other}: use fp32, fp16, int8 or auto"),
-    };
+    let precision = PrecisionChoice::parse(&a.precision, "--precision")?;
     if a.max_latency.is_some() && a.batch != "auto" {
         bail!("--max-latency only applies with --batch auto");
     }
@@ -116,22 +83,14 @@ pub fn run(a: &BuildArgs) -> Result<ExitCode> {
     let spec = BuildSpec {
         target: a.target,
         precision,
-        batch: parse_batch(&a.batch, a.batch_cap, a.max_latency)?,
+        batch: BatchChoice::parse(&a.batch, a.batch_cap, a.max_latency, "--batch")?,
         calibrator: a.calibrator,
         calibration_data: a.calibration_data.clone(),
         calibration_rows: a.calibration_rows,
         verify,
         seconds: a.seconds,
     };
-    let stem = a
-        .model
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(stem).join("build"));
+    let out = a.out.clone().unwrap_or_else(|| super::default_out(&a.model, "build"));
     let m = build::build(&a.model, &out, &spec, &Progress::new())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m)?);

@@ -11,3 +11,9 @@ pub mod printer;
 pub mod simulate;
 pub mod train;
 pub mod verify;
+
+/// `runs/<model file stem>/<stage>`: where a command writes when not told.
+pub fn default_out(model: &std::path::Path, stage: &str) -> std::path::PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    std::path::PathBuf::from("runs").join(stem).join(stage)
+}

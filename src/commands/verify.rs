@@ -71,15 +71,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     };
     let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
     let report = verify::verify(&onnx, engine.as_mut(), &settings, &Progress::new())?;
-    let stem = a
-        .model
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(stem).join("verify"));
+    let out = a.out.clone().unwrap_or_else(|| super::default_out(&a.model, "verify"));
     verify::write(&report, &out)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::build::graph::{Attr, Model, Node};
+use crate::build::graph::{Model, Node};
 use crate::engine::{Engine, EngineInfo};
 use crate::Error;
 
@@ -106,8 +106,7 @@ impl NativeEngine {
             if n.op != "Gemm" || n.inputs.first() != Some(&cur) {
                 return Err(bad(format!("operator `{}` (node `{}`) is not supported by the native engine", n.op, n.name)));
             }
-            let attr = |k: &str| n.attrs.iter().find_map(|a| match a { Attr::Int(name, v) if name == k => Some(*v), _ => None });
-            if attr("transA").unwrap_or(0) != 0 || attr("transB").unwrap_or(0) != 0 {
+            if n.attr_i("transA", 0) != 0 || n.attr_i("transB", 0) != 0 {
                 return Err(bad(format!("Gemm `{}` with transposed operands is not supported", n.name)));
             }
             let w = m.init(&n.inputs[1]).and_then(|t| t.floats().map(|v| (t.dims.clone(), v))).ok_or_else(|| bad(format!("Gemm `{}`: weight `{}` is not a float32 initializer", n.name, n.inputs[1])))?;
@@ -221,7 +220,6 @@ impl NativeEngine {
 /// activation, how many nodes it spans, and the name of its output.
 fn recognise(rest: &[Node], z: &str, m: &Model) -> Result<((Act, usize), String), String> {
     let is_const = |name: &str, v: f32| m.init(name).and_then(|t| t.floats()).is_some_and(|f| f.len() == 1 && (f[0] - v).abs() < 1e-6);
-    let f_attr = |n: &Node, k: &str, d: f32| n.attrs.iter().find_map(|a| match a { Attr::Float(name, v) if name == k => Some(*v), _ => None }).unwrap_or(d);
     let Some(n) = rest.first().filter(|n| n.inputs.first().map(String::as_str) == Some(z)) else {
         return Ok(((Act::Linear, 0), z.to_string()));
     };
@@ -229,8 +227,8 @@ fn recognise(rest: &[Node], z: &str, m: &Model) -> Result<((Act, usize), String)
     match n.op.as_str() {
         "Relu" => one(Act::Relu),
         "Tanh" => one(Act::Tanh),
-        "LeakyRelu" => one(Act::LeakyRelu(f_attr(n, "alpha", 0.01))),
-        "Elu" => one(Act::Elu(f_attr(n, "alpha", 1.0))),
+        "LeakyRelu" => one(Act::LeakyRelu(n.attr_f("alpha", 0.01))),
+        "Elu" => one(Act::Elu(n.attr_f("alpha", 1.0))),
         "Sigmoid" => {
             // SiLU: Sigmoid(z) then Mul(z, s)
             if let Some(mul) = rest.get(1) {

@@ -67,10 +67,7 @@ fn find_library() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(PathBuf::from));
-    }
+    let roots = crate::fsio::search_roots();
     dirs.extend(
         roots
             .iter()

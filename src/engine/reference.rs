@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::build::graph::{Attr, Model, Node, FLOAT16, INT8};
+use crate::build::graph::{Model, FLOAT16, INT8};
 use crate::engine::{Engine, EngineInfo};
 use crate::Error;
 
@@ -34,26 +34,6 @@ pub struct Interpreter {
     inits: HashMap<String, Value>,
     inputs: usize,
     outputs: usize,
-}
-
-fn attr_f(n: &Node, k: &str, d: f32) -> f32 {
-    n.attrs
-        .iter()
-        .find_map(|a| match a {
-            Attr::Float(name, v) if name == k => Some(*v),
-            _ => None,
-        })
-        .unwrap_or(d)
-}
-
-fn attr_i(n: &Node, k: &str, d: i64) -> i64 {
-    n.attrs
-        .iter()
-        .find_map(|a| match a {
-            Attr::Int(name, v) if name == k => Some(*v),
-            _ => None,
-        })
-        .unwrap_or(d)
 }
 
 impl Interpreter {
@@ -187,7 +167,7 @@ impl Interpreter {
             let out = match n.op.as_str() {
                 "Gemm" => {
                     let (a, b) = (get(0)?, get(1)?);
-                    let trans_b = attr_i(n, "transB", 0) != 0;
+                    let trans_b = n.attr_i("transB", 0) != 0;
                     let (k, m) = if trans_b {
                         (b.cols, b.rows)
                     } else {
@@ -200,7 +180,7 @@ impl Interpreter {
                             "re-export the model",
                         ));
                     }
-                    let (alpha, beta) = (attr_f(n, "alpha", 1.0), attr_f(n, "beta", 1.0));
+                    let (alpha, beta) = (n.attr_f("alpha", 1.0), n.attr_f("beta", 1.0));
                     let c = if n.inputs.len() > 2 {
                         Some(get(2)?)
                     } else {
@@ -232,11 +212,11 @@ impl Interpreter {
                 "Sigmoid" => map(get(0)?, &|x| 1.0 / (1.0 + (-x).exp())),
                 "Relu" => map(get(0)?, &|x| x.max(0.0)),
                 "LeakyRelu" => {
-                    let al = attr_f(n, "alpha", 0.01);
+                    let al = n.attr_f("alpha", 0.01);
                     map(get(0)?, &|x| if x >= 0.0 { x } else { al * x })
                 }
                 "Elu" => {
-                    let al = attr_f(n, "alpha", 1.0);
+                    let al = n.attr_f("alpha", 1.0);
                     map(get(0)?, &|x| if x > 0.0 { x } else { al * x.exp_m1() })
                 }
                 "Erf" => map(get(0)?, &|x| crate::train::arch::erf(x as f64) as f32),
@@ -277,7 +257,7 @@ impl Interpreter {
                     }
                 }
                 "Cast" => {
-                    let to = attr_i(n, "to", 1) as i32;
+                    let to = n.attr_i("to", 1) as i32;
                     if to == FLOAT16 {
                         map(get(0)?, &|x| half::f16::from_f32(x).to_f32())
                     } else {
@@ -325,7 +305,7 @@ impl Interpreter {
                 }
             };
             let out = if fp16
-                && !(n.op == "Cast" && attr_i(n, "to", 1) == 1)
+                && !(n.op == "Cast" && n.attr_i("to", 1) == 1)
                 && !matches!(n.op.as_str(), "Less" | "Gather")
             {
                 Value {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::precision::Calibrator;
 use crate::build::{BatchChoice, BuildSpec, PrecisionChoice};
-use crate::engine::manifest::{BatchProfile, Target};
+use crate::engine::manifest::Target;
 use crate::pipeline::{Pipeline, Stage};
 use crate::report::Reporter;
 use crate::verify::{Budget, Settings};
@@ -41,27 +41,11 @@ impl BuildSection {
     }
 
     fn precision_choice(&self) -> Result<PrecisionChoice, Error> {
-        use crate::build::precision::Precision::*;
-        Ok(match self.precision.as_str() {
-            "auto" => PrecisionChoice::Auto,
-            "fp32" => PrecisionChoice::Fixed(Fp32),
-            "fp16" => PrecisionChoice::Fixed(Fp16),
-            "int8" => PrecisionChoice::Fixed(Int8),
-            other => return Err(Error::invalid("build.precision", format!("`{other}` is not a precision"), "use fp32, fp16, int8 or auto")),
-        })
+        PrecisionChoice::parse(&self.precision, "build.precision")
     }
 
     fn batch_choice(&self) -> Result<BatchChoice, Error> {
-        if self.batch == "auto" {
-            return Ok(BatchChoice::Auto { cap: self.batch_cap, max_latency_ms: self.max_latency });
-        }
-        let bad = || Error::invalid("build.batch", format!("`{}` is not N, MIN:OPT:MAX or auto", self.batch), "write it as \"1:1024:65536\"");
-        let parts: Vec<usize> = self.batch.split(':').map(|p| p.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-        Ok(BatchChoice::Fixed(match parts[..] {
-            [n] => BatchProfile { min: n, opt: n, max: n },
-            [a, b, c] => BatchProfile { min: a, opt: b, max: c },
-            _ => return Err(bad()),
-        }))
+        BatchChoice::parse(&self.batch, self.batch_cap, self.max_latency, "build.batch")
     }
 }
 
@@ -129,7 +113,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
             spec.dataset = dir(Stage::Simulate);
             // An interrupted run left its checkpoint in the staging folder: continue it.
             let out = dir(Stage::Train);
-            let staged = out.with_file_name(".train.partial").join("checkpoint-0").join("state.json");
+            let staged = crate::fsio::StagingDir::resumable_path(&out).join("checkpoint-0").join("state.json");
             let resume = staged.exists();
             if resume {
                 reporter.note("train: resuming the interrupted run from its checkpoint");

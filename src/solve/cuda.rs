@@ -65,10 +65,7 @@ fn nvrtc_candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("EXCITE_NVRTC_LIB") {
         out.push(PathBuf::from(p));
     }
-    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(PathBuf::from));
-    }
+    let roots = crate::fsio::search_roots();
     for root in roots {
         let lib = root.join(".deps/python/nvidia/cuda_nvrtc/lib");
         if let Ok(entries) = std::fs::read_dir(&lib) {
