@@ -2,7 +2,7 @@
 //! kill, and the accuracy gate.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::{excite, root, scratch};
@@ -104,7 +104,6 @@ fn the_main_command_of_the_readme_is_the_quick_pipeline() {
     assert!(block[1].starts_with("scripts/test.sh"), "{}", block[1]);
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.contains("README.md"), "CI must take its commands from README.md");
-    let _ = Command::new("true");
 }
 
 #[test]
