@@ -60,8 +60,11 @@ fn native_matches_the_reference_and_onnx_runtime() {
                 assert_eq!(one, two, "{act} H={h} rows={rows}: results depend on the thread count");
                 assert!(max_diff(&one, &want) <= 1e-5, "{act} H={h} rows={rows}: native vs reference {:.2e}", max_diff(&one, &want));
                 assert!(max_diff(&one, &from_ort) <= 1e-5, "{act} H={h} rows={rows}: native vs ONNX Runtime {:.2e}", max_diff(&one, &from_ort));
-                let portable = NativeEngine::load(&onnx, 1).unwrap().run_portable(&x, rows);
-                assert!(max_diff(&portable, &want) <= 1e-5, "{act} H={h}: portable kernel {:.2e}", max_diff(&portable, &want));
+                let engine = NativeEngine::load(&onnx, 1).unwrap();
+                for kernel in NativeEngine::kernels() {
+                    let y = engine.run_kernel(kernel, &x, rows).unwrap();
+                    assert!(max_diff(&y, &want) <= 1e-5, "{act} H={h} rows={rows}: {kernel} kernel {:.2e}", max_diff(&y, &want));
+                }
             }
         }
     }

@@ -1,0 +1,383 @@
+//! The fused kernel: a tile of rows through every layer, written once over
+//! [`Simd`] and instantiated per instruction set.
+//!
+//! A tile is held feature-major (`buf[k][r]`: one vector holds feature k of
+//! LANES rows), so a layer is `acc[j] += w[k][j] · x[k]` with the weight
+//! broadcast: blocks of J outputs × NV vectors of rows stay in registers
+//! while k runs (AVX-512: 4 × 4 = 16 zmm accumulators, 8 loads per 16 FMAs),
+//! the activation is applied in registers before the one store, and no layer
+//! is padded (a 2-wide output layer costs 2·H multiply-adds). Sums run over
+//! k in order, so a row's result does not depend on its place in a tile.
+
+use super::simd::Simd;
+use super::{Act, Layer};
+
+/// One tile's work: `valid` ≤ rows-per-tile rows of x (row-major) through
+/// every layer into y, with two scratch buffers of a tile × the widest layer.
+pub struct Tile<'a> {
+    pub layers: &'a [Layer],
+    pub x: &'a [f32],
+    pub valid: usize,
+    pub y: &'a mut [f32],
+    pub a: &'a mut [f32],
+    pub b: &'a mut [f32],
+}
+
+/// AVX-512: 64-row tiles (4 zmm per feature), 4 outputs per block.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn tile_avx512(t: Tile) {
+    tile::<super::simd::Avx512, 4, 3>(t)
+}
+
+/// AVX2: 32-row tiles (4 ymm per feature), 2 outputs per block (8 of the 16
+/// registers as accumulators).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tile_avx2(t: Tile) {
+    tile::<super::simd::Avx2, 4, 2>(t)
+}
+
+/// Any CPU: 16-row tiles of scalar lanes, no FMA.
+pub fn tile_portable(t: Tile) {
+    tile::<f32, 16, 2>(t)
+}
+
+/// Rows per tile of each kernel (a divisor of the engine's task size).
+pub const ROWS_AVX512: usize = 64;
+pub const ROWS_AVX2: usize = 32;
+pub const ROWS_PORTABLE: usize = 16;
+
+/// The network on one tile: transpose the rows into feature-major order (a
+/// partial tile repeats its last row), run the layers ping-ponging between
+/// the buffers, transpose the outputs back.
+#[inline(always)]
+fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
+    let Tile { layers, x, valid, y, a, b } = t;
+    let r_tile = NV * S::LANES;
+    let (n_in, n_out) = (layers[0].d_in, layers[layers.len() - 1].d_out);
+    assert!((1..=r_tile).contains(&valid) && x.len() == valid * n_in && y.len() == valid * n_out && a.len() >= r_tile * n_in && a.len() == b.len());
+    if valid == r_tile {
+        for k in 0..n_in {
+            for v in 0..NV {
+                // SAFETY: rows v·LANES.. of a full tile, feature k < n_in.
+                unsafe { S::gather(x.as_ptr().add(v * S::LANES * n_in + k), n_in).store(a.as_mut_ptr().add(k * r_tile + v * S::LANES)) };
+            }
+        }
+    } else {
+        for k in 0..n_in {
+            for r in 0..r_tile {
+                // SAFETY: r.min(valid - 1) < valid and k < n_in (asserted sizes).
+                unsafe { *a.get_unchecked_mut(k * r_tile + r) = *x.get_unchecked(r.min(valid - 1) * n_in + k) };
+            }
+        }
+    }
+    let (mut src, mut dst) = (a, b);
+    for l in layers {
+        assert!(src.len() >= l.d_in * r_tile && dst.len() >= l.d_out * r_tile && l.w.len() == l.d_in * l.d_out && l.b.len() == l.d_out);
+        // one instantiation per activation, so each layer's loop holds only
+        // its own constants
+        match l.act {
+            Act::Linear => layer::<S, NV, J, Linear>(l, src, dst, 0.0),
+            Act::Relu => layer::<S, NV, J, Relu>(l, src, dst, 0.0),
+            Act::LeakyRelu(a) => layer::<S, NV, J, LeakyRelu>(l, src, dst, a),
+            Act::Elu(a) => layer::<S, NV, J, Elu>(l, src, dst, a),
+            Act::Tanh => layer::<S, NV, J, Tanh>(l, src, dst, 0.0),
+            Act::Sigmoid => layer::<S, NV, J, Sigmoid>(l, src, dst, 0.0),
+            Act::Silu => layer::<S, NV, J, Silu>(l, src, dst, 0.0),
+            Act::Gelu => layer::<S, NV, J, Gelu>(l, src, dst, 0.0),
+        }
+        std::mem::swap(&mut src, &mut dst);
+    }
+    if n_out == 2 && valid == r_tile {
+        for v in 0..NV {
+            // SAFETY: rows v·LANES.. of a full tile; y holds 2·r_tile floats.
+            unsafe {
+                let (u, w) = (S::load(src.as_ptr().add(v * S::LANES)), S::load(src.as_ptr().add(r_tile + v * S::LANES)));
+                S::store_pairs(u, w, y.as_mut_ptr().add(2 * v * S::LANES));
+            }
+        }
+    } else {
+        for r in 0..valid {
+            for j in 0..n_out {
+                // SAFETY: r < valid and j < n_out (asserted sizes).
+                unsafe { *y.get_unchecked_mut(r * n_out + j) = *src.get_unchecked(j * r_tile + r) };
+            }
+        }
+    }
+}
+
+/// One layer in blocks of J outputs, then 2 and 1 for the remainder.
+#[inline(always)]
+fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(l: &Layer, src: &[f32], dst: &mut [f32], param: f32) {
+    let mut j0 = 0;
+    while j0 + J <= l.d_out {
+        block::<S, NV, J, A>(l, src, dst, j0, param);
+        j0 += J;
+    }
+    if J > 2 && j0 + 2 <= l.d_out {
+        block::<S, NV, 2, A>(l, src, dst, j0, param);
+        j0 += 2;
+    }
+    while j0 < l.d_out {
+        block::<S, NV, 1, A>(l, src, dst, j0, param);
+        j0 += 1;
+    }
+}
+
+/// Outputs j0..j0 + C for the tile: `act(b[j] + Σ_k w[k][j]·src[k])`.
+/// The caller asserted the buffer and weight sizes and j0 + C ≤ d_out.
+#[inline(always)]
+fn block<S: Activate, const NV: usize, const C: usize, A: Activation>(l: &Layer, src: &[f32], dst: &mut [f32], j0: usize, param: f32) {
+    let r_tile = NV * S::LANES;
+    let (xs, ws) = (src.as_ptr(), l.w.as_ptr());
+    let mut acc = [[S::splat(0.0); NV]; C];
+    for (j, a) in acc.iter_mut().enumerate() {
+        *a = [S::splat(l.b[j0 + j]); NV];
+    }
+    for k in 0..l.d_in {
+        // SAFETY: k < d_in, so feature k of the tile and w[k][j0 + j] are in bounds.
+        let mut x = [S::splat(0.0); NV];
+        for (v, xv) in x.iter_mut().enumerate() {
+            *xv = unsafe { S::load(xs.add(k * r_tile + v * S::LANES)) };
+        }
+        for (j, a) in acc.iter_mut().enumerate() {
+            let w = S::splat(unsafe { *ws.add(k * l.d_out + j0 + j) });
+            for v in 0..NV {
+                a[v] = w.mul_add(x[v], a[v]);
+            }
+        }
+    }
+    let out = &mut dst[j0 * r_tile..(j0 + C) * r_tile];
+    for (j, a) in acc.iter().enumerate() {
+        for (v, x) in a.iter().enumerate() {
+            let y = if A::IN_REGISTERS { A::apply(*x, param) } else { *x };
+            // SAFETY: j < C and v < NV, inside `out` of C tile rows.
+            unsafe { y.store(out.as_mut_ptr().add((j * NV + v) * S::LANES)) };
+        }
+    }
+    if !A::IN_REGISTERS {
+        // SAFETY: `out` holds C·NV whole vectors; the instruction set is the
+        // caller's.
+        unsafe { S::activate::<A>(out, param) };
+    }
+}
+
+/// The activation over a block just stored (still in L1), out of line: when
+/// it was inlined, its constants were hoisted into registers across the FMA
+/// loop and pushed accumulators onto the stack (2.3× slower at H = 64).
+pub trait Activate: Simd {
+    /// # Safety
+    /// `v.len()` is a multiple of LANES and the CPU has the instruction set.
+    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32);
+}
+
+#[inline(always)]
+fn activate_slice<S: Simd, A: Activation>(v: &mut [f32], p: f32) {
+    for i in (0..v.len()).step_by(S::LANES) {
+        // SAFETY: v.len() is a multiple of LANES.
+        unsafe { A::apply(S::load(v.as_ptr().add(i)), p).store(v.as_mut_ptr().add(i)) };
+    }
+}
+
+impl Activate for f32 {
+    #[inline(never)]
+    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
+        activate_slice::<f32, A>(v, p)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Activate for super::simd::Avx512 {
+    #[inline(never)]
+    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
+        unsafe { activate512::<A>(v, p) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn activate512<A: Activation>(v: &mut [f32], p: f32) {
+    activate_slice::<super::simd::Avx512, A>(v, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Activate for super::simd::Avx2 {
+    #[inline(never)]
+    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
+        unsafe { activate256::<A>(v, p) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn activate256<A: Activation>(v: &mut [f32], p: f32) {
+    activate_slice::<super::simd::Avx2, A>(v, p)
+}
+
+/// An activation as a type, so the kernel is instantiated per activation
+/// (a closure would be compiled without the caller's target features, and
+/// the intrinsics inside it would stay calls). `p` is the slope of
+/// leaky_relu and the alpha of elu.
+pub trait Activation {
+    /// Applied to the accumulators before the store (few constants), or
+    /// out of line after it.
+    const IN_REGISTERS: bool;
+    fn apply<S: Simd>(x: S, p: f32) -> S;
+}
+
+macro_rules! activation {
+    ($name:ident, $inline:expr, |$x:ident, $p:ident| $body:expr) => {
+        pub struct $name;
+        impl Activation for $name {
+            const IN_REGISTERS: bool = $inline;
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn apply<S: Simd>($x: S, $p: f32) -> S {
+                $body
+            }
+        }
+    };
+}
+
+activation!(Linear, true, |x, p| x);
+activation!(Relu, true, |x, p| x.max(S::splat(0.0)));
+activation!(LeakyRelu, true, |x, p| leaky_relu(x, p));
+activation!(Elu, false, |x, p| elu(x, p));
+activation!(Tanh, true, |x, p| tanh(x));
+activation!(Sigmoid, false, |x, p| sigmoid(x));
+activation!(Silu, false, |x, p| x.mul(sigmoid(x)));
+activation!(Gelu, false, |x, p| gelu(x));
+
+/// max(x, 0) + a·min(x, 0), i.e. x for x ≥ 0 and a·x below (a ≥ 0).
+#[inline(always)]
+fn leaky_relu<S: Simd>(x: S, a: f32) -> S {
+    x.max(S::splat(0.0)).add(S::splat(a).mul(x.min(S::splat(0.0))))
+}
+
+/// x for x > 0, a·(eˣ − 1) below: the exponential of min(x, 0) is 1 exactly
+/// for positive x, so no select is needed.
+#[inline(always)]
+fn elu<S: Simd>(x: S, a: f32) -> S {
+    let neg = exp(x.min(S::splat(0.0))).sub(S::splat(1.0));
+    x.max(S::splat(0.0)).add(S::splat(a).mul(neg))
+}
+
+/// Eigen's rational tanh: numerator (odd, in x²) and denominator
+/// coefficients, lowest power first, and the clamp beyond which it is ±1 in f32.
+const TANH_P: [f32; 7] = [4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_672e-11, 2.000_188e-13, -2.760_768_5e-16];
+const TANH_Q: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
+const TANH_CLAMP: f32 = 7.905_311;
+
+/// tanh, max abs error ~3e-7 (Eigen's rational form; the division is a
+/// reciprocal, refined on x86, since a division costs ~5 FMAs).
+#[inline(always)]
+pub fn tanh<S: Simd>(x: S) -> S {
+    let x = x.min(S::splat(TANH_CLAMP)).max(S::splat(-TANH_CLAMP));
+    let x2 = x.mul(x);
+    let mut p = S::splat(TANH_P[6]);
+    for a in TANH_P[..6].iter().rev() {
+        p = p.mul_add(x2, S::splat(*a));
+    }
+    let q = S::splat(TANH_Q[3]).mul_add(x2, S::splat(TANH_Q[2])).mul_add(x2, S::splat(TANH_Q[1])).mul_add(x2, S::splat(TANH_Q[0]));
+    p.mul(x).mul(q.recip())
+}
+
+/// σ(x) = ½·tanh(x/2) + ½.
+#[inline(always)]
+fn sigmoid<S: Simd>(x: S) -> S {
+    let h = S::splat(0.5);
+    tanh(x.mul(h)).mul_add(h, h)
+}
+
+/// eˣ by range reduction and a degree-6 polynomial (≤ 3 ulp for |x| < 87).
+#[inline(always)]
+pub fn exp<S: Simd>(x: S) -> S {
+    let x = x.min(S::splat(88.0)).max(S::splat(-87.0));
+    let n = x.mul(S::splat(std::f32::consts::LOG2_E)).round();
+    let r = n.mul_add(S::splat(-0.693_145_75), x);
+    let r = n.mul_add(S::splat(-1.428_606_8e-6), r);
+    let mut p = S::splat(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p.mul_add(r, S::splat(c));
+    }
+    p.scale2(n)
+}
+
+/// erf by Abramowitz–Stegun 7.1.26 (1.5e-7 in exact arithmetic, ≤ 5e-7 in f32).
+#[inline(always)]
+pub fn erf<S: Simd>(x: S) -> S {
+    let a = x.abs();
+    let t = S::splat(0.327_591_1).mul_add(a, S::splat(1.0)).recip();
+    let mut p = S::splat(1.061_405_4);
+    for c in [-1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
+        p = p.mul_add(t, S::splat(c));
+    }
+    let e = exp(S::splat(0.0).sub(a.mul(a)));
+    S::splat(1.0).sub(p.mul(t).mul(e)).copysign(x)
+}
+
+/// ½·x·(1 + erf(x/√2)), the exact GELU `excite export` writes.
+#[inline(always)]
+fn gelu<S: Simd>(x: S) -> S {
+    let h = S::splat(0.5);
+    let e = erf(x.mul(S::splat(std::f32::consts::FRAC_1_SQRT_2)));
+    h.mul(x).mul_add(e, h.mul(x))
+}
+
+/// Each kernel's tanh, exp and erf over a slice, for the error tests.
+#[cfg(test)]
+pub mod probe {
+    use super::*;
+
+    #[inline(always)]
+    fn all<S: Simd>(v: &[f32]) -> [Vec<f32>; 3] {
+        let (mut t, mut e, mut f) = (v.to_vec(), v.to_vec(), v.to_vec());
+        for i in (0..v.len()).step_by(S::LANES) {
+            // SAFETY: v.len() is a multiple of LANES.
+            unsafe {
+                let x = S::load(v.as_ptr().add(i));
+                tanh(x).store(t.as_mut_ptr().add(i));
+                exp(x).store(e.as_mut_ptr().add(i));
+                erf(x).store(f.as_mut_ptr().add(i));
+            }
+        }
+        [t, e, f]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn all512(v: &[f32]) -> [Vec<f32>; 3] {
+        all::<crate::engine::native::simd::Avx512>(v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn all256(v: &[f32]) -> [Vec<f32>; 3] {
+        all::<crate::engine::native::simd::Avx2>(v)
+    }
+
+    /// (kernel, [tanh, exp, erf] of `v`) for every kernel this CPU runs;
+    /// `v.len()` must be a multiple of 16.
+    pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 3])> {
+        let mut out = vec![("portable", all::<f32>(v))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::solve::cpu::has_avx512() {
+                // SAFETY: checked just above.
+                out.push(("avx512", unsafe { all512(v) }));
+            }
+            if crate::solve::cpu::has_avx2_fma() {
+                // SAFETY: checked just above.
+                out.push(("avx2", unsafe { all256(v) }));
+            }
+        }
+        out
+    }
+}
