@@ -116,12 +116,18 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
 /// One layer in blocks of J outputs, then 2 and 1 for the remainder.
 #[inline(always)]
 fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(l: &Layer, src: &[f32], dst: &mut [f32], param: f32) {
+    // full blocks, but a remainder of one output joins the last block as 2 + 2
+    // (a lone output has too few accumulators to hide the FMA latency)
+    let mut full = l.d_out / J;
+    if J > 2 && l.d_out % J == 1 && full > 0 {
+        full -= 1;
+    }
     let mut j0 = 0;
-    while j0 + J <= l.d_out {
+    for _ in 0..full {
         block::<S, NV, J, A>(l, src, dst, j0, param);
         j0 += J;
     }
-    if J > 2 && j0 + 2 <= l.d_out {
+    while J > 2 && j0 + 2 <= l.d_out {
         block::<S, NV, 2, A>(l, src, dst, j0, param);
         j0 += 2;
     }

@@ -20,6 +20,7 @@ use crate::build::graph::{Model, Node};
 use crate::engine::{Engine, EngineInfo};
 use crate::Error;
 
+mod helpers;
 mod kernel;
 mod simd;
 
@@ -28,8 +29,8 @@ use kernel::Tile;
 /// Rows per thread task (a multiple of every kernel's tile).
 const TASK_ROWS: usize = 256;
 /// Multiply-adds below which a batch is not worth spreading over threads
-/// (about 20 µs on one AVX-512 core; waking a helper costs a few µs).
-const SMALL_WORK: usize = 1_000_000;
+/// (about 2 µs on one AVX-512 core, a few times the cost of sharing it).
+const SMALL_WORK: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Act {
@@ -76,7 +77,9 @@ pub struct NativeEngine {
     widest: usize,
     /// Helper threads (the requested count less one: the caller works too);
     /// `None` for one thread.
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<helpers::Helpers>,
+    /// The kernel `run` uses: the fastest, or `EXCITE_NATIVE_KERNEL`.
+    isa: Isa,
     macs_per_row: usize,
 }
 
@@ -143,9 +146,13 @@ impl NativeEngine {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let pool = match threads {
             1 => None,
-            n => Some(rayon::ThreadPoolBuilder::new().num_threads(n - 1).thread_name(|i| format!("excite-native-{i}")).build().map_err(|e| Error::Unavailable { what: "native engine threads".into(), problem: e.to_string(), hint: "run with --threads 1".into() })?),
+            n => Some(helpers::Helpers::new(n - 1).map_err(|e| Error::Unavailable { what: "native engine threads".into(), problem: e.to_string(), hint: "run with --threads 1".into() })?),
         };
-        Ok(NativeEngine { layers, inputs, outputs, widest, pool, macs_per_row })
+        let isa = match std::env::var("EXCITE_NATIVE_KERNEL") {
+            Ok(name) if !name.is_empty() => Isa::named(&name)?,
+            _ => Isa::best(),
+        };
+        Ok(NativeEngine { layers, inputs, outputs, widest, pool, isa, macs_per_row })
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
@@ -163,9 +170,7 @@ impl NativeEngine {
     /// Splits the rows into tasks of TASK_ROWS and those into tiles of R,
     /// and runs `kernel` on each tile. Small batches stay on the caller's
     /// thread; larger ones are shared by the caller and the helper threads,
-    /// each taking the next task from a counter with its own tile buffers
-    /// (the caller working instead of waiting saves a wake-up, which is
-    /// most of the cost of a 20 µs batch).
+    /// each taking the next task from a counter with its own tile buffers.
     fn tiles<const R: usize>(&self, x: &[f32], rows: usize, y: &mut [f32], kernel: impl Fn(Tile) + Sync) {
         let (n_in, n_out) = (self.inputs, self.outputs);
         let buffers = || (vec![0.0f32; R * self.widest], vec![0.0f32; R * self.widest]);
@@ -198,12 +203,7 @@ impl NativeEngine {
                 run_task(&mut bufs, t, out);
             }
         };
-        pool.in_place_scope(|s| {
-            for _ in 0..pool.current_num_threads().min(slots.len() - 1) {
-                s.spawn(|_| worker());
-            }
-            worker();
-        });
+        pool.run(&worker);
     }
 
     /// The layers without padding, for other backends (native-cuda).
@@ -235,7 +235,7 @@ impl NativeEngine {
     /// benchmarks; `run` picks the fastest).
     pub fn run_kernel(&self, kernel: &str, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         crate::engine::check_rows(x, rows, self.inputs)?;
-        let isa = Isa::available().into_iter().find(|i| i.name() == kernel).ok_or_else(|| Error::invalid("kernel", format!("`{kernel}` cannot run on this CPU"), format!("choose one of {}", Self::kernels().join(", "))))?;
+        let isa = Isa::named(kernel)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
             self.run_into(x, rows, &mut y, isa);
@@ -306,6 +306,11 @@ impl Isa {
         Isa::available()[0]
     }
 
+    fn named(name: &str) -> Result<Isa, Error> {
+        let names: Vec<&str> = Isa::available().iter().map(|i| i.name()).collect();
+        Isa::available().into_iter().find(|i| i.name() == name).ok_or_else(|| Error::invalid("native kernel", format!("`{name}` cannot run on this CPU"), format!("choose one of {} (EXCITE_NATIVE_KERNEL selects one; unset, the fastest)", names.join(", "))))
+    }
+
     fn name(self) -> &'static str {
         match self {
             Isa::Avx512 => "avx512",
@@ -317,14 +322,14 @@ impl Isa {
 
 impl Engine for NativeEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: "excite-native-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), Isa::best().name()) }
+        EngineInfo { backend: "excite-native-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), self.isa.name()) }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         crate::engine::check_rows(x, rows, self.inputs)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
-            self.run_into(x, rows, &mut y, Isa::best());
+            self.run_into(x, rows, &mut y, self.isa);
         }
         Ok(y)
     }
