@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: build (or use a carried binary), then solve the
-# same million cells on CPU and CUDA over the reference problem (fhn-cardiac,
-# dt = 0.01, t in [0, 25]), print both throughputs and the largest difference,
-# and fail if the difference exceeds 1e-5; then build the quick surrogate as a
-# native-cuda engine, check it against native-cpu and time both.
+# One call on a GPU machine checks and times every CUDA path:
+#  1. Euler: the same million cells on CPU and CUDA (fhn-cardiac, dt = 0.01,
+#     2500 steps); fails if they differ by more than 1e-5.
+#  2. Surrogates on the GPU (`excite bench gpu`): the quick surrogate (problem
+#     A, 1 input, 3×32 tanh) and a problem-C-shaped 4-64-64-2 tanh network,
+#     each next to the CUDA Euler kernel of its own problem: native-cuda rows
+#     and in-kernel time grid, native-cpu; fails if native-cuda and native-cpu
+#     differ by more than 1e-5.
+#  3. The same networks through PyTorch (fp32, fp16, bf16) as a peer
+#     (`scripts/torch_peer.py`), and one table of everything.
+#  4. With cargo: the `gpu-train` feature (burn's CUDA backend) compiles.
 #
-# Usage: scripts/gpu-check.sh [OUT_DIR]     (OUT_DIR receives the JSON report)
+# Usage: scripts/gpu-check.sh [OUT_DIR]     (OUT_DIR receives the JSON reports)
 # Without cargo on the GPU machine, build here and carry a stripped copy (the
 # release binary keeps line tables and is ~180 MB; stripped ~13 MB):
 #   cargo build --release && mkdir -p .gpu && strip -o .gpu/excite target/release/excite
@@ -16,7 +22,7 @@ out="${1:-${OUT:-/tmp}}"
 mkdir -p "$out"
 
 echo "== machine"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: not found"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader || echo "nvidia-smi: not found"
 nproc
 
 # NVRTC from the CUDA toolkit or from pip's nvidia packages (as PyTorch ships them).
@@ -40,28 +46,60 @@ bin=${EXCITE_BIN:-target/release/excite}
 
 echo "== Euler: CPU vs CUDA, 1e6 cells, 2500 steps"
 "$bin" bench euler --cuda --cells 1000000 --steps 2500 --repeat 3 --no-numpy --json > "$out/gpu-check-euler.json"
-"$bin" bench euler --cuda --cells 1000000 --steps 2500 --repeat 3 --no-numpy
 python3 - "$out/gpu-check-euler.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+for row in r["rows"]:
+    print(f"{row['path']:<40} {row['threads']:>3} threads {row['cell_steps_per_s']:.3e} cell-steps/s")
 d = r["cuda_max_abs_diff_to_cpu"]
 print(f"max |cuda - cpu| = {d:.3e} (limit 1e-5)")
 sys.exit(0 if d is not None and d <= 1e-5 else 1)
 PY
 
-echo "== native-cuda engine vs native-cpu on the quick surrogate"
+echo "== surrogates: the quick one and a problem-C-shaped 4-64-64-2"
 work="$out/gpu-check-run"
-"$bin" pipeline models/quick.yaml --out "$work" --until export
-"$bin" build "$work/export/model.onnx" --target native-cpu --no-verify --out "$work/native-cpu"
-"$bin" build "$work/export/model.onnx" --target native-cuda --max-mae 0.02 --out "$work/native-cuda"
-"$bin" verify "$work/native-cuda" --max-mae 0.02 --json > "$out/gpu-check-native-cuda.json"
-"$bin" verify "$work/native-cpu" --max-mae 0.02 --json > "$out/gpu-check-native-cpu.json"
-python3 - "$out/gpu-check-native-cuda.json" "$out/gpu-check-native-cpu.json" <<'PY'
-import json, sys
-g, c = (json.load(open(p)) for p in sys.argv[1:3])
-for vg, vc in zip(g["variables"], c["variables"]):
-    d = abs(vg["mae"] - vc["mae"])
-    print(f"{vg['name']}: MAE native-cuda {vg['mae']:.4e} vs native-cpu {vc['mae']:.4e} (diff {d:.1e})")
-    assert d <= 1e-5, "native-cuda and native-cpu disagree"
-PY
+mkdir -p "$work"
+"$bin" pipeline models/quick.yaml --out "$work/quick" --until export
+sed 's/cells: 1000/cells: 200/' models/problem-c.yaml > "$work/c-data.yaml"
+"$bin" simulate -c "$work/c-data.yaml" -o "$work/c-data" >/dev/null
+printf 'name: c64\ndataset: %s\nmode: ddnn\narchitecture:\n  hidden: [[tanh, 64], [tanh, 64]]\nsteps: 300\nbatch: 256\nval_every: 300\n' "$work/c-data" > "$work/c-train.yaml"
+"$bin" train -c "$work/c-train.yaml" -o "$work/c-run" >/dev/null
+"$bin" export "$work/c-run" -o "$work/c64.onnx"
+cp "$work/quick/export/model.onnx" "$work/quick.onnx"
+status=0
+for m in quick c64; do
+    echo "-- $m"
+    "$bin" bench gpu "$work/$m.onnx" --cells 100000 --repeat 5 --out "$out/peer-$m" || status=1
+    python3 scripts/torch_peer.py "$out/peer-$m" || echo "(PyTorch peer failed for $m)"
+done
+
+echo "== engines through excite build (Engine::run, copies included)"
+"$bin" build "$work/c64.onnx" --target native-cpu --no-verify --out "$work/native-cpu"
+"$bin" build "$work/c64.onnx" --target native-cuda --no-verify --out "$work/native-cuda"
 "$bin" bench engine "$work/native-cpu" "$work/native-cuda" --batches 1024,65536,1048576 --repeat 3
+
+echo "== one table (samples/s; ratio to the CUDA Euler kernel of the same problem)"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+for m in ["quick", "c64"]:
+    d = os.path.join(out, f"peer-{m}")
+    rows = []
+    for f in ["report.json", "torch.json"]:
+        p = os.path.join(d, f)
+        if os.path.exists(p):
+            rows += json.load(open(p))["rows"]
+    r = json.load(open(os.path.join(d, "report.json"))) if os.path.exists(os.path.join(d, "report.json")) else {}
+    print(f"{m}: {r.get('cells', '?')} cells x {r.get('samples_per_cell', '?')} samples, {r.get('steps_per_sample', '?')} Euler steps per sample, {r.get('device', '?')}")
+    print(f"  {'path':<44} {'samples/s':>11} {'÷ Euler':>9} {'max|Δ| cpu':>11}")
+    for x in rows:
+        ratio = x.get("ratio_to_cuda_euler")
+        diff = x.get("max_abs_diff_to_cpu")
+        print(f"  {x['path']:<44} {x['samples_per_s']:>11.3e} {ratio if ratio is None else round(ratio, 3)!s:>9} {'-' if diff is None else f'{diff:.1e}':>11}")
+PY
+
+if command -v cargo >/dev/null; then
+    echo "== the gpu-train feature compiles"
+    cargo check --release --quiet --features gpu-train || status=1
+fi
+exit $status

@@ -207,6 +207,16 @@ enum BenchCommand {
     /// over --repeat rounds, and the Euler reference of the same problem in
     /// sample-equivalents per second (cell-steps ÷ steps per sample), in one run.
     Engine(commands::bench::EngineArgs),
+    /// A surrogate on the GPU next to the CUDA Euler reference of its problem.
+    ///
+    /// Solves fresh cells with the CUDA Euler kernel and evaluates the same
+    /// trajectories with the native-cuda engine (rows in, and with the time
+    /// grid made in the kernel) and native-cpu; checks the GPU outputs against
+    /// the CPU ones (limit 1e-5) and prints sample-equivalents per second and
+    /// the ratio to CUDA Euler. Kernels are timed with inputs on the GPU, as
+    /// the Euler kernel is. `--out DIR` also writes the network and a check
+    /// set for the PyTorch peer (`scripts/torch_peer.py DIR`).
+    Gpu(commands::bench_gpu::GpuArgs),
 }
 
 fn main() -> ExitCode {
@@ -232,6 +242,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
         Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),
         Command::Bench(BenchCommand::Engine(a)) => commands::bench::engine(&a),
+        Command::Bench(BenchCommand::Gpu(a)) => commands::bench_gpu::gpu(&a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One file per command; each takes resolved arguments and returns an exit code.
 
 pub mod bench;
+pub mod bench_gpu;
 pub mod build;
 pub mod data_inspect;
 pub mod export;

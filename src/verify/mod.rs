@@ -402,7 +402,9 @@ pub fn verify(
 }
 
 /// Input rows `[t, sampled…]` of every cell at every sample time, cell-major.
-fn trajectory_inputs(p: &Problem, cells: &Cells) -> Vec<f32> {
+/// The engine inputs of whole trajectories, [cells][samples][inputs]: time
+/// (input 0) on the problem's sample grid, then each cell's values.
+pub fn trajectory_inputs(p: &Problem, cells: &Cells) -> Vec<f32> {
     let mut x = Vec::with_capacity(cells.n * p.grid.n_samples * p.inputs.len());
     for c in 0..cells.n {
         for smp in 0..p.grid.n_samples {

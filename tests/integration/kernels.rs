@@ -51,16 +51,31 @@ fn mlp_kernel_compiles_for_every_activation_and_target() {
     use excite::engine::native::Dense;
     use excite::engine::native_cuda;
     let layer = |d_in: usize, d_out: usize, act: &'static str| Dense { d_in, d_out, w: vec![0.1; d_in * d_out], b: vec![0.0; d_out], act, param: 0.01 };
+    use native_cuda::Form;
     for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
         let layers = [layer(4, 32, act), layer(32, 32, act), layer(32, 2, "linear")];
-        let (src, params) = native_cuda::kernel_source(&layers);
-        assert_eq!(params.len(), 4 * 32 + 32 + 32 * 32 + 32 + 32 * 2 + 2);
-        assert!(src.contains(&format!("act_{act}")));
-        for arch in ["compute_90", "compute_70"] {
-            let ptx = native_cuda::compile(&layers, Some(arch)).unwrap_or_else(|e| panic!("{act} for {arch}: {e}"));
-            assert!(ptx.to_src().contains(".entry mlp"), "{act}: no mlp entry");
+        assert_eq!(Form::for_layers(&layers), Form::Literal);
+        for form in [Form::Literal, Form::Looped] {
+            let (src, params) = native_cuda::kernel_source(&layers, form);
+            let n = 4 * 32 + 32 + 32 * 32 + 32 + 32 * 2 + 2;
+            assert_eq!(params.len(), if form == Form::Literal { 0 } else { n }, "{form:?}");
+            assert!(src.contains(&format!("act_{act}(")) && !src.contains("// @network"), "{form:?}");
+            if form == Form::Literal {
+                // every weight a literal that reads back exactly: 0.1f32 prints as 1.000000015e-1
+                assert_eq!(src.matches(&format!("{:.9e}f", 0.1f32)).count(), 4 * 32 + 32 * 32 + 32 * 2);
+            }
+            for arch in ["compute_90", "compute_70"] {
+                let ptx = native_cuda::compile(&layers, form, Some(arch)).unwrap_or_else(|e| panic!("{act} {form:?} for {arch}: {e}"));
+                let text = ptx.to_src();
+                assert!(text.contains(".entry mlp(") && text.contains(".entry mlp_grid("), "{act} {form:?}: entries missing");
+                // literal weights are immediate operands of the FMAs (0.1f = 0f3DCCCCCD)
+                assert_eq!(text.contains("0f3DCCCCCD"), form == Form::Literal, "{act} {form:?}");
+            }
         }
     }
+    // a network past the literal limit is looped
+    let wide = [layer(4, 128, "tanh"), layer(128, 128, "tanh"), layer(128, 2, "linear")];
+    assert_eq!(Form::for_layers(&wide), Form::Looped);
 }
 
 #[test]
@@ -76,4 +91,31 @@ fn native_cuda_without_a_gpu_is_a_clear_error() {
     excite::export::write(&dir.join("run"), &dir.join("m.onnx")).unwrap();
     let e = excite::engine::native_cuda::NativeCudaEngine::load(&dir.join("m.onnx")).err().expect("no GPU here");
     assert!(e.to_string().contains("libcuda") && e.hint().unwrap().contains("native-cpu"), "{e}");
+}
+
+#[test]
+fn gpu_bench_peer_files_reproduce_native_cpu() {
+    // `bench gpu --out` writes the PyTorch peer's inputs before it needs the
+    // GPU; the peer's numpy pass must reproduce native-cpu from them.
+    let dir = crate::util::scratch("gpu-peer");
+    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
+    excite::data::generate(&spec, 0, &excite::report::Silent).unwrap().write(&dir.join("data")).unwrap();
+    let t = excite::train::TrainSpec::from_yaml(&format!("name: g\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: [[gelu, 16], [elu, 16]]\nsteps: 5\nval_every: 5\n", dir.join("data").display())).unwrap();
+    excite::train::train(&t, &dir.join("run"), false, &excite::report::Silent).unwrap();
+    excite::export::write(&dir.join("run"), &dir.join("m.onnx")).unwrap();
+    let out = crate::util::excite().args(["bench", "gpu"]).arg(dir.join("m.onnx")).args(["--cells", "50", "--out"]).arg(dir.join("peer")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !cuda::driver_present() {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("peer's inputs were written"), "{stderr}");
+    }
+    let py = std::process::Command::new("python3")
+        .arg(crate::util::root().join("scripts/torch_peer.py"))
+        .arg(dir.join("peer"))
+        .arg("--numpy-only")
+        .env("PYTHONPATH", crate::util::root().join(".deps/python"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&py.stdout);
+    assert!(py.status.success() && text.contains("max |diff|"), "{text}{}", String::from_utf8_lossy(&py.stderr));
 }
