@@ -37,14 +37,15 @@ pub enum PrecisionChoice {
 }
 
 impl PrecisionChoice {
-    /// `fp32`, `fp16`, `int8` or `auto`; `field` names the setting in errors.
+    /// `fp32`, `fp16`, `int8`, `fp32-fast` or `auto`; `field` names the setting in errors.
     pub fn parse(s: &str, field: &str) -> Result<PrecisionChoice, Error> {
         Ok(match s {
             "auto" => PrecisionChoice::Auto,
             "fp32" => PrecisionChoice::Fixed(Precision::Fp32),
             "fp16" => PrecisionChoice::Fixed(Precision::Fp16),
             "int8" => PrecisionChoice::Fixed(Precision::Int8),
-            other => return Err(Error::invalid(field, format!("`{other}` is not a precision"), "use fp32, fp16, int8 or auto")),
+            "fp32-fast" => PrecisionChoice::Fixed(Precision::Fp32Fast),
+            other => return Err(Error::invalid(field, format!("`{other}` is not a precision"), "use fp32, fp16, int8, fp32-fast (native-cpu) or auto")),
         })
     }
 }
@@ -97,7 +98,8 @@ pub struct BuildSpec {
 pub fn supported(target: Target) -> &'static [Precision] {
     match target {
         Target::Cpu | Target::Tensorrt | Target::Reference => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
-        Target::NativeCpu | Target::NativeCuda => &[Precision::Fp32],
+        Target::NativeCpu => &[Precision::Fp32, Precision::Fp32Fast],
+        Target::NativeCuda => &[Precision::Fp32],
         Target::Cuda => &[Precision::Fp32, Precision::Fp16],
     }
 }
@@ -169,7 +171,8 @@ fn variant(
     spec: &BuildSpec,
 ) -> Result<Variant, Error> {
     Ok(match prec {
-        Precision::Fp32 => Variant {
+        // the fast mode is the engine's, not the graph's
+        Precision::Fp32 | Precision::Fp32Fast => Variant {
             precision: prec,
             bytes: source.to_bytes(),
             calibration: None,
@@ -335,7 +338,7 @@ pub fn build(
                 .then(|| cdir.join("model.optimized.onnx")),
             threads: 0,
         };
-        let mut engine = load_engine(spec.target, &model, &opts)?;
+        let mut engine = load_engine(spec.target, prec, &model, &opts)?;
         let report = match &spec.verify {
             Some(s) => {
                 reporter.phase(&format!(
@@ -413,7 +416,7 @@ pub fn build(
                 target: target_options(spec.target, &dir, prec, initial_batch, n_in, &input),
                 ..Default::default()
             };
-            let mut engine = load_engine(spec.target, &model_path, &opts)?;
+            let mut engine = load_engine(spec.target, prec, &model_path, &opts)?;
             let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), batch::csv(&points).as_bytes())?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
@@ -516,10 +519,10 @@ pub fn build(
 }
 
 /// The engine for `target`: ONNX Runtime, or excite's interpreter.
-fn load_engine(target: Target, model: &Path, opts: &Options) -> Result<Box<dyn crate::engine::Engine>, Error> {
+fn load_engine(target: Target, prec: Precision, model: &Path, opts: &Options) -> Result<Box<dyn crate::engine::Engine>, Error> {
     Ok(match target {
         Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
-        Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?),
+        Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?.with_fast_activations(prec == Precision::Fp32Fast)),
         Target::NativeCuda => Box::new(crate::engine::native_cuda::NativeCudaEngine::load(model)?),
         _ => Box::new(OrtEngine::load(model, opts)?),
     })

@@ -31,6 +31,11 @@ pub enum Precision {
     Fp32,
     Fp16,
     Int8,
+    /// fp32 arithmetic with the native engine's fast tanh, sigmoid and SiLU
+    /// (≤ 1e-4 against f64 instead of 5e-7).
+    #[serde(rename = "fp32-fast")]
+    #[value(name = "fp32-fast")]
+    Fp32Fast,
 }
 
 impl Precision {
@@ -39,6 +44,7 @@ impl Precision {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
             Precision::Int8 => "int8",
+            Precision::Fp32Fast => "fp32-fast",
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Man
     let model = dir.join(&m.model);
     let engine: Box<dyn Engine> = match m.target {
         manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
-        manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?),
+        manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?.with_fast_activations(m.precision == crate::build::precision::Precision::Fp32Fast)),
         manifest::Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load(&model)?),
         _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), threads, ..Default::default() })?),
     };

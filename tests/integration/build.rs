@@ -123,6 +123,7 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
             Precision::Fp32 => 1e-5,
             Precision::Fp16 => 5e-3,
             Precision::Int8 => 2e-2,
+            Precision::Fp32Fast => unreachable!("a native-cpu precision"),
         };
         assert!(
             gap <= tol,
@@ -300,4 +301,31 @@ fn graphs_round_trip_and_the_interpreter_matches_onnx_runtime() {
         .map(|(p, q)| (p - q).abs())
         .fold(0.0f32, f32::max);
     assert!(worst <= 1e-5, "{worst:.2e}");
+}
+
+#[test]
+fn native_cpu_fast_precision_is_built_verified_and_reopened() {
+    let dir = scratch("build-native-fast");
+    let (onnx, _) = trained_model(&dir);
+    let native = |p: PrecisionChoice| BuildSpec { target: Target::NativeCpu, ..spec(p, PROFILE, None) };
+    let m = build::build(&onnx, &dir.join("fast"), &native(PrecisionChoice::Fixed(Precision::Fp32Fast)), &Silent).unwrap();
+    assert_eq!((m.target, m.precision), (Target::NativeCpu, Precision::Fp32Fast));
+    assert!(m.verify.as_ref().unwrap().passed);
+    let json = std::fs::read_to_string(dir.join("fast/engine.json")).unwrap();
+    assert!(json.contains("\"fp32-fast\""), "{json}");
+    let (_, mut fast) = excite::engine::open(&dir.join("fast")).unwrap();
+    assert_eq!(fast.info().precision, "fp32-fast");
+    let exact_dir = dir.join("exact");
+    build::build(&onnx, &exact_dir, &native(PrecisionChoice::Fixed(Precision::Fp32)), &Silent).unwrap();
+    let (_, mut exact) = excite::engine::open(&exact_dir).unwrap();
+    let x: Vec<f32> = (0..500).map(|i| i as f32 * 0.05).collect();
+    let (a, b) = (fast.run(&x, 500).unwrap(), exact.run(&x, 500).unwrap());
+    let d = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    assert!(d > 0.0 && d <= 1e-3, "fast vs exact {d:.2e}");
+    // auto builds both and keeps the faster within budget
+    let m = build::build(&onnx, &dir.join("auto"), &native(PrecisionChoice::Auto), &Silent).unwrap();
+    assert_eq!(m.candidates.len(), 2);
+    // the GPU engine has no fast mode
+    let e = build::build(&onnx, &dir.join("cuda"), &BuildSpec { target: Target::NativeCuda, ..spec(PrecisionChoice::Fixed(Precision::Fp32Fast), PROFILE, None) }, &Silent).unwrap_err();
+    assert!(e.to_string().contains("fp32-fast"), "{e}");
 }

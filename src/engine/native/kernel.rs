@@ -16,6 +16,8 @@ use super::{Act, Layer};
 /// every layer into y, with two scratch buffers of a tile × the widest layer.
 pub struct Tile<'a> {
     pub layers: &'a [Layer],
+    /// The fast tanh family (see [`tanh_fast`]).
+    pub fast: bool,
     pub x: &'a [f32],
     pub valid: usize,
     pub y: &'a mut [f32],
@@ -59,7 +61,7 @@ pub const ROWS_PORTABLE: usize = 16;
 /// the buffers, transpose the outputs back.
 #[inline(always)]
 fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
-    let Tile { layers, x, valid, y, a, b } = t;
+    let Tile { layers, fast, x, valid, y, a, b } = t;
     let r_tile = NV * S::LANES;
     let (n_in, n_out) = (layers[0].d_in, layers[layers.len() - 1].d_out);
     assert!((1..=r_tile).contains(&valid) && x.len() == valid * n_in && y.len() == valid * n_out && a.len() >= r_tile * n_in && a.len() == b.len());
@@ -84,6 +86,9 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
         // one instantiation per activation, so each layer's loop holds only
         // its own constants
         match l.act {
+            Act::Tanh if fast => layer::<S, NV, J, TanhFast>(l, src, dst, 0.0),
+            Act::Sigmoid if fast => layer::<S, NV, J, SigmoidFast>(l, src, dst, 0.0),
+            Act::Silu if fast => layer::<S, NV, J, SiluFast>(l, src, dst, 0.0),
             Act::Linear => layer::<S, NV, J, Linear>(l, src, dst, 0.0),
             Act::Relu => layer::<S, NV, J, Relu>(l, src, dst, 0.0),
             Act::LeakyRelu(a) => layer::<S, NV, J, LeakyRelu>(l, src, dst, a),
@@ -260,6 +265,9 @@ activation!(Tanh, true, |x, p| tanh(x));
 activation!(Sigmoid, false, |x, p| sigmoid(x));
 activation!(Silu, false, |x, p| x.mul(sigmoid(x)));
 activation!(Gelu, false, |x, p| gelu(x));
+activation!(TanhFast, true, |x, p| tanh_fast(x));
+activation!(SigmoidFast, false, |x, p| sigmoid_fast(x));
+activation!(SiluFast, false, |x, p| x.mul(sigmoid_fast(x)));
 
 /// max(x, 0) + a·min(x, 0), i.e. x for x ≥ 0 and a·x below (a ≥ 0).
 #[inline(always)]
@@ -300,6 +308,28 @@ pub fn tanh<S: Simd>(x: S) -> S {
 fn sigmoid<S: Simd>(x: S) -> S {
     let h = S::splat(0.5);
     tanh(x.mul(h)).mul_add(h, h)
+}
+
+/// The fast mode's tanh: a [7/6] rational fitted on [0, 6] (6.9e-6 in f32)
+/// past which it is ±1 (1.2e-5 short of tanh), divided by a bare reciprocal
+/// estimate on AVX-512 (2⁻¹⁴): ≤ 1e-4 in all, for 12 operations instead of 17.
+const FAST_P: [f32; 4] = [1.0, 1.257_635_4e-1, 2.535_913_4e-3, 5.322_880_5e-6];
+const FAST_Q: [f32; 4] = [1.0, 4.590_967_3e-1, 2.223_511_6e-2, 1.721_184_7e-4];
+const FAST_CLAMP: f32 = 6.0;
+
+#[inline(always)]
+pub fn tanh_fast<S: Simd>(x: S) -> S {
+    let x = x.min(S::splat(FAST_CLAMP)).max(S::splat(-FAST_CLAMP));
+    let y = x.mul(x);
+    let p = S::splat(FAST_P[3]).mul_add(y, S::splat(FAST_P[2])).mul_add(y, S::splat(FAST_P[1])).mul_add(y, S::splat(FAST_P[0]));
+    let q = S::splat(FAST_Q[3]).mul_add(y, S::splat(FAST_Q[2])).mul_add(y, S::splat(FAST_Q[1])).mul_add(y, S::splat(FAST_Q[0]));
+    p.mul(x).mul(q.recip_fast())
+}
+
+#[inline(always)]
+fn sigmoid_fast<S: Simd>(x: S) -> S {
+    let h = S::splat(0.5);
+    tanh_fast(x.mul(h)).mul_add(h, h)
 }
 
 /// eˣ by range reduction and a degree-6 polynomial (≤ 3 ulp for |x| < 87).
@@ -343,8 +373,8 @@ pub mod probe {
     use super::*;
 
     #[inline(always)]
-    fn all<S: Simd>(v: &[f32]) -> [Vec<f32>; 3] {
-        let (mut t, mut e, mut f) = (v.to_vec(), v.to_vec(), v.to_vec());
+    fn all<S: Simd>(v: &[f32]) -> [Vec<f32>; 4] {
+        let (mut t, mut e, mut f, mut tf) = (v.to_vec(), v.to_vec(), v.to_vec(), v.to_vec());
         for i in (0..v.len()).step_by(S::LANES) {
             // SAFETY: v.len() is a multiple of LANES.
             unsafe {
@@ -352,26 +382,27 @@ pub mod probe {
                 tanh(x).store(t.as_mut_ptr().add(i));
                 exp(x).store(e.as_mut_ptr().add(i));
                 erf(x).store(f.as_mut_ptr().add(i));
+                tanh_fast(x).store(tf.as_mut_ptr().add(i));
             }
         }
-        [t, e, f]
+        [t, e, f, tf]
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn all512(v: &[f32]) -> [Vec<f32>; 3] {
+    unsafe fn all512(v: &[f32]) -> [Vec<f32>; 4] {
         all::<crate::engine::native::simd::Avx512>(v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn all256(v: &[f32]) -> [Vec<f32>; 3] {
+    unsafe fn all256(v: &[f32]) -> [Vec<f32>; 4] {
         all::<crate::engine::native::simd::Avx2>(v)
     }
 
-    /// (kernel, [tanh, exp, erf] of `v`) for every kernel this CPU runs;
+    /// (kernel, [tanh, exp, erf, fast tanh] of `v`) for every kernel this CPU runs;
     /// `v.len()` must be a multiple of 16.
-    pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 3])> {
+    pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 4])> {
         let mut out = vec![("portable", all::<f32>(v))];
         #[cfg(target_arch = "x86_64")]
         {

@@ -80,6 +80,8 @@ pub struct NativeEngine {
     pool: Option<helpers::Helpers>,
     /// The kernel `run` uses: the fastest, or `EXCITE_NATIVE_KERNEL`.
     isa: Isa,
+    /// The fast tanh family (≤ 1e-4; the `fp32-fast` precision).
+    fast: bool,
     macs_per_row: usize,
 }
 
@@ -152,7 +154,7 @@ impl NativeEngine {
             Ok(name) if !name.is_empty() => Isa::named(&name)?,
             _ => Isa::best(),
         };
-        Ok(NativeEngine { layers, inputs, outputs, widest, pool, isa, macs_per_row })
+        Ok(NativeEngine { layers, inputs, outputs, widest, pool, isa, fast: false, macs_per_row })
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
@@ -179,7 +181,7 @@ impl NativeEngine {
             for r0 in (first..(first + TASK_ROWS).min(rows)).step_by(R) {
                 let valid = R.min(rows - r0);
                 let y = &mut out[(r0 - first) * n_out..][..valid * n_out];
-                kernel(Tile { layers: &self.layers, x: &x[r0 * n_in..][..valid * n_in], valid, y, a, b });
+                kernel(Tile { layers: &self.layers, fast: self.fast, x: &x[r0 * n_in..][..valid * n_in], valid, y, a, b });
             }
         };
         let per_task = TASK_ROWS * n_out;
@@ -224,6 +226,14 @@ impl NativeEngine {
                 Dense { d_in: l.d_in, d_out: l.d_out, w: l.w.clone(), b: l.b.clone(), act, param }
             })
             .collect()
+    }
+
+    /// With `fast`, tanh, sigmoid and SiLU use a cheaper approximation
+    /// (≤ 1e-4 against f64 instead of 5e-7; about 10% faster at H = 64): the
+    /// `fp32-fast` precision of `excite build --target native-cpu`.
+    pub fn with_fast_activations(mut self, fast: bool) -> Self {
+        self.fast = fast;
+        self
     }
 
     /// The kernels this CPU can run, fastest first (`avx512`, `avx2`, `portable`).
@@ -322,7 +332,7 @@ impl Isa {
 
 impl Engine for NativeEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: "excite-native-cpu".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), self.isa.name()) }
+        EngineInfo { backend: "excite-native-cpu".into(), precision: if self.fast { "fp32-fast" } else { "fp32" }.into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), self.isa.name()) }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
@@ -342,16 +352,18 @@ mod tests {
     #[test]
     fn activation_kernels_meet_their_stated_errors() {
         let xs: Vec<f32> = (-100_000..100_000).map(|i| i as f32 * 8e-5).collect();
-        for (kernel, [t, e, f]) in probe::functions(&xs) {
-            let (mut te, mut ee, mut fe) = (0.0f64, 0.0f64, 0.0f64);
+        for (kernel, [t, e, f, tf]) in probe::functions(&xs) {
+            let (mut te, mut ee, mut fe, mut tfe) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
             for (i, x) in xs.iter().map(|x| *x as f64).enumerate() {
                 te = te.max((t[i] as f64 - x.tanh()).abs());
+                tfe = tfe.max((tf[i] as f64 - x.tanh()).abs());
                 ee = ee.max(((e[i] as f64 - x.exp()) / x.exp()).abs());
                 fe = fe.max((f[i] as f64 - crate::train::arch::erf(x)).abs());
             }
             assert!(te <= 5e-7, "{kernel} tanh {te:.2e}");
             assert!(ee <= 3.0 * f32::EPSILON as f64, "{kernel} exp relative {ee:.2e}");
             assert!(fe <= 7e-7, "{kernel} erf {fe:.2e}");
+            assert!(tfe <= 1e-4, "{kernel} fast tanh {tfe:.2e}");
         }
     }
 }
