@@ -37,7 +37,7 @@ pub enum PrecisionChoice {
 }
 
 impl PrecisionChoice {
-    /// `fp32`, `fp16`, `int8`, `fp32-fast` or `auto`; `field` names the setting in errors.
+    /// `fp32`, `fp16`, `int8`, `fp32-fast`, `bf16` or `auto`; `field` names the setting in errors.
     pub fn parse(s: &str, field: &str) -> Result<PrecisionChoice, Error> {
         Ok(match s {
             "auto" => PrecisionChoice::Auto,
@@ -45,7 +45,8 @@ impl PrecisionChoice {
             "fp16" => PrecisionChoice::Fixed(Precision::Fp16),
             "int8" => PrecisionChoice::Fixed(Precision::Int8),
             "fp32-fast" => PrecisionChoice::Fixed(Precision::Fp32Fast),
-            other => return Err(Error::invalid(field, format!("`{other}` is not a precision"), "use fp32, fp16, int8, fp32-fast (native-cpu) or auto")),
+            "bf16" => PrecisionChoice::Fixed(Precision::Bf16),
+            other => return Err(Error::invalid(field, format!("`{other}` is not a precision"), "use fp32, fp16, int8, fp32-fast (native-cpu), bf16 (native-cuda) or auto")),
         })
     }
 }
@@ -99,7 +100,7 @@ pub fn supported(target: Target) -> &'static [Precision] {
     match target {
         Target::Cpu | Target::Tensorrt | Target::Reference => &[Precision::Fp32, Precision::Fp16, Precision::Int8],
         Target::NativeCpu => &[Precision::Fp32, Precision::Fp32Fast],
-        Target::NativeCuda => &[Precision::Fp32],
+        Target::NativeCuda => &[Precision::Fp32, Precision::Fp16, Precision::Bf16],
         Target::Cuda => &[Precision::Fp32, Precision::Fp16],
     }
 }
@@ -171,8 +172,14 @@ fn variant(
     spec: &BuildSpec,
 ) -> Result<Variant, Error> {
     Ok(match prec {
-        // the fast mode is the engine's, not the graph's
-        Precision::Fp32 | Precision::Fp32Fast => Variant {
+        // excite's own engines read the fp32 graph and apply the precision
+        // themselves (fast activations, tensor-core operands)
+        _ if matches!(spec.target, Target::NativeCpu | Target::NativeCuda) => Variant {
+            precision: prec,
+            bytes: source.to_bytes(),
+            calibration: None,
+        },
+        Precision::Fp32 | Precision::Fp32Fast | Precision::Bf16 => Variant {
             precision: prec,
             bytes: source.to_bytes(),
             calibration: None,
@@ -523,7 +530,7 @@ fn load_engine(target: Target, prec: Precision, model: &Path, opts: &Options) ->
     Ok(match target {
         Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
         Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?.with_fast_activations(prec == Precision::Fp32Fast)),
-        Target::NativeCuda => Box::new(crate::engine::native_cuda::NativeCudaEngine::load(model)?),
+        Target::NativeCuda => Box::new(crate::engine::native_cuda::NativeCudaEngine::load_with(model, prec.tensor_core())?),
         _ => Box::new(OrtEngine::load(model, opts)?),
     })
 }

@@ -36,6 +36,20 @@ pub enum Precision {
     #[serde(rename = "fp32-fast")]
     #[value(name = "fp32-fast")]
     Fp32Fast,
+    /// bfloat16 operands with fp32 sums (native-cuda's tensor-core kernel).
+    Bf16,
+}
+
+impl Precision {
+    /// The tensor-core operand type of a native-cuda engine at this precision.
+    pub fn tensor_core(self) -> Option<crate::engine::native_cuda::TensorCore> {
+        use crate::engine::native_cuda::TensorCore;
+        match self {
+            Precision::Fp16 => Some(TensorCore::Fp16),
+            Precision::Bf16 => Some(TensorCore::Bf16),
+            _ => None,
+        }
+    }
 }
 
 impl Precision {
@@ -45,6 +59,7 @@ impl Precision {
             Precision::Fp16 => "fp16",
             Precision::Int8 => "int8",
             Precision::Fp32Fast => "fp32-fast",
+            Precision::Bf16 => "bf16",
         }
     }
 }

@@ -5,7 +5,9 @@
 //! evaluates the same trajectories with the native-cuda engine (rows in,
 //! and the time grid made in the kernel) and with native-cpu, checks the GPU
 //! outputs against the CPU ones, and reports sample-equivalents per second
-//! and the ratio to CUDA Euler (the paper's headline figure). Kernels are
+//! and the ratio to CUDA Euler (the paper's headline figure); then the
+//! tensor-core kernel with fp16 and bf16 operands (errors reported, not
+//! gated). Kernels are
 //! timed alone with their inputs on the GPU, as the Euler kernel is; the
 //! rows path is also timed end to end (copies included). With `--out`, it
 //! first writes the network and a check set for `scripts/torch_peer.py`.
@@ -18,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use excite::data::npz::{self, Array2};
 use excite::engine::native::NativeEngine;
-use excite::engine::native_cuda::NativeCudaEngine;
+use excite::engine::native_cuda::{NativeCudaEngine, TensorCore};
 use excite::engine::Engine;
 use excite::solve::cuda::CudaSolver;
 use excite::train::Mode;
@@ -62,6 +64,7 @@ struct Report {
     samples_per_cell: usize,
     steps_per_sample: usize,
     rows: Vec<Row>,
+    notes: Vec<String>,
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f64 {
@@ -110,6 +113,23 @@ pub fn gpu(a: &GpuArgs) -> Result<ExitCode> {
     let grid_kernel = rows as f64 / gpu.time_grid(&per_cell, cells.n, dt, samples, a.repeat)?;
 
     let row = |path: &str, r: f64, diff: Option<f64>| Row { path: path.into(), samples_per_s: r, ratio_to_cuda_euler: r / euler_rate, max_abs_diff_to_cpu: diff };
+    // tensor cores: fp16 and bf16 operands, fp32 sums (reported, not gated)
+    let mut tc_rows = Vec::new();
+    let mut notes = Vec::new();
+    for (tc, name) in [(TensorCore::Fp16, "fp16"), (TensorCore::Bf16, "bf16")] {
+        match NativeCudaEngine::load_with(&a.model, Some(tc)) {
+            Ok(mut e) => {
+                let y = e.run(&x, rows)?;
+                let r = rows as f64 / e.time_rows(&x, rows, a.repeat)?;
+                tc_rows.push(row(&format!("native-cuda {name} tensor cores, kernel"), r, Some(max_diff(&y, &y_cpu))));
+                let yg = e.run_grid(&per_cell, cells.n, dt, samples)?;
+                let rg = rows as f64 / e.time_grid(&per_cell, cells.n, dt, samples, a.repeat)?;
+                tc_rows.push(row(&format!("native-cuda {name} tensor cores, grid"), rg, Some(max_diff(&yg, &y_cpu))));
+            }
+            Err(e) => notes.push(format!("native-cuda {name}: {e}")),
+        }
+    }
+    let fp32_worst = [max_diff(&y_rows, &y_cpu), max_diff(&y_grid, &y_cpu)].into_iter().fold(0.0, f64::max);
     let report = Report {
         model: a.model.display().to_string(),
         device: gpu.info().runtime,
@@ -122,23 +142,29 @@ pub fn gpu(a: &GpuArgs) -> Result<ExitCode> {
             row("native-cuda rows, with copies", rows_e2e, None),
             row("native-cuda time grid in kernel", grid_kernel, Some(max_diff(&y_grid, &y_cpu))),
             row("native-cpu, all threads", cpu_rate, Some(0.0)),
-        ],
+        ]
+        .into_iter()
+        .chain(tc_rows)
+        .collect(),
+        notes,
     };
     if let Some(dir) = &a.out {
         excite::fsio::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
-    let worst = report.rows.iter().filter_map(|r| r.max_abs_diff_to_cpu).fold(0.0, f64::max);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} on {}: {} cells × {} samples ({} Euler steps each)", report.model, report.device, report.cells, samples, problem.grid.steps_per_sample);
-        println!("{:<34} {:>13} {:>14} {:>16}", "path", "samples/s", "÷ CUDA Euler", "max |Δ| vs cpu");
+        println!("{:<40} {:>13} {:>14} {:>16}", "path", "samples/s", "÷ CUDA Euler", "max |Δ| vs cpu");
         for r in &report.rows {
             let d = r.max_abs_diff_to_cpu.map_or("-".into(), |d| format!("{d:.2e}"));
-            println!("{:<34} {:>13} {:>14.3} {:>16}", r.path, rate(r.samples_per_s), r.ratio_to_cuda_euler, d);
+            println!("{:<40} {:>13} {:>14.3} {:>16}", r.path, rate(r.samples_per_s), r.ratio_to_cuda_euler, d);
+        }
+        for n in &report.notes {
+            println!("note: {n}");
         }
     }
-    anyhow::ensure!(worst <= 1e-5, "native-cuda differs from native-cpu by {worst:.2e} (limit 1e-5)");
+    anyhow::ensure!(fp32_worst <= 1e-5, "native-cuda fp32 differs from native-cpu by {fp32_worst:.2e} (limit 1e-5)");
     Ok(ExitCode::SUCCESS)
 }
 

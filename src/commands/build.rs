@@ -20,7 +20,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     target: Target,
     /// fp32, fp16, int8 (static QDQ with calibration), fp32-fast (native-cpu:
-    /// tanh, sigmoid and SiLU to 1e-4 instead of 5e-7, 10-20% faster), or auto:
+    /// tanh, sigmoid and SiLU to 1e-4 instead of 5e-7, 10-20% faster), bf16
+    /// (native-cuda; fp16 and bf16 run its tensor-core kernel), or auto:
     /// build each the target supports, verify each, keep the fastest within
     /// the budget.
     #[arg(long, default_value = "fp32")]

@@ -36,7 +36,7 @@ pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Man
     let engine: Box<dyn Engine> = match m.target {
         manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
         manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?.with_fast_activations(m.precision == crate::build::precision::Precision::Fp32Fast)),
-        manifest::Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load(&model)?),
+        manifest::Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load_with(&model, m.precision.tensor_core())?),
         _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), threads, ..Default::default() })?),
     };
     Ok((m, engine))

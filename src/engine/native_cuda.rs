@@ -4,8 +4,10 @@
 //! per row. Small networks become straight-line code with literal weights,
 //! larger ones loops over a weight buffer. Besides rows in → rows out, a
 //! second kernel makes a trajectory's time grid itself, so the input is only
-//! the per-cell values. Without a GPU it is a clear error; the kernel source
-//! is compile-checked on any machine with NVRTC.
+//! the per-cell values. The fp16 and bf16 precisions run `kernels/mlp_tc.cu`
+//! instead: a warp per 16 rows through every layer on tensor cores (WMMA),
+//! weights in shared memory, sums in fp32. Without a GPU it is a clear error;
+//! every kernel is compiled by NVRTC and assembled by ptxas in the tests.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -89,6 +91,102 @@ pub fn kernel_source(layers: &[Dense], form: Form) -> (String, Vec<f32>) {
     (MLP_SOURCE.replacen("// @network", &body, 1), params)
 }
 
+pub const MLP_TC_SOURCE: &str = include_str!("../../kernels/mlp_tc.cu");
+
+/// Warps per block of the tensor-core kernel (16 rows each).
+pub const TC_WARPS: usize = 4;
+/// Static shared memory a kernel may declare.
+const SHARED_LIMIT: usize = 48 * 1024;
+
+/// The tensor-core kernels' operand type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorCore {
+    Fp16,
+    Bf16,
+}
+
+impl TensorCore {
+    fn bits(self, x: f32) -> u16 {
+        match self {
+            TensorCore::Fp16 => half::f16::from_f32(x).to_bits(),
+            TensorCore::Bf16 => half::bf16::from_f32(x).to_bits(),
+        }
+    }
+}
+
+/// The tensor-core kernels for `layers` (`mlp_tc`, `mlp_tc_grid`), their
+/// padded weights (as fp16/bf16 bits) and biases; every width padded to a
+/// multiple of 16 with zeros. Refused when the weights and the warps'
+/// scratch tiles do not fit in 48 KB of shared memory.
+pub fn kernel_source_tc(layers: &[Dense], tc: TensorCore) -> Result<(String, Vec<u16>, Vec<f32>), String> {
+    let pad = |n: usize| n.div_ceil(16) * 16;
+    let maxw = layers.iter().map(|l| pad(l.d_in).max(pad(l.d_out))).max().unwrap_or(16);
+    let (mut w, mut b) = (Vec::new(), Vec::new());
+    let mut steps = String::new();
+    for (i, l) in layers.iter().enumerate() {
+        let (k, n) = (pad(l.d_in), pad(l.d_out));
+        let (wo, bo) = (w.len(), b.len());
+        for r in 0..k {
+            for c in 0..n {
+                w.push(tc.bits(if r < l.d_in && c < l.d_out { l.w[r * l.d_out + c] } else { 0.0 }));
+            }
+        }
+        b.extend((0..n).map(|c| if c < l.d_out { l.b[c] } else { 0.0 }));
+        let last = i + 1 == layers.len();
+        steps += &format!("    LAYER({k}, {n}, {}, {wo}, {bo}, act_{}, {}, {last})\n", l.d_out, l.act, lit(l.param));
+    }
+    let elem = 2;
+    let shared = w.len() * elem + b.len() * 4 + TC_WARPS * 16 * maxw * (elem + 4);
+    if shared > SHARED_LIMIT {
+        return Err(format!("the tensor-core kernel needs {} KB of shared memory for this network (limit {} KB)", shared.div_ceil(1024), SHARED_LIMIT / 1024));
+    }
+    let (ty, header, to) = match tc {
+        TensorCore::Fp16 => ("__half", "cuda_fp16.h", "__float2half_rn"),
+        TensorCore::Bf16 => ("__nv_bfloat16", "cuda_bf16.h", "__float2bfloat16_rn"),
+    };
+    let n_in = layers[0].d_in;
+    let n_out = layers.last().expect("layers").d_out;
+    let defs = format!(
+        "#include <{header}>\n#define T {ty}\n#define TO_T {to}\n#define WARPS {TC_WARPS}\n#define MAXW {maxw}\n#define W_HALVES {}\n#define B_FLOATS {}\n#define N_IN {n_in}\n#define N_OUT {n_out}\n",
+        w.len(),
+        b.len()
+    );
+    // the activation functions of the fp32 kernel, without its entry points
+    let acts = MLP_SOURCE.split("// @network").next().unwrap_or("");
+    let network = format!("__device__ __forceinline__ void network(T* act, float* acc, const T* sw, const float* sb, float* __restrict__ y, long long row0, long long rows, int lane) {{\n{steps}}}\n");
+    Ok((format!("{defs}{acts}\n{}", MLP_TC_SOURCE.replacen("// @network", &network, 1)), w, b))
+}
+
+/// Compiles the tensor-core kernels to PTX for `arch` (bf16 needs sm_80 or later).
+pub fn compile_tc(layers: &[Dense], tc: TensorCore, arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx, Error> {
+    crate::solve::cuda::ensure_nvrtc()?;
+    let (src, _, _) = kernel_source_tc(layers, tc).map_err(|e| Error::invalid("precision", e, "build this network with --precision fp32"))?;
+    let opts = cudarc::nvrtc::CompileOptions { arch, name: Some("mlp_tc.cu".into()), include_paths: cuda_include()?.iter().map(|p| p.display().to_string()).collect(), ..Default::default() };
+    cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| Error::unavailable("nvrtc", format!("the tensor-core MLP kernel did not compile: {e:?}"), "this is a bug in kernels/mlp_tc.cu or its generated body"))
+}
+
+/// The CUDA header folders the tensor-core kernels need (mma.h with its
+/// crt/mma.h, cuda_fp16.h, cuda_bf16.h): `EXCITE_CUDA_INCLUDE` (one folder or
+/// several, `:`-separated), a CUDA toolkit's include folder, or the PyPI wheels
+/// nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 that scripts/setup.sh
+/// installs into .deps/python.
+pub fn cuda_include() -> Result<Vec<std::path::PathBuf>, Error> {
+    use std::path::PathBuf;
+    let complete = |dirs: &[PathBuf]| ["mma.h", "crt/mma.h", "cuda_fp16.h", "cuda_bf16.h"].iter().all(|h| dirs.iter().any(|d| d.join(h).is_file()));
+    let mut sets: Vec<Vec<PathBuf>> = Vec::new();
+    if let Some(v) = std::env::var_os("EXCITE_CUDA_INCLUDE") {
+        sets.push(std::env::split_paths(&v).collect());
+    }
+    sets.push(vec!["/usr/local/cuda/include".into()]);
+    for root in crate::fsio::search_roots() {
+        let py = root.join(".deps/python/nvidia");
+        sets.push(vec![py.join("cuda_runtime/include"), py.join("cuda_nvcc/include")]);
+    }
+    sets.into_iter().find(|s| complete(s)).ok_or_else(|| {
+        Error::unavailable("cuda headers", "mma.h, crt/mma.h, cuda_fp16.h and cuda_bf16.h were not found (EXCITE_CUDA_INCLUDE, /usr/local/cuda/include, .deps/python/nvidia/{cuda_runtime,cuda_nvcc}/include)", "run scripts/setup.sh (it installs the headers from the nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 wheels), or set EXCITE_CUDA_INCLUDE to a CUDA include folder")
+    })
+}
+
 /// Compiles the kernels for `layers` to PTX for `arch` (NVRTC, no GPU needed).
 pub fn compile(layers: &[Dense], form: Form, arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx, Error> {
     crate::solve::cuda::ensure_nvrtc()?;
@@ -102,11 +200,24 @@ pub struct NativeCudaEngine {
     stream: Arc<CudaStream>,
     rows_fn: CudaFunction,
     grid_fn: CudaFunction,
+    /// fp32: the looped form's weights (one unused float for the literal
+    /// form); tensor cores: the padded biases.
     params: CudaSlice<f32>,
+    /// Tensor cores: the padded weights as fp16/bf16 bits.
+    weights16: Option<CudaSlice<u16>>,
     inputs: usize,
     outputs: usize,
     device: String,
-    form: Form,
+    kernel: Kernel,
+}
+
+/// Which kernel an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// One thread per row in fp32.
+    Fp32(Form),
+    /// A warp per 16 rows on tensor cores, fp16 or bf16 operands, fp32 sums.
+    TensorCore(TensorCore),
 }
 
 const BLOCK: u32 = 128;
@@ -120,7 +231,13 @@ fn driver_err(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Err
 }
 
 impl NativeCudaEngine {
+    /// The fp32 engine for an exported model.
     pub fn load(path: &Path) -> Result<NativeCudaEngine, Error> {
+        Self::load_with(path, None)
+    }
+
+    /// The engine on tensor cores with `tc` operands, or fp32 for `None`.
+    pub fn load_with(path: &Path, tc: Option<TensorCore>) -> Result<NativeCudaEngine, Error> {
         let cpu = NativeEngine::load(path, 1)?;
         let layers = cpu.dense();
         if let Some(l) = layers.iter().position(|l| l.w.iter().chain(&l.b).any(|v| !v.is_finite())) {
@@ -133,42 +250,72 @@ impl NativeCudaEngine {
         let ctx = std::panic::catch_unwind(|| CudaContext::new(0))
             .map_err(|_| Error::unavailable("native-cuda", "the CUDA driver failed to initialise", hint))?
             .map_err(|e| Error::unavailable("native-cuda", format!("no usable GPU: {e:?}"), hint))?;
-        let form = Form::for_layers(&layers);
-        let ptx = compile(&layers, form, None)?;
-        let module = ctx.load_module(ptx).map_err(driver_err("loading the kernel"))?;
-        let rows_fn = module.load_function("mlp").map_err(driver_err("loading the kernel"))?;
-        let grid_fn = module.load_function("mlp_grid").map_err(driver_err("loading the kernel"))?;
         let stream = ctx.default_stream();
-        let (_, mut host) = kernel_source(&layers, form);
+        let (kernel, ptx, mut host, weights16, names) = match tc {
+            None => {
+                let form = Form::for_layers(&layers);
+                let (_, host) = kernel_source(&layers, form);
+                (Kernel::Fp32(form), compile(&layers, form, None)?, host, None, ["mlp", "mlp_grid"])
+            }
+            Some(tc) => {
+                let (_, w, b) = kernel_source_tc(&layers, tc).map_err(|e| Error::invalid("precision", e, "build this network with --precision fp32"))?;
+                let w = stream.clone_htod(&w).map_err(driver_err("copying the weights"))?;
+                (Kernel::TensorCore(tc), compile_tc(&layers, tc, None)?, b, Some(w), ["mlp_tc", "mlp_tc_grid"])
+            }
+        };
+        let module = ctx.load_module(ptx).map_err(driver_err("loading the kernel"))?;
+        let rows_fn = module.load_function(names[0]).map_err(driver_err("loading the kernel"))?;
+        let grid_fn = module.load_function(names[1]).map_err(driver_err("loading the kernel"))?;
         if host.is_empty() {
             host.push(0.0); // literal weights: the buffer is unused but must exist
         }
         let params = stream.clone_htod(&host).map_err(driver_err("copying the weights"))?;
         let device = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        Ok(NativeCudaEngine { stream, rows_fn, grid_fn, params, inputs: layers[0].d_in, outputs: layers.last().expect("layers").d_out, device, form })
+        Ok(NativeCudaEngine { stream, rows_fn, grid_fn, params, weights16, inputs: layers[0].d_in, outputs: layers.last().expect("layers").d_out, device, kernel })
     }
 
-    /// How the weights were compiled in.
-    pub fn form(&self) -> Form {
-        self.form
+    /// The kernel this engine runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// The launch shape for `rows` rows.
+    fn config(&self, rows: usize) -> LaunchConfig {
+        match self.kernel {
+            Kernel::Fp32(_) => launch_cfg(rows),
+            Kernel::TensorCore(_) => {
+                let per_block = 16 * TC_WARPS;
+                LaunchConfig { grid_dim: (rows.div_ceil(per_block) as u32, 1, 1), block_dim: (32 * TC_WARPS as u32, 1, 1), shared_mem_bytes: 0 }
+            }
+        }
     }
 
     fn launch_rows(&self, x: &CudaSlice<f32>, y: &mut CudaSlice<f32>, rows: usize) -> Result<(), Error> {
         let n = i32::try_from(rows).map_err(|_| Error::invalid("batch", format!("{rows} rows is more than one launch takes"), "split the batch below 2^31 rows"))?;
         let mut launch = self.stream.launch_builder(&self.rows_fn);
-        launch.arg(x).arg(y).arg(&self.params).arg(&n);
-        // SAFETY: the arguments match `mlp`'s signature; x holds rows·N_IN and y rows·N_OUT floats.
-        unsafe { launch.launch(launch_cfg(rows)) }.map(|_| ()).map_err(driver_err("launching the kernel"))
+        launch.arg(x).arg(y);
+        if let Some(w) = &self.weights16 {
+            launch.arg(w);
+        }
+        launch.arg(&self.params).arg(&n);
+        // SAFETY: the arguments match `mlp`'s (or `mlp_tc`'s) signature; x
+        // holds rows·N_IN and y rows·N_OUT floats.
+        unsafe { launch.launch(self.config(rows)) }.map(|_| ()).map_err(driver_err("launching the kernel"))
     }
 
     fn launch_grid(&self, cells: &CudaSlice<f32>, y: &mut CudaSlice<f32>, n_cells: usize, dt: f64, n_samples: usize) -> Result<(), Error> {
         let too_big = |what: &str| Error::invalid(what, "more than 2^31", "split the cells into several calls");
         let (nc, ns) = (i32::try_from(n_cells).map_err(|_| too_big("cells"))?, i32::try_from(n_samples).map_err(|_| too_big("samples"))?);
         let mut launch = self.stream.launch_builder(&self.grid_fn);
-        launch.arg(cells).arg(y).arg(&self.params).arg(&nc).arg(&ns).arg(&dt);
-        // SAFETY: the arguments match `mlp_grid`'s signature; cells holds
-        // n_cells·(N_IN − 1) and y n_cells·n_samples·N_OUT floats.
-        unsafe { launch.launch(launch_cfg(n_cells * n_samples)) }.map(|_| ()).map_err(driver_err("launching the kernel"))
+        launch.arg(cells).arg(y);
+        if let Some(w) = &self.weights16 {
+            launch.arg(w);
+        }
+        launch.arg(&self.params).arg(&nc).arg(&ns).arg(&dt);
+        // SAFETY: the arguments match `mlp_grid`'s (or `mlp_tc_grid`'s)
+        // signature; cells holds n_cells·(N_IN − 1) and y
+        // n_cells·n_samples·N_OUT floats.
+        unsafe { launch.launch(self.config(n_cells * n_samples)) }.map(|_| ()).map_err(driver_err("launching the kernel"))
     }
 
     fn check_grid(&self, cells: &[f32], n_cells: usize, dt: f64) -> Result<(), Error> {
@@ -229,7 +376,12 @@ impl NativeCudaEngine {
 
 impl Engine for NativeCudaEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { backend: "excite-native-cuda".into(), precision: "fp32".into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} on {} ({:?} weights)", env!("CARGO_PKG_VERSION"), self.device, self.form) }
+        let (precision, how) = match self.kernel {
+            Kernel::Fp32(form) => ("fp32", format!("{form:?} weights")),
+            Kernel::TensorCore(TensorCore::Fp16) => ("fp16", "tensor cores".to_string()),
+            Kernel::TensorCore(TensorCore::Bf16) => ("bf16", "tensor cores".to_string()),
+        };
+        EngineInfo { backend: "excite-native-cuda".into(), precision: precision.into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} on {} ({how})", env!("CARGO_PKG_VERSION"), self.device) }
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {

@@ -123,7 +123,7 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
             Precision::Fp32 => 1e-5,
             Precision::Fp16 => 5e-3,
             Precision::Int8 => 2e-2,
-            Precision::Fp32Fast => unreachable!("a native-cpu precision"),
+            Precision::Fp32Fast | Precision::Bf16 => unreachable!("excite's own engines' precisions"),
         };
         assert!(
             gap <= tol,

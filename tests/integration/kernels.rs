@@ -6,6 +6,21 @@ use excite::solve::{cuda, Device, TimeGrid};
 
 use crate::util::cells;
 
+/// Assembles PTX to machine code with ptxas (from the nvidia-cuda-nvcc-cu12
+/// wheel scripts/setup.sh installs): NVRTC checks the CUDA source, ptxas the
+/// PTX it made (inline assembly, registers, shared memory). Returns ptxas's
+/// resource report.
+fn assemble(ptx: &str, sm: &str, name: &str) -> String {
+    let ptxas = crate::util::root().join(".deps/python/nvidia/cuda_nvcc/bin/ptxas");
+    assert!(ptxas.is_file(), "{} missing: run scripts/setup.sh", ptxas.display());
+    let dir = crate::util::scratch(&format!("ptxas-{name}-{sm}"));
+    std::fs::write(dir.join("k.ptx"), ptx).unwrap();
+    let out = std::process::Command::new(&ptxas).args([&format!("-arch={sm}"), "-v", "-o"]).arg(dir.join("k.cubin")).arg(dir.join("k.ptx")).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ptxas {sm} {name}: {log}");
+    log
+}
+
 #[test]
 fn euler_kernel_compiles_for_every_model_and_target() {
     cuda::ensure_nvrtc().unwrap_or_else(|e| panic!("{e}\nhint: {}", e.hint().unwrap_or("")));
@@ -23,6 +38,7 @@ fn euler_kernel_compiles_for_every_model_and_target() {
                 text.contains(&format!(".target sm_{}", &arch[8..])),
                 "{arch} not targeted"
             );
+            assemble(&text, &format!("sm_{}", &arch[8..]), &format!("euler-{}", model.info().name));
         }
     }
 }
@@ -70,6 +86,8 @@ fn mlp_kernel_compiles_for_every_activation_and_target() {
                 assert!(text.contains(".entry mlp(") && text.contains(".entry mlp_grid("), "{act} {form:?}: entries missing");
                 // literal weights are immediate operands of the FMAs (0.1f = 0f3DCCCCCD)
                 assert_eq!(text.contains("0f3DCCCCCD"), form == Form::Literal, "{act} {form:?}");
+                let log = assemble(&text, &format!("sm_{}", &arch[8..]), &format!("mlp-{act}-{form:?}"));
+                assert!(!log.contains("bytes spill") || log.contains(" 0 bytes spill stores"), "{act} {form:?} {arch}: registers spilled: {log}");
             }
         }
     }
@@ -118,4 +136,33 @@ fn gpu_bench_peer_files_reproduce_native_cpu() {
         .unwrap();
     let text = String::from_utf8_lossy(&py.stdout);
     assert!(py.status.success() && text.contains("max |diff|"), "{text}{}", String::from_utf8_lossy(&py.stderr));
+}
+
+#[test]
+fn tensor_core_mlp_kernel_compiles_for_fp16_and_bf16() {
+    use excite::engine::native::Dense;
+    use excite::engine::native_cuda::{self, TensorCore};
+    let layer = |d_in: usize, d_out: usize, act: &'static str| Dense { d_in, d_out, w: vec![0.1; d_in * d_out], b: vec![0.5; d_out], act, param: 0.01 };
+    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
+        let layers = [layer(4, 64, act), layer(64, 64, act), layer(64, 2, "linear")];
+        let (src, w, b) = native_cuda::kernel_source_tc(&layers, TensorCore::Fp16).unwrap();
+        // widths padded to 16: 4 → 16 inputs, 2 → 16 outputs, zeros outside the layer
+        assert_eq!(w.len(), 16 * 64 + 64 * 64 + 64 * 16);
+        assert_eq!(b.len(), 64 + 64 + 16);
+        assert_eq!((w[0], w[4 * 64]), (half::f16::from_f32(0.1).to_bits(), 0), "row 4 of the first layer is padding");
+        assert_eq!((b[64 + 64 + 1], b[64 + 64 + 2]), (0.5, 0.0));
+        assert!(src.contains("LAYER(16, 64, 64,") && src.contains(&format!("act_{act},")));
+        for (tc, arch) in [(TensorCore::Fp16, "compute_70"), (TensorCore::Fp16, "compute_90"), (TensorCore::Bf16, "compute_80"), (TensorCore::Bf16, "compute_90")] {
+            let ptx = native_cuda::compile_tc(&layers, tc, Some(arch)).unwrap_or_else(|e| panic!("{act} {tc:?} {arch}: {e}"));
+            let text = ptx.to_src();
+            assert!(text.contains(".entry mlp_tc(") && text.contains(".entry mlp_tc_grid("), "{act} {tc:?}");
+            assert!(text.contains("wmma.mma.sync"), "{act} {tc:?} {arch}: no tensor-core instruction");
+            let log = assemble(&text, &format!("sm_{}", &arch[8..]), &format!("tc-{act}-{tc:?}"));
+            assert!(log.contains("smem"), "{log}");
+        }
+    }
+    // too wide for 48 KB of shared memory: refused by name
+    let wide = [layer(4, 256, "tanh"), layer(256, 256, "tanh"), layer(256, 2, "linear")];
+    let e = native_cuda::kernel_source_tc(&wide, TensorCore::Fp16).unwrap_err();
+    assert!(e.contains("shared memory"), "{e}");
 }
