@@ -11,27 +11,14 @@ use excite::engine::ort::{OrtEngine, TrtSettings};
 use excite::engine::reference::Interpreter;
 use excite::engine::Engine;
 use excite::report::Silent;
-use excite::train::{self, TrainSpec};
 use excite::verify::{Budget, Settings};
 
 use crate::util::{excite, root, scratch};
 
 /// A problem-A surrogate trained well enough for an error budget, exported.
 fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("data");
-    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    excite::data::generate(&spec, 0, &Silent)
-        .unwrap()
-        .write(&data)
-        .unwrap();
-    let t = TrainSpec::from_yaml(&format!(
-        "name: b\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nsteps: 3000\nbatch: 128\nlr: 0.003\nschedule: {{kind: cosine, min_lr: 0.00003}}\nval_every: 500\n",
-        data.display()
-    ))
-    .unwrap();
-    train::train(&t, &dir.join("run"), false, &Silent).unwrap();
-    let onnx = dir.join("model.onnx");
-    excite::export::write(&dir.join("run"), &onnx).unwrap();
+    let data = crate::util::quick_data(dir);
+    let onnx = crate::util::train_and_export(dir, &data, "mode: ddnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nsteps: 3000\nbatch: 128\nlr: 0.003\nschedule: {kind: cosine, min_lr: 0.00003}\nval_every: 500\n");
     (onnx, data)
 }
 

@@ -4,10 +4,9 @@
 use std::path::Path;
 
 use excite::engine::{ort::OrtEngine, Engine};
-use excite::report::Silent;
-use excite::train::{self, Activation, TrainedSurrogate, TrainSpec};
+use excite::train::{Activation, TrainedSurrogate};
 
-use crate::util::{root, scratch};
+use crate::util::{quick_data, root, scratch};
 
 /// Trains `hidden` briefly on the quick dataset in `dir` and exports it.
 fn exported(
@@ -16,22 +15,8 @@ fn exported(
     hidden: &str,
     extra: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let spec = TrainSpec::from_yaml(&format!("name: e\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: {hidden}\nsteps: 60\nbatch: 64\nval_every: 30\n{extra}", data.display())).unwrap();
-    let run = dir.join("run");
-    train::train(&spec, &run, false, &Silent).unwrap();
-    let onnx = dir.join("model.onnx");
-    excite::export::write(&run, &onnx).unwrap();
-    (run, onnx)
-}
-
-fn quick_data(dir: &Path) -> std::path::PathBuf {
-    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    let out = dir.join("data");
-    excite::data::generate(&spec, 0, &Silent)
-        .unwrap()
-        .write(&out)
-        .unwrap();
-    out
+    let onnx = crate::util::train_and_export(dir, data, &format!("mode: ddnn\narchitecture:\n  hidden: {hidden}\nsteps: 60\nbatch: 64\nval_every: 30\n{extra}"));
+    (dir.join("run"), onnx)
 }
 
 #[test]

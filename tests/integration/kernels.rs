@@ -102,12 +102,8 @@ fn native_cuda_without_a_gpu_is_a_clear_error() {
         return; // a GPU machine: scripts/gpu-check.sh runs the engine
     }
     let dir = crate::util::scratch("native-cuda");
-    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    excite::data::generate(&spec, 0, &excite::report::Silent).unwrap().write(&dir.join("data")).unwrap();
-    let t = excite::train::TrainSpec::from_yaml(&format!("name: g\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: [[tanh, 8]]\nsteps: 5\nval_every: 5\n", dir.join("data").display())).unwrap();
-    excite::train::train(&t, &dir.join("run"), false, &excite::report::Silent).unwrap();
-    excite::export::write(&dir.join("run"), &dir.join("m.onnx")).unwrap();
-    let e = excite::engine::native_cuda::NativeCudaEngine::load(&dir.join("m.onnx")).err().expect("no GPU here");
+    let onnx = crate::util::train_and_export(&dir, &crate::util::quick_data(&dir), "mode: ddnn\narchitecture:\n  hidden: [[tanh, 8]]\nsteps: 5\nval_every: 5\n");
+    let e = excite::engine::native_cuda::NativeCudaEngine::load(&onnx).err().expect("no GPU here");
     assert!(e.to_string().contains("libcuda") && e.hint().unwrap().contains("native-cpu"), "{e}");
 }
 
@@ -116,12 +112,8 @@ fn gpu_bench_peer_files_reproduce_native_cpu() {
     // `bench gpu --out` writes the PyTorch peer's inputs before it needs the
     // GPU; the peer's numpy pass must reproduce native-cpu from them.
     let dir = crate::util::scratch("gpu-peer");
-    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    excite::data::generate(&spec, 0, &excite::report::Silent).unwrap().write(&dir.join("data")).unwrap();
-    let t = excite::train::TrainSpec::from_yaml(&format!("name: g\ndataset: {}\nmode: ddnn\narchitecture:\n  hidden: [[gelu, 16], [elu, 16]]\nsteps: 5\nval_every: 5\n", dir.join("data").display())).unwrap();
-    excite::train::train(&t, &dir.join("run"), false, &excite::report::Silent).unwrap();
-    excite::export::write(&dir.join("run"), &dir.join("m.onnx")).unwrap();
-    let out = crate::util::excite().args(["bench", "gpu"]).arg(dir.join("m.onnx")).args(["--cells", "50", "--out"]).arg(dir.join("peer")).output().unwrap();
+    let onnx = crate::util::train_and_export(&dir, &crate::util::quick_data(&dir), "mode: ddnn\narchitecture:\n  hidden: [[gelu, 16], [elu, 16]]\nsteps: 5\nval_every: 5\n");
+    let out = crate::util::excite().args(["bench", "gpu"]).arg(&onnx).args(["--cells", "50", "--out"]).arg(dir.join("peer")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !cuda::driver_present() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");

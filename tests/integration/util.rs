@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use excite::solve::{Cells, Column};
 
@@ -66,4 +66,22 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The quick preset's dataset (problem A: one trajectory), generated into `dir/data`.
+pub fn quick_data(dir: &Path) -> PathBuf {
+    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
+    let out = dir.join("data");
+    excite::data::generate(&spec, 0, &excite::report::Silent).unwrap().write(&out).unwrap();
+    out
+}
+
+/// Trains `body` (a training config after its name and dataset) on `data`
+/// into `dir/run` and exports it to `dir/model.onnx`, which it returns.
+pub fn train_and_export(dir: &Path, data: &Path, body: &str) -> PathBuf {
+    let spec = excite::train::TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap();
+    excite::train::train(&spec, &dir.join("run"), false, &excite::report::Silent).unwrap();
+    let onnx = dir.join("model.onnx");
+    excite::export::write(&dir.join("run"), &onnx).unwrap();
+    onnx
 }

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use excite::engine::ort::OrtEngine;
 use excite::report::Silent;
-use excite::train::{self, TrainSpec};
 use excite::verify::{self, Budget, Settings};
 
 use crate::util::{excite, scratch};
@@ -25,12 +24,7 @@ fn onnx_for(dir: &Path, preset: &str, edit: &[(&str, &str)], body: &str) -> Path
     .unwrap()
     .write(&data)
     .unwrap();
-    let spec =
-        TrainSpec::from_yaml(&format!("name: v\ndataset: {}\n{body}", data.display())).unwrap();
-    train::train(&spec, &dir.join("run"), false, &Silent).unwrap();
-    let onnx = dir.join("model.onnx");
-    excite::export::write(&dir.join("run"), &onnx).unwrap();
-    onnx
+    crate::util::train_and_export(dir, &data, body)
 }
 
 const A: &str = "mode: ddnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nsteps: 3000\nbatch: 128\nlr: 0.003\nschedule: {kind: cosine, min_lr: 0.00003}\nval_every: 500\n";

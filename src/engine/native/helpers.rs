@@ -38,6 +38,8 @@ unsafe impl Send for SendJob {}
 pub struct Helpers {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// One job at a time, whoever calls (`run` takes `&self`).
+    busy: Mutex<()>,
 }
 
 impl Helpers {
@@ -50,11 +52,12 @@ impl Helpers {
                 std::thread::Builder::new().name(format!("excite-native-{i}")).spawn(move || helper(&s))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Helpers { shared, threads })
+        Ok(Helpers { shared, threads, busy: Mutex::new(()) })
     }
 
     /// Runs `job` on the caller and every helper; returns when all are done.
     pub fn run(&self, job: &(dyn Fn() + Sync)) {
+        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.shared;
         // SAFETY: only the lifetime is erased; we wait for `pending` to reach
         // zero below, so no helper uses the pointer after this returns.
@@ -67,8 +70,14 @@ impl Helpers {
         }
         s.wake.notify_all();
         job();
+        let mut spins = 0u32;
         while s.pending.load(Ordering::Acquire) > 0 {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now(); // more threads than cores: let the helper run
+            }
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
         assert!(!s.panicked.load(Ordering::SeqCst), "a native engine helper thread panicked");
@@ -139,5 +148,19 @@ mod tests {
                 std::thread::sleep(SPIN * 3); // let them park
             }
         }
+        // callers on several threads take turns
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    for _ in 0..100 {
+                        h.run(&|| {
+                            total.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::SeqCst), 3 * 100 * 4);
     }
 }
