@@ -199,6 +199,10 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
                 h.update(part.as_bytes());
                 h.update([0]);
             }
+            if stage == Stage::Build {
+                // the effective target too (the native fallback without ONNX Runtime)
+                h.update(stages::build_target(p).0.name().as_bytes());
+            }
             h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
         let recorded = lock.stages.get(&stage).cloned();

@@ -128,15 +128,10 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
         }
         Stage::Build => {
             let b = &p.build;
-            // Without ONNX Runtime a CPU engine falls back to excite's native
-            // engine, so the pipeline needs nothing but cargo.
-            let target = match (b.target, crate::engine::ort::runtime()) {
-                (Target::Cpu, Err(e)) => {
-                    reporter.note(&format!("{e}; building the excite native-cpu engine instead (hint: {})", e.hint().unwrap_or("")));
-                    Target::NativeCpu
-                }
-                (t, _) => t,
-            };
+            let (target, why) = build_target(p);
+            if let Some(why) = why {
+                reporter.note(&why);
+            }
             let spec = BuildSpec {
                 target,
                 precision: b.precision_choice()?,
@@ -168,4 +163,15 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
         Stage::Package => crate::bundle::package(p, run_dir, &dir(Stage::Package))?,
     }
     Ok(())
+}
+
+/// The target the build stage builds, and why it differs from the file's:
+/// without ONNX Runtime a CPU engine falls back to excite's native engine, so
+/// the pipeline needs nothing but cargo. Part of the build stage's input
+/// hash, so installing ONNX Runtime later rebuilds the engine.
+pub fn build_target(p: &Pipeline) -> (Target, Option<String>) {
+    match (p.build.target, crate::engine::ort::runtime()) {
+        (Target::Cpu, Err(e)) => (Target::NativeCpu, Some(format!("{e}; building the excite native-cpu engine instead (hint: {})", e.hint().unwrap_or("")))),
+        (t, _) => (t, None),
+    }
 }

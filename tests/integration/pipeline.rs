@@ -40,6 +40,16 @@ fn second_run_skips_everything_and_a_training_change_reruns_from_train() {
 
     let forced = statuses(&pipeline(&changed, &out, &["--force", "export", "--until", "export"]));
     assert_eq!(forced, ["simulate:skipped", "train:skipped", "export:ran", "build:up to date", "verify:up to date", "package:up to date"]);
+
+    // without ONNX Runtime the build falls back to native-cpu; installing it
+    // later changes the build stage's input, so the engine is rebuilt
+    let target = || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("build/engine.json")).unwrap()).unwrap()["target"].as_str().unwrap().to_string();
+    let no_ort = excite().arg("pipeline").arg(&changed).arg("--out").arg(&out).args(["--json", "--until", "build"]).env("ORT_DYLIB_PATH", dir.join("no-such-libonnxruntime.so")).output().unwrap();
+    assert_eq!(statuses(&no_ort), ["simulate:skipped", "train:skipped", "export:skipped", "build:ran", "verify:not selected"]);
+    assert_eq!(target(), "native-cpu");
+    let with_ort = statuses(&pipeline(&changed, &out, &["--until", "build"]));
+    assert_eq!(with_ort[3], "build:ran", "{with_ort:?}");
+    assert_eq!(target(), "cpu");
 }
 
 #[test]
