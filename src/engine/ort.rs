@@ -341,10 +341,8 @@ impl OrtEngine {
             TargetOptions::Cuda { .. } => "onnxruntime-cuda",
             TargetOptions::TensorRt(_) => "onnxruntime-tensorrt",
         };
-        let precision =
-            crate::build::graph::Model::parse(&std::fs::read(model).unwrap_or_default())
-                .and_then(|m| m.meta("excite.precision").map(String::from))
-                .unwrap_or_else(|| "fp32".into());
+        // `excite build` marks its fp16 and int8 variants in the metadata
+        let precision = session.metadata().ok().and_then(|m| m.custom("excite.precision")).unwrap_or_else(|| "fp32".into());
         Ok(OrtEngine {
             session,
             inputs,
