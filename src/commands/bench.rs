@@ -394,7 +394,9 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     for (e, (path, info, _)) in engines.iter().enumerate() {
         let rows: Vec<_> = a.batches.iter().enumerate().map(|(j, &b)| {
             let (r, lat) = median(&runs[e][j]);
-            serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat, "ratio_to_reference": r / ref_rate})
+            // side by side: each engine's median over the first engine's
+            let first = median(&runs[0][j]).0;
+            serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat, "ratio_to_reference": r / ref_rate, "ratio_to_first": r / first})
         }).collect();
         report.push(serde_json::json!({"model": path, "engine": info, "rows": rows}));
     }
@@ -406,11 +408,16 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     for e in &report {
         let info = &e["engine"];
         println!("{} {} ({}), {}", info["backend"].as_str().unwrap_or(""), info["precision"].as_str().unwrap_or(""), info["runtime"].as_str().unwrap_or(""), e["model"].as_str().unwrap_or(""));
-        println!("{:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>12}", "batch", "samples/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "÷ reference");
+        println!("{:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>12} {:>9}", "batch", "samples/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "÷ reference", "÷ first");
         for r in e["rows"].as_array().unwrap() {
             let l = |k: &str| r["latency_ms"][k].as_f64().unwrap();
-            println!("{:>7} {:>13} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>12.4}", r["batch"].as_u64().unwrap_or(0), rate(r["samples_per_s"].as_f64().unwrap()), l("mean"), l("p50"), l("p90"), l("p99"), r["ratio_to_reference"].as_f64().unwrap());
+            println!("{:>7} {:>13} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>12.4} {:>9.3}", r["batch"].as_u64().unwrap_or(0), rate(r["samples_per_s"].as_f64().unwrap()), l("mean"), l("p50"), l("p90"), l("p99"), r["ratio_to_reference"].as_f64().unwrap(), r["ratio_to_first"].as_f64().unwrap());
         }
+    }
+    if report.len() > 1 {
+        let ratios: Vec<f64> = report[1..].iter().flat_map(|e| e["rows"].as_array().unwrap().iter().map(|r| r["ratio_to_first"].as_f64().unwrap())).collect();
+        let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        println!("geometric mean of the ratios to the first engine: {geo:.3}×");
     }
     println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads); medians of {} interleaved rounds", rate(ref_rate), rate(cell_steps), engines[0].2.grid.steps_per_sample, a.repeat);
     Ok(ExitCode::SUCCESS)
