@@ -158,3 +158,24 @@ fn tensor_core_mlp_kernel_compiles_for_fp16_and_bf16() {
     let e = native_cuda::kernel_source_tc(&wide, TensorCore::Fp16).unwrap_err();
     assert!(e.contains("shared memory"), "{e}");
 }
+
+#[test]
+fn a_problem_c_sized_literal_kernel_assembles_without_spills() {
+    // 4-64-64-2 tanh with distinct weights (uniform ones let the compiler fold
+    // whole layers): straight-line code must stay in registers
+    use excite::engine::native::Dense;
+    use excite::engine::native_cuda::{self, Form};
+    let mut seed = 1u64;
+    let mut rnd = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
+    };
+    let mut layer = |d_in: usize, d_out: usize, act: &'static str| Dense { d_in, d_out, w: (0..d_in * d_out).map(|_| rnd()).collect(), b: (0..d_out).map(|_| rnd()).collect(), act, param: 0.0 };
+    let layers = [layer(4, 64, "tanh"), layer(64, 64, "tanh"), layer(64, 2, "linear")];
+    assert_eq!(native_cuda::Form::for_layers(&layers), Form::Literal);
+    let t = std::time::Instant::now();
+    let ptx = native_cuda::compile(&layers, Form::Literal, Some("compute_90")).unwrap();
+    let log = assemble(&ptx.to_src(), "sm_90", "literal-c64");
+    assert!(log.contains(" 0 bytes spill stores"), "{log}");
+    eprintln!("NVRTC + ptxas for a 4-64-64-2 literal kernel: {:.1} s\n{log}", t.elapsed().as_secs_f64());
+}
