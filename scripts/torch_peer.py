@@ -121,7 +121,10 @@ def main():
             r = a.rows * a.repeat / (time.perf_counter() - t)
         rows.append({"path": f"torch {name} ({dev}, {a.rows} rows/call)", "samples_per_s": r, "ratio_to_cuda_euler": r / euler if euler else None, "max_abs_diff_to_cpu": diff})
     device = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu"
-    json.dump({"device": device, "torch": torch.__version__, "rows": rows}, open(os.path.join(a.dir, "torch.json"), "w"), indent=2)
+    out = os.path.join(a.dir, "torch.json")
+    with open(out + ".tmp", "w") as f:  # atomically, like every file excite writes
+        json.dump({"device": device, "torch": torch.__version__, "rows": rows}, f, indent=2)
+    os.replace(out + ".tmp", out)
     print(f"PyTorch {torch.__version__} on {device}")
     for r in rows:
         ratio = f"{r['ratio_to_cuda_euler']:.3f}" if r["ratio_to_cuda_euler"] else "-"
