@@ -35,6 +35,17 @@ pub unsafe fn tile_avx512(t: Tile) {
     tile::<super::simd::Avx512, 4, 3>(t)
 }
 
+/// AVX-512 for wide networks: 32-row tiles (2 zmm per feature), 4 outputs
+/// per block, so a tile's activations stay in L1 up to H ≈ 256.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn tile_avx512_wide(t: Tile) {
+    tile::<super::simd::Avx512, 2, 4>(t)
+}
+
 /// AVX2: 32-row tiles (4 ymm per feature), 2 outputs per block (8 of the 16
 /// registers as accumulators).
 ///
@@ -53,6 +64,7 @@ pub fn tile_portable(t: Tile) {
 
 /// Rows per tile of each kernel (a divisor of the engine's task size).
 pub const ROWS_AVX512: usize = 64;
+pub const ROWS_AVX512_WIDE: usize = 32;
 pub const ROWS_AVX2: usize = 32;
 pub const ROWS_PORTABLE: usize = 16;
 

@@ -31,6 +31,8 @@ const TASK_ROWS: usize = 256;
 /// Multiply-adds below which a batch is not worth spreading over threads
 /// (about 2 µs on one AVX-512 core, a few times the cost of sharing it).
 const SMALL_WORK: usize = 100_000;
+/// Layer width above which AVX-512 uses half-height tiles (see `kernel.rs`).
+const WIDE: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Act {
@@ -162,6 +164,8 @@ impl NativeEngine {
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists only what this CPU supports.
+            Isa::Avx512 if self.widest > WIDE => self.tiles::<{ kernel::ROWS_AVX512_WIDE }>(x, rows, y, |t| unsafe { kernel::tile_avx512_wide(t) }),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => self.tiles::<{ kernel::ROWS_AVX512 }>(x, rows, y, |t| unsafe { kernel::tile_avx512(t) }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => self.tiles::<{ kernel::ROWS_AVX2 }>(x, rows, y, |t| unsafe { kernel::tile_avx2(t) }),
