@@ -93,7 +93,7 @@ fn helper(s: &Shared) {
         while s.generation.load(Ordering::Acquire) == seen {
             std::hint::spin_loop();
             spins += 1;
-            if spins % 256 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
                 let mut slot = s.job.lock().unwrap_or_else(|e| e.into_inner());
                 while s.generation.load(Ordering::Acquire) == seen {
                     slot = s.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
