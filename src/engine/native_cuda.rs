@@ -52,6 +52,16 @@ fn lit(x: f32) -> String {
 /// The CUDA source of the kernels for `layers` in `form`, and the flat
 /// parameter buffer they read (empty for [`Form::Literal`]).
 pub fn kernel_source(layers: &[Dense], form: Form) -> (String, Vec<f32>) {
+    let (row, params) = row_source(layers, form);
+    let entries = MLP_SOURCE.split_once("// @network").map_or("", |(_, tail)| tail);
+    (row + entries, params)
+}
+
+/// The device part of [`kernel_source`] alone: the activation functions and
+/// `mlp_row`, with no CUDA-only construct but `__device__`,
+/// `__forceinline__` and `__ldg`, so a host C compiler can check the
+/// generated arithmetic against the CPU engine (the tests do).
+pub fn row_source(layers: &[Dense], form: Form) -> (String, Vec<f32>) {
     let n_in = layers[0].d_in;
     let n_out = layers.last().expect("layers").d_out;
     let mut params = Vec::new();
@@ -88,7 +98,8 @@ pub fn kernel_source(layers: &[Dense], form: Form) -> (String, Vec<f32>) {
         }
     }
     body += "}\n";
-    (MLP_SOURCE.replacen("// @network", &body, 1), params)
+    let head = MLP_SOURCE.split_once("// @network").map_or(MLP_SOURCE, |(head, _)| head);
+    (format!("{head}{body}"), params)
 }
 
 pub const MLP_TC_SOURCE: &str = include_str!("../../kernels/mlp_tc.cu");

@@ -179,3 +179,63 @@ fn a_problem_c_sized_literal_kernel_assembles_without_spills() {
     assert!(log.contains(" 0 bytes spill stores"), "{log}");
     eprintln!("NVRTC + ptxas for a 4-64-64-2 literal kernel: {:.1} s\n{log}", t.elapsed().as_secs_f64());
 }
+
+#[test]
+fn generated_cuda_arithmetic_matches_native_cpu_compiled_on_the_host() {
+    // The GPU is rare here; the generator need not wait for one: its device
+    // code (activations + mlp_row) is plain C once three CUDA keywords are
+    // defined away, so the host C compiler runs it against native-cpu.
+    use excite::engine::native::NativeEngine;
+    use excite::engine::native_cuda::{self, Form};
+    use excite::engine::Engine;
+    let dir = crate::util::scratch("cuda-on-host");
+    let yaml = std::fs::read_to_string(crate::util::root().join("models/problem-c.yaml")).unwrap().replace("cells: 1000", "cells: 20").replace("t_end: 20", "t_end: 2");
+    let data = dir.join("data");
+    excite::data::generate(&excite::data::DatasetSpec::from_yaml(&yaml).unwrap(), 0, &excite::report::Silent).unwrap().write(&data).unwrap();
+    let rows = 257;
+    let x: Vec<f32> = (0..rows).flat_map(|r| [(r % 21) as f32 * 0.1, (r % 7) as f32 * 0.13, (r % 5) as f32 * 0.03, (r % 11) as f32 * 0.09]).collect();
+    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
+        let sub = dir.join(act);
+        std::fs::create_dir_all(&sub).unwrap();
+        let onnx = crate::util::train_and_export(&sub, &data, &format!("mode: ddnn\narchitecture:\n  hidden: [[{act}, 16], [{act}, 16]]\nsteps: 20\nbatch: 64\nval_every: 20\n"));
+        let mut cpu = NativeEngine::load(&onnx, 1).unwrap();
+        let want = cpu.run(&x, rows).unwrap();
+        for form in [Form::Literal, Form::Looped] {
+            let (src, params) = native_cuda::row_source(&cpu.dense(), form);
+            let c = format!("#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#define __device__\n#define __forceinline__ static inline\n#define __ldg(p) (*(p))\n{src}\n{HARNESS}");
+            let (file, prog, input, output) = (sub.join(format!("{form:?}.c")), sub.join(format!("{form:?}")), sub.join("x.bin"), sub.join("y.bin"));
+            std::fs::write(&file, c).unwrap();
+            let cc = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into())).args(["-O1", "-std=gnu11", "-o"]).arg(&prog).arg(&file).arg("-lm").output().unwrap();
+            assert!(cc.status.success(), "{act} {form:?}: {}", String::from_utf8_lossy(&cc.stderr));
+            let mut bytes = Vec::new();
+            bytes.extend((rows as i32).to_le_bytes());
+            bytes.extend((params.len() as i32).to_le_bytes());
+            bytes.extend(params.iter().chain(&x).flat_map(|v| v.to_le_bytes()));
+            std::fs::write(&input, bytes).unwrap();
+            assert!(std::process::Command::new(&prog).arg(&input).arg(&output).status().unwrap().success());
+            let got: Vec<f32> = std::fs::read(&output).unwrap().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            assert_eq!(got.len(), want.len());
+            let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d <= 1e-5, "{act} {form:?}: generated CUDA arithmetic vs native-cpu {d:.2e}");
+        }
+    }
+}
+
+/// Reads rows, the parameter buffer and x; runs mlp_row on every row; writes y.
+const HARNESS: &str = r#"
+int main(int argc, char** argv) {
+    FILE* f = fopen(argv[1], "rb");
+    int rows, np;
+    if (fread(&rows, 4, 1, f) != 1 || fread(&np, 4, 1, f) != 1) return 1;
+    float* p = malloc(4 * (size_t)(np + 1));
+    float* x = malloc(4 * (size_t)rows * N_IN);
+    float* y = malloc(4 * (size_t)rows * N_OUT);
+    if (fread(p, 4, np, f) != (size_t)np || fread(x, 4, (size_t)rows * N_IN, f) != (size_t)rows * N_IN) return 1;
+    fclose(f);
+    for (int r = 0; r < rows; ++r) mlp_row(p, x + (size_t)r * N_IN, y + (size_t)r * N_OUT);
+    f = fopen(argv[2], "wb");
+    fwrite(y, 4, (size_t)rows * N_OUT, f);
+    fclose(f);
+    return 0;
+}
+"#;
