@@ -62,6 +62,8 @@ pub fn excite() -> std::process::Command {
 
 /// A fresh scratch folder.
 pub fn scratch(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_stale_scratch);
     let d = std::env::temp_dir().join(format!("excite-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -84,4 +86,20 @@ pub fn train_and_export(dir: &Path, data: &Path, body: &str) -> PathBuf {
     let onnx = dir.join("model.onnx");
     excite::export::write(&dir.join("run"), &onnx).unwrap();
     onnx
+}
+
+/// Removes the scratch folders of earlier test processes that have exited
+/// (a test leaves its folder for inspection while its process lives).
+fn remove_stale_scratch() {
+    if !Path::new("/proc/self").exists() {
+        return; // no way to tell which processes live
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("excite-test-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
