@@ -213,9 +213,11 @@ enum BenchCommand {
     /// trajectories with the native-cuda engine (rows in, and with the time
     /// grid made in the kernel) and native-cpu; checks the GPU outputs against
     /// the CPU ones (limit 1e-5) and prints sample-equivalents per second and
-    /// the ratio to CUDA Euler. Kernels are timed with inputs on the GPU, as
-    /// the Euler kernel is. `--out DIR` also writes the network and a check
-    /// set for the PyTorch peer (`scripts/torch_peer.py DIR`).
+    /// the ratio to CUDA Euler; then the tensor-core kernel with fp16 and
+    /// bf16 operands (its error reported, not gated). Kernels are timed with
+    /// inputs on the GPU, as the Euler kernel is. `--out DIR` also writes the
+    /// network and a check set for the PyTorch peer (`scripts/torch_peer.py
+    /// DIR`), before the GPU is needed.
     Gpu(commands::bench_gpu::GpuArgs),
 }
 

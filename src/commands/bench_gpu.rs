@@ -44,6 +44,7 @@ pub struct GpuArgs {
     /// check.npz) and report.json.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Machine-readable output.
     #[arg(long)]
     json: bool,
 }
