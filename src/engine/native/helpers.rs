@@ -4,7 +4,8 @@
 //! 5–40 µs on a virtual machine (measured: a rayon pool parked its worker
 //! on about half the calls, and two threads gained 1.5× instead of 2× at
 //! 16 384 rows). The helpers here poll for the next job for
-//! [`SPIN`] after each one, as ONNX Runtime's intra-op threads do, and park
+//! [`SPIN`] (or `EXCITE_NATIVE_SPIN_US` microseconds; 0 parks at once) after
+//! each one, as ONNX Runtime's intra-op threads do, and park
 //! after that, so an idle engine costs nothing. The caller runs the job too
 //! and returns only when every helper has finished it.
 
@@ -13,8 +14,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle helper polls before parking.
+/// How long an idle helper polls before parking, unless `EXCITE_NATIVE_SPIN_US` says.
 pub const SPIN: Duration = Duration::from_micros(300);
+
+fn spin() -> Duration {
+    std::env::var("EXCITE_NATIVE_SPIN_US").ok().and_then(|v| v.parse().ok()).map_or(SPIN, Duration::from_micros)
+}
 
 type Job = *const (dyn Fn() + Sync);
 
@@ -49,7 +54,8 @@ impl Helpers {
         let threads = (0..n)
             .map(|i| {
                 let s = shared.clone();
-                std::thread::Builder::new().name(format!("excite-native-{i}")).spawn(move || helper(&s))
+                let poll = spin();
+                std::thread::Builder::new().name(format!("excite-native-{i}")).spawn(move || helper(&s, poll))
             })
             .collect::<Result<_, _>>()?;
         Ok(Helpers { shared, threads, busy: Mutex::new(()) })
@@ -84,7 +90,7 @@ impl Helpers {
     }
 }
 
-fn helper(s: &Shared) {
+fn helper(s: &Shared, poll: Duration) {
     let mut seen = 0u64;
     loop {
         // poll, then park
@@ -93,7 +99,7 @@ fn helper(s: &Shared) {
         while s.generation.load(Ordering::Acquire) == seen {
             std::hint::spin_loop();
             spins += 1;
-            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && start.elapsed() > poll {
                 let mut slot = s.job.lock().unwrap_or_else(|e| e.into_inner());
                 while s.generation.load(Ordering::Acquire) == seen {
                     slot = s.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
