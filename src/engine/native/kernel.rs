@@ -281,7 +281,7 @@ activation!(TanhFast, true, |x, p| tanh_fast(x));
 activation!(SigmoidFast, false, |x, p| sigmoid_fast(x));
 activation!(SiluFast, false, |x, p| x.mul(sigmoid_fast(x)));
 
-/// max(x, 0) + a·min(x, 0), i.e. x for x ≥ 0 and a·x below (a ≥ 0).
+/// max(x, 0) + a·min(x, 0), i.e. x for x ≥ 0 and a·x below.
 #[inline(always)]
 fn leaky_relu<S: Simd>(x: S, a: f32) -> S {
     x.max(S::splat(0.0)).add(S::splat(a).mul(x.min(S::splat(0.0))))

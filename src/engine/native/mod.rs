@@ -212,7 +212,8 @@ impl NativeEngine {
         pool.run(&worker);
     }
 
-    /// The layers without padding, for other backends (native-cuda).
+    /// The layers as plain dense layers, for other backends (native-cuda, the
+    /// PyTorch peer's files).
     pub fn dense(&self) -> Vec<Dense> {
         self.layers
             .iter()
