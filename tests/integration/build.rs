@@ -13,7 +13,7 @@ use excite::engine::Engine;
 use excite::report::Silent;
 use excite::verify::{Budget, Settings};
 
-use crate::util::{excite, root, scratch};
+use crate::util::{excite, max_abs_diff, scratch};
 
 /// A problem-A surrogate trained well enough for an error budget, exported.
 fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
@@ -85,11 +85,7 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
         let (manifest, mut engine) = excite::engine::open(&out).unwrap();
         assert_eq!(engine.info().precision, p.name());
         let got = engine.run(&x, 500).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(
             worst <= tol,
             "{}: differs from fp32 by {worst:.2e}",
@@ -99,11 +95,7 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
         // the reference interpreter computes the same variant
         let mut interp = Interpreter::load(&out.join("model.onnx")).unwrap();
         let ref_out = interp.run(&x, 500).unwrap();
-        let gap = ref_out
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let gap = max_abs_diff(&ref_out, &got);
         // fp32 to rounding; fp16 to a few float16 ulps at |y| ≈ 1 (the runtimes keep
         // different tensors in fp16); int8 to a few quantisation steps
         let tol = match p {
@@ -124,9 +116,8 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
                 "{cache}"
             );
             // The QDQ file runs in Python onnxruntime too.
-            let py = std::process::Command::new("python3")
+            let py = crate::util::python()
                 .args(["-c", &format!("import onnxruntime as o, numpy as n; s = o.InferenceSession('{}'); print(s.run(None, {{'x': n.linspace(0, 25, 7, dtype=n.float32).reshape(-1, 1)}})[0].shape)", out.join("model.onnx").display())])
-                .env("PYTHONPATH", root().join(".deps/python"))
                 .output()
                 .unwrap();
             assert!(
@@ -282,11 +273,7 @@ fn graphs_round_trip_and_the_interpreter_matches_onnx_runtime() {
         .unwrap()
         .run(&x, 300)
         .unwrap();
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0f32, f32::max);
+    let worst = max_abs_diff(&a, &b);
     assert!(worst <= 1e-5, "{worst:.2e}");
 }
 
@@ -307,7 +294,7 @@ fn native_cpu_fast_precision_is_built_verified_and_reopened() {
     let (_, mut exact) = excite::engine::open(&exact_dir).unwrap();
     let x: Vec<f32> = (0..500).map(|i| i as f32 * 0.05).collect();
     let (a, b) = (fast.run(&x, 500).unwrap(), exact.run(&x, 500).unwrap());
-    let d = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    let d = max_abs_diff(&a, &b);
     assert!(d > 0.0 && d <= 1e-3, "fast vs exact {d:.2e}");
     // auto builds both and keeps the faster within budget
     let m = build::build(&onnx, &dir.join("auto"), &native(PrecisionChoice::Auto), &Silent).unwrap();

@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use crate::util::{excite, root, scratch};
+use crate::util::{excite, scratch};
 
 fn run(args: &[&str]) -> Output {
     excite().args(args).output().unwrap()
@@ -50,9 +50,8 @@ fn problem_c_dataset_loads_in_numpy_with_metadata() {
          print(json.dumps({{'shape': list(x.shape), 'ycols': y.shape[1], 'dtype': str(x.dtype), 'kmax': float(x[:, 3].max()), 'tmax': float(x[:, 0].max()), 'rows': m['split']['rows']['train']}}))",
         out.display()
     );
-    let py = std::process::Command::new("python3")
+    let py = crate::util::python()
         .args(["-c", &script])
-        .env("PYTHONPATH", root().join(".deps/python"))
         .output()
         .unwrap();
     assert!(

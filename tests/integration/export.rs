@@ -6,7 +6,7 @@ use std::path::Path;
 use excite::engine::{ort::OrtEngine, Engine};
 use excite::train::{Activation, TrainedSurrogate};
 
-use crate::util::{quick_data, root, scratch};
+use crate::util::{quick_data, scratch};
 
 /// Trains `hidden` briefly on the quick dataset in `dir` and exports it.
 fn exported(
@@ -36,11 +36,7 @@ fn onnx_matches_burn_for_every_activation_and_windows() {
         let mut engine = OrtEngine::load(&onnx, &Default::default()).unwrap();
         assert_eq!((engine.info().inputs, engine.info().outputs), (1, 2));
         let got = engine.run(&x, x.len()).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = crate::util::max_abs_diff(&got, &want);
         assert!(
             worst <= 1e-5,
             "{hidden} {extra}: ONNX Runtime differs from burn by {worst:.2e}"
@@ -67,9 +63,8 @@ fn python_onnx_checker_and_runtime_accept_the_file() {
         onnx.display(),
         x
     );
-    let py = std::process::Command::new("python3")
+    let py = crate::util::python()
         .args(["-c", &script])
-        .env("PYTHONPATH", root().join(".deps/python"))
         .output()
         .unwrap();
     assert!(

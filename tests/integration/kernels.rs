@@ -119,13 +119,7 @@ fn gpu_bench_peer_files_reproduce_native_cpu() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("peer's inputs were written"), "{stderr}");
     }
-    let py = std::process::Command::new("python3")
-        .arg(crate::util::root().join("scripts/torch_peer.py"))
-        .arg(dir.join("peer"))
-        .arg("--numpy-only")
-        .env("PYTHONPATH", crate::util::root().join(".deps/python"))
-        .output()
-        .unwrap();
+    let py = crate::util::python().arg(crate::util::root().join("scripts/torch_peer.py")).arg(dir.join("peer")).arg("--numpy-only").output().unwrap();
     let text = String::from_utf8_lossy(&py.stdout);
     assert!(py.status.success() && text.contains("max |diff|"), "{text}{}", String::from_utf8_lossy(&py.stderr));
 }
@@ -189,9 +183,7 @@ fn generated_cuda_arithmetic_matches_native_cpu_compiled_on_the_host() {
     use excite::engine::native_cuda::{self, Form};
     use excite::engine::Engine;
     let dir = crate::util::scratch("cuda-on-host");
-    let yaml = std::fs::read_to_string(crate::util::root().join("models/problem-c.yaml")).unwrap().replace("cells: 1000", "cells: 20").replace("t_end: 20", "t_end: 2");
-    let data = dir.join("data");
-    excite::data::generate(&excite::data::DatasetSpec::from_yaml(&yaml).unwrap(), 0, &excite::report::Silent).unwrap().write(&data).unwrap();
+    let data = crate::util::preset_data(&dir, "problem-c.yaml", &[("cells: 1000", "cells: 20"), ("t_end: 20", "t_end: 2")]);
     let rows = 257;
     let x: Vec<f32> = (0..rows).flat_map(|r| [(r % 21) as f32 * 0.1, (r % 7) as f32 * 0.13, (r % 5) as f32 * 0.03, (r % 11) as f32 * 0.09]).collect();
     for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
@@ -215,7 +207,7 @@ fn generated_cuda_arithmetic_matches_native_cpu_compiled_on_the_host() {
             assert!(std::process::Command::new(&prog).arg(&input).arg(&output).status().unwrap().success());
             let got: Vec<f32> = std::fs::read(&output).unwrap().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             assert_eq!(got.len(), want.len());
-            let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let d = crate::util::max_abs_diff(&got, &want);
             assert!(d <= 1e-5, "{act} {form:?}: generated CUDA arithmetic vs native-cpu {d:.2e}");
         }
     }

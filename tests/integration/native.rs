@@ -10,14 +10,11 @@ use excite::engine::Engine;
 use excite::report::Silent;
 use excite::train::{self, TrainSpec};
 
-use crate::util::{root, scratch};
+use crate::util::{max_abs_diff, preset_data, scratch};
 
 /// A problem-C-shaped dataset (4 inputs), shared by the models below.
 fn data(dir: &Path) -> PathBuf {
-    let yaml = std::fs::read_to_string(root().join("models/problem-c.yaml")).unwrap().replace("cells: 1000", "cells: 20").replace("t_end: 20", "t_end: 2");
-    let out = dir.join("data");
-    excite::data::generate(&excite::data::DatasetSpec::from_yaml(&yaml).unwrap(), 0, &Silent).unwrap().write(&out).unwrap();
-    out
+    preset_data(dir, "problem-c.yaml", &[("cells: 1000", "cells: 20"), ("t_end: 20", "t_end: 2")])
 }
 
 /// A briefly trained 4-H-H-2 network with `act`, exported.
@@ -32,11 +29,6 @@ fn model(dir: &Path, data: &Path, act: &str, h: usize) -> PathBuf {
 
 fn inputs(rows: usize) -> Vec<f32> {
     (0..rows).flat_map(|r| [(r % 21) as f32 * 0.1, (r % 7) as f32 * 0.13, (r % 5) as f32 * 0.03, (r % 11) as f32 * 0.09]).collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -60,18 +52,18 @@ fn native_matches_the_reference_and_onnx_runtime() {
                     let more = NativeEngine::load(&onnx, threads).unwrap().run(&x, rows).unwrap();
                     assert_eq!(one, more, "{act} H={h} rows={rows}: {threads} threads differ from one");
                 }
-                assert!(max_diff(&one, &want) <= 1e-5, "{act} H={h} rows={rows}: native vs reference {:.2e}", max_diff(&one, &want));
-                assert!(max_diff(&one, &from_ort) <= 1e-5, "{act} H={h} rows={rows}: native vs ONNX Runtime {:.2e}", max_diff(&one, &from_ort));
+                assert!(max_abs_diff(&one, &want) <= 1e-5, "{act} H={h} rows={rows}: native vs reference {:.2e}", max_abs_diff(&one, &want));
+                assert!(max_abs_diff(&one, &from_ort) <= 1e-5, "{act} H={h} rows={rows}: native vs ONNX Runtime {:.2e}", max_abs_diff(&one, &from_ort));
                 if matches!(act, "tanh" | "sigmoid" | "silu") {
                     // the fast mode: ≤ 1e-4 per activation, so about that at the output
                     let fast = NativeEngine::load(&onnx, 2).unwrap().with_fast_activations(true).run(&x, rows).unwrap();
-                    let d = max_diff(&fast, &want);
+                    let d = max_abs_diff(&fast, &want);
                     assert!(d <= 1e-3 && (rows < 1000 || d > 1e-7), "{act} H={h} rows={rows}: fast mode {d:.2e}");
                 }
                 let engine = NativeEngine::load(&onnx, 1).unwrap();
                 for kernel in NativeEngine::kernels() {
                     let y = engine.run_kernel(kernel, &x, rows).unwrap();
-                    assert!(max_diff(&y, &want) <= 1e-5, "{act} H={h} rows={rows}: {kernel} kernel {:.2e}", max_diff(&y, &want));
+                    assert!(max_abs_diff(&y, &want) <= 1e-5, "{act} H={h} rows={rows}: {kernel} kernel {:.2e}", max_abs_diff(&y, &want));
                 }
             }
         }

@@ -1,30 +1,14 @@
 //! Training surrogates: accuracy on problem A, the exact PINN tangent,
 //! repeatability, resuming, ITNN rollouts and time windows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use excite::data::{self, DatasetSpec};
+use excite::data;
 use excite::report::{Reporter, Silent};
 use excite::train::{self, arch, Activation, Architecture, Layer, Net, TrainedSurrogate, TrainSpec};
 
-use crate::util::{reference_dir, scratch};
-
-/// Writes the dataset of a preset (optionally edited) into `dir`.
-fn dataset(preset: &str, edit: &[(&str, &str)], dir: &Path) -> PathBuf {
-    let mut yaml =
-        std::fs::read_to_string(crate::util::root().join("models").join(preset)).unwrap();
-    for (from, to) in edit {
-        yaml = yaml.replace(from, to);
-    }
-    let spec = DatasetSpec::from_yaml(&yaml).unwrap();
-    let out = dir.join("data");
-    data::generate(&spec, 0, &Silent)
-        .unwrap()
-        .write(&out)
-        .unwrap();
-    out
-}
+use crate::util::{preset_data, quick_data, reference_dir, scratch};
 
 fn spec(data: &Path, body: &str) -> TrainSpec {
     TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap()
@@ -36,7 +20,7 @@ const SMALL: &str =
 #[test]
 fn ddnn_learns_problem_a() {
     let dir = scratch("train-a");
-    let data = dataset("quick.yaml", &[], &dir);
+    let data = quick_data(&dir);
     let s = spec(&data, &format!("mode: ddnn\n{SMALL}steps: 3000\nschedule: {{kind: cosine, min_lr: 0.00003}}\nval_every: 250\n"));
     let out = dir.join("run");
     let o = train::train(&s, &out, false, &Silent).unwrap();
@@ -168,7 +152,7 @@ impl Reporter for CrashAt {
 #[test]
 fn same_seed_same_weights_and_resume_continues_exactly() {
     let dir = scratch("train-resume");
-    let data = dataset("quick.yaml", &[], &dir);
+    let data = quick_data(&dir);
     let body = |seed: u64| {
         format!("mode: ddnn\n{SMALL}steps: 300\nval_every: 100\nschedule: {{kind: constant}}\nseed: {seed}\n")
     };
@@ -229,11 +213,7 @@ fn same_seed_same_weights_and_resume_continues_exactly() {
 #[test]
 fn itnn_rolls_out_whole_trajectories() {
     let dir = scratch("train-itnn");
-    let data = dataset(
-        "problem-c-itnn.yaml",
-        &[("cells: 1000", "cells: 40"), ("t_end: 20", "t_end: 5")],
-        &dir,
-    );
+    let data = preset_data(&dir, "problem-c-itnn.yaml", &[("cells: 1000", "cells: 40"), ("t_end: 20", "t_end: 5")]);
     let s = spec(&data, "mode: itnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32]]\nsteps: 1500\nbatch: 256\nlr: 0.003\nval_every: 500\n");
     let o = train::train(&s, &dir.join("run"), false, &Silent).unwrap();
     let r = o.metrics.rollout.expect("ITNN reports a rollout");
@@ -248,7 +228,7 @@ fn itnn_rolls_out_whole_trajectories() {
 #[test]
 fn pinn_and_time_windows_train() {
     let dir = scratch("train-pinn");
-    let data = dataset("quick.yaml", &[], &dir);
+    let data = quick_data(&dir);
     let s = spec(&data, &format!("mode: pinn\n{SMALL}steps: 1500\ncollocation: 256\nval_every: 500\nwindows: 2\nadaptive: {{every: 500, fraction: 0.1, boost: 4}}\n"));
     let out = dir.join("run");
     let o = train::train(&s, &out, false, &Silent).unwrap();
@@ -267,7 +247,7 @@ fn pinn_and_time_windows_train() {
 #[test]
 fn wrong_dataset_kind_is_refused() {
     let dir = scratch("train-kind");
-    let data = dataset("quick.yaml", &[], &dir);
+    let data = quick_data(&dir);
     let e = train::train(
         &spec(&data, &format!("mode: itnn\n{SMALL}steps: 10\n")),
         &dir.join("run"),
@@ -309,7 +289,7 @@ fn authors_zoo_loads() {
 #[test]
 fn cuda_training_needs_the_gpu_build() {
     let dir = scratch("train-cuda");
-    let data = dataset("quick.yaml", &[], &dir);
+    let data = quick_data(&dir);
     let e = train::train(
         &spec(
             &data,

@@ -70,12 +70,34 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The dataset of `models/<preset>`, each (from, to) replaced in its text
+/// first, generated into `dir/data`.
+pub fn preset_data(dir: &Path, preset: &str, edit: &[(&str, &str)]) -> PathBuf {
+    let mut yaml = std::fs::read_to_string(root().join("models").join(preset)).unwrap();
+    for (from, to) in edit {
+        yaml = yaml.replace(from, to);
+    }
+    let out = dir.join("data");
+    excite::data::generate(&excite::data::DatasetSpec::from_yaml(&yaml).unwrap(), 0, &excite::report::Silent).unwrap().write(&out).unwrap();
+    out
+}
+
 /// The quick preset's dataset (problem A: one trajectory), generated into `dir/data`.
 pub fn quick_data(dir: &Path) -> PathBuf {
-    let spec = excite::data::DatasetSpec::from_yaml(excite::data::spec::QUICK_PRESET).unwrap();
-    let out = dir.join("data");
-    excite::data::generate(&spec, 0, &excite::report::Silent).unwrap().write(&out).unwrap();
-    out
+    preset_data(dir, "quick.yaml", &[])
+}
+
+/// The largest |a − b| of two equally long outputs.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// `python3` with the project-local packages of scripts/setup.sh on its path.
+pub fn python() -> std::process::Command {
+    let mut c = std::process::Command::new("python3");
+    c.env("PYTHONPATH", root().join(".deps/python"));
+    c
 }
 
 /// Trains `body` (a training config after its name and dataset) on `data`

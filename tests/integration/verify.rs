@@ -10,21 +10,7 @@ use crate::util::{excite, scratch};
 
 /// Simulates `preset` (edited), trains `body` on it and exports; returns the ONNX path.
 fn onnx_for(dir: &Path, preset: &str, edit: &[(&str, &str)], body: &str) -> PathBuf {
-    let mut yaml =
-        std::fs::read_to_string(crate::util::root().join("models").join(preset)).unwrap();
-    for (a, b) in edit {
-        yaml = yaml.replace(a, b);
-    }
-    let data = dir.join("data");
-    excite::data::generate(
-        &excite::data::DatasetSpec::from_yaml(&yaml).unwrap(),
-        0,
-        &Silent,
-    )
-    .unwrap()
-    .write(&data)
-    .unwrap();
-    crate::util::train_and_export(dir, &data, body)
+    crate::util::train_and_export(dir, &crate::util::preset_data(dir, preset, edit), body)
 }
 
 const A: &str = "mode: ddnn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32], [tanh, 32]]\nsteps: 3000\nbatch: 128\nlr: 0.003\nschedule: {kind: cosine, min_lr: 0.00003}\nval_every: 500\n";
