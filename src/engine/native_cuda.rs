@@ -347,9 +347,7 @@ impl NativeCudaEngine {
         if n_cells * n_samples == 0 {
             return Ok(Vec::new());
         }
-        // time is the only input: the kernel reads no cell values, but the buffer must exist
-        let cd = self.stream.clone_htod(if cells.is_empty() { &[0.0][..] } else { cells }).map_err(driver_err("copying inputs"))?;
-        let mut yd = self.stream.alloc_zeros::<f32>(n_cells * n_samples * self.outputs).map_err(driver_err("allocating outputs"))?;
+        let (cd, mut yd) = self.buffers(cells, n_cells * n_samples)?;
         self.launch_grid(&cd, &mut yd, n_cells, dt, n_samples)?;
         self.stream.clone_dtoh(&yd).map_err(driver_err("copying outputs"))
     }
@@ -359,18 +357,23 @@ impl NativeCudaEngine {
     /// launches after one warm-up.
     pub fn time_rows(&mut self, x: &[f32], rows: usize, repeat: usize) -> Result<f64, Error> {
         crate::engine::check_rows(x, rows, self.inputs)?;
-        let xd = self.stream.clone_htod(x).map_err(driver_err("copying inputs"))?;
-        let mut yd = self.stream.alloc_zeros::<f32>(rows * self.outputs).map_err(driver_err("allocating outputs"))?;
+        let (xd, mut yd) = self.buffers(x, rows)?;
         self.timed(repeat, |e| e.launch_rows(&xd, &mut yd, rows))
     }
 
     /// [`NativeCudaEngine::time_rows`] for [`NativeCudaEngine::run_grid`].
     pub fn time_grid(&mut self, cells: &[f32], n_cells: usize, dt: f64, n_samples: usize, repeat: usize) -> Result<f64, Error> {
         self.check_grid(cells, n_cells, dt)?;
-        // time is the only input: the kernel reads no cell values, but the buffer must exist
-        let cd = self.stream.clone_htod(if cells.is_empty() { &[0.0][..] } else { cells }).map_err(driver_err("copying inputs"))?;
-        let mut yd = self.stream.alloc_zeros::<f32>(n_cells * n_samples * self.outputs).map_err(driver_err("allocating outputs"))?;
+        let (cd, mut yd) = self.buffers(cells, n_cells * n_samples)?;
         self.timed(repeat, |e| e.launch_grid(&cd, &mut yd, n_cells, dt, n_samples))
+    }
+
+    /// The inputs copied to the GPU and room for `rows` rows of outputs.
+    fn buffers(&self, input: &[f32], rows: usize) -> Result<(CudaSlice<f32>, CudaSlice<f32>), Error> {
+        // with time the only input, the grid kernel reads no cell values, but the buffer must exist
+        let x = self.stream.clone_htod(if input.is_empty() { &[0.0][..] } else { input }).map_err(driver_err("copying inputs"))?;
+        let y = self.stream.alloc_zeros::<f32>(rows * self.outputs).map_err(driver_err("allocating outputs"))?;
+        Ok((x, y))
     }
 
     fn timed(&mut self, repeat: usize, mut launch: impl FnMut(&Self) -> Result<(), Error>) -> Result<f64, Error> {
@@ -400,8 +403,7 @@ impl Engine for NativeCudaEngine {
         if rows == 0 {
             return Ok(Vec::new());
         }
-        let xd = self.stream.clone_htod(x).map_err(driver_err("copying inputs"))?;
-        let mut yd = self.stream.alloc_zeros::<f32>(rows * self.outputs).map_err(driver_err("allocating outputs"))?;
+        let (xd, mut yd) = self.buffers(x, rows)?;
         self.launch_rows(&xd, &mut yd, rows)?;
         self.stream.clone_dtoh(&yd).map_err(driver_err("copying outputs"))
     }

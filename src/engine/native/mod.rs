@@ -249,8 +249,11 @@ impl NativeEngine {
     /// Runs one named kernel from [`NativeEngine::kernels`] (for tests and
     /// benchmarks; `run` picks the fastest).
     pub fn run_kernel(&self, kernel: &str, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        self.run_with(Isa::named(kernel)?, x, rows)
+    }
+
+    fn run_with(&self, isa: Isa, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         crate::engine::check_rows(x, rows, self.inputs)?;
-        let isa = Isa::named(kernel)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
             self.run_into(x, rows, &mut y, isa);
@@ -322,8 +325,11 @@ impl Isa {
     }
 
     fn named(name: &str) -> Result<Isa, Error> {
-        let names: Vec<&str> = Isa::available().iter().map(|i| i.name()).collect();
-        Isa::available().into_iter().find(|i| i.name() == name).ok_or_else(|| Error::invalid("native kernel", format!("`{name}` cannot run on this CPU"), format!("choose one of {} (EXCITE_NATIVE_KERNEL selects one; unset, the fastest)", names.join(", "))))
+        let available = Isa::available();
+        available.iter().copied().find(|i| i.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = available.iter().map(|i| i.name()).collect();
+            Error::invalid("native kernel", format!("`{name}` cannot run on this CPU"), format!("choose one of {} (EXCITE_NATIVE_KERNEL selects one; unset, the fastest)", names.join(", ")))
+        })
     }
 
     fn name(self) -> &'static str {
@@ -341,12 +347,7 @@ impl Engine for NativeEngine {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        crate::engine::check_rows(x, rows, self.inputs)?;
-        let mut y = vec![0.0f32; rows * self.outputs];
-        if rows > 0 {
-            self.run_into(x, rows, &mut y, self.isa);
-        }
-        Ok(y)
+        self.run_with(self.isa, x, rows)
     }
 }
 
