@@ -16,6 +16,7 @@ fn main() {
     files.sort();
     let mut mods = String::new();
     let mut list = String::new();
+    let mut dispatch = String::new();
     for f in &files {
         let stem = f.file_stem().unwrap().to_str().unwrap();
         mods.push_str(&format!(
@@ -23,9 +24,15 @@ fn main() {
             f.display().to_string()
         ));
         list.push_str(&format!("&{stem}::MODEL, "));
+        dispatch.push_str(&format!(
+            "    if let Some(m) = super::downcast_like(&{stem}::MODEL, any) {{\n        return Ok(f.call(m));\n    }}\n"
+        ));
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    let code = format!("{mods}\npub static MODELS: &[&dyn crate::cell::Model] = &[{list}];\n");
+    let code = format!(
+        "{mods}\npub static MODELS: &[&dyn crate::cell::Model] = &[{list}];\n\n\
+         pub fn dispatch<F: super::WithModel>(any: &dyn std::any::Any, f: F) -> Result<F::Out, F> {{\n{dispatch}    Err(f)\n}}\n"
+    );
     let out_dir = env::var("OUT_DIR").unwrap();
     fs::write(Path::new(&out_dir).join("models.rs"), code).unwrap();
 

@@ -119,7 +119,7 @@ pub fn file_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, Stri
                 walk(root, &path, out)?;
             } else {
                 let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                out.insert(path.strip_prefix(root).unwrap_or(&path).display().to_string(), crate::data::sha256_hex(&bytes));
+                out.insert(path.strip_prefix(root).unwrap_or(&path).display().to_string(), crate::hash::sha256_hex(&bytes));
             }
         }
         Ok(())

@@ -9,24 +9,24 @@
 //! replacing a previous engine only once complete.
 
 pub mod batch;
-pub mod graph;
 pub mod precision;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::data::sha256_hex;
+use crate::hash::sha256_hex;
 use crate::engine::manifest::{
     BatchProfile, Calibration, Candidate, Manifest, Runtime, Target, TensorSpec, Verified,
-    ENGINE_FILE, FORMAT,
+    CALIBRATION_FILE, ENGINE_FILE, FORMAT,
 };
-use crate::engine::ort::{self as ortengine, Options, OrtEngine, TargetOptions, TrtSettings};
+use crate::engine::ort::{self as ortengine, Phase};
+use crate::engine::Spec;
 use crate::fsio::{write_atomic, StagingDir};
 use crate::report::Reporter;
 use crate::verify::{self, Problem, Settings};
 use crate::Error;
-use graph::Model;
-use precision::{Calibrator, Precision};
+use crate::onnx::Model;
+use crate::engine::manifest::{Calibrator, Precision};
 
 /// Which precision to build.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,10 +192,18 @@ fn variant(
         Precision::Int8 => {
             let (x, rows, from) = calibration_set(p, spec)?;
             let amax = precision::calibrate(source, &x, rows, spec.calibrator)?;
-            let qdq = precision::to_qdq(source, &amax)?;
+            let graph = if spec.target == Target::Tensorrt {
+                // implicit quantisation: the fp32 graph with the calibration
+                // cache (TensorRT refuses a cache for a graph with Q/DQ nodes)
+                let mut g = source.clone();
+                g.set_meta("excite.precision", "int8");
+                g
+            } else {
+                precision::to_qdq(source, &amax)?
+            };
             Variant {
                 precision: prec,
-                bytes: qdq.to_bytes(),
+                bytes: graph.to_bytes(),
                 calibration: Some((
                     Calibration {
                         method: spec.calibrator,
@@ -207,31 +215,6 @@ fn variant(
             }
         }
     })
-}
-
-fn target_options(
-    target: Target,
-    dir: &Path,
-    prec: Precision,
-    batch: BatchProfile,
-    features: usize,
-    input: &str,
-) -> TargetOptions {
-    match target {
-        Target::Cpu | Target::Reference | Target::NativeCpu | Target::NativeCuda => TargetOptions::Cpu,
-        Target::Cuda => TargetOptions::Cuda { device: 0 },
-        Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
-            device: 0,
-            fp16: prec == Precision::Fp16,
-            int8: false, // the int8 variant is a QDQ model: TensorRT quantises explicitly
-            calibration_table: None,
-            cache_dir: dir.join("trt"),
-            input: input.into(),
-            features,
-            batch,
-            dump_ep_context: Some(dir.join("trt").join("model_ctx.onnx")),
-        }),
-    }
 }
 
 fn summary(r: &verify::Report) -> Verified {
@@ -339,13 +322,12 @@ pub fn build(
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
         let model = cdir.join("model.onnx");
         write_atomic(&model, &v.bytes)?;
-        let opts = Options {
-            target: target_options(spec.target, &cdir, prec, initial_batch, n_in, &input),
-            optimized_model: (spec.target == Target::Cpu)
-                .then(|| cdir.join("model.optimized.onnx")),
-            threads: 0,
-        };
-        let mut engine = load_engine(spec.target, prec, &model, &opts)?;
+        if let Some((_, cache)) = &v.calibration {
+            write_atomic(&cdir.join(CALIBRATION_FILE), cache.as_bytes())?;
+        }
+        let engine_spec = Spec { target: spec.target, precision: prec, batch: initial_batch, input: input.clone(), features: n_in };
+        let optimized = (spec.target == Target::Cpu).then(|| cdir.join("model.optimized.onnx"));
+        let mut engine = crate::engine::load(&engine_spec, &cdir, &model, 0, Phase::Build, optimized)?;
         let report = match &spec.verify {
             Some(s) => {
                 reporter.phase(&format!(
@@ -407,9 +389,6 @@ pub fn build(
     let model_path = dir.join("model.onnx");
     let prec = candidates[chosen].0.precision;
     let calibration = candidates[chosen].0.calibration.clone();
-    if let Some((_, cache)) = &calibration {
-        write_atomic(&dir.join("calibration.cache"), cache.as_bytes())?;
-    }
 
     // Batch tuning on the chosen engine.
     let batch = match spec.batch {
@@ -419,20 +398,23 @@ pub fn build(
             max_latency_ms,
         } => {
             reporter.phase(&format!("tuning the batch size (1 … {cap})"));
-            let opts = Options {
-                target: target_options(spec.target, &dir, prec, initial_batch, n_in, &input),
-                ..Default::default()
-            };
-            let mut engine = load_engine(spec.target, prec, &model_path, &opts)?;
+            let engine_spec = Spec { target: spec.target, precision: prec, batch: initial_batch, input: input.clone(), features: n_in };
+            let mut engine = crate::engine::load(&engine_spec, &dir, &model_path, 0, Phase::Build, None)?;
             let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), batch::csv(&points).as_bytes())?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
             let opt = batch::choose(&points, max_latency_ms)?;
-            BatchProfile {
+            let tuned = BatchProfile {
                 min: 1,
                 opt,
                 max: cap.max(opt),
+            };
+            if spec.target == Target::Tensorrt && tuned != initial_batch {
+                // rebuild with the tuned profile, as the engine will be reopened with it
+                let engine_spec = Spec { target: spec.target, precision: prec, batch: tuned, input: input.clone(), features: n_in };
+                crate::engine::load(&engine_spec, &dir, &model_path, 0, Phase::Build, None)?;
             }
+            tuned
         }
     };
 
@@ -494,10 +476,7 @@ pub fn build(
         runtime,
         device: match spec.target {
             Target::Cpu | Target::Reference | Target::NativeCpu => None,
-            Target::NativeCuda => crate::solve::cuda::CudaSolver::new().ok().map(|g| g.device_name()),
-            _ => crate::solve::cuda::CudaSolver::new()
-                .ok()
-                .map(|g| g.device_name()),
+            _ => crate::gpu::gpu_name(),
         },
         source_model_sha256: sha256_hex(&bytes),
         calibration: calibration.map(|c| c.0),
@@ -524,14 +503,3 @@ pub fn build(
     staging.commit()?;
     Ok(manifest)
 }
-
-/// The engine for `target`: ONNX Runtime, or excite's interpreter.
-fn load_engine(target: Target, prec: Precision, model: &Path, opts: &Options) -> Result<Box<dyn crate::engine::Engine>, Error> {
-    Ok(match target {
-        Target::Reference => Box::new(crate::engine::reference::Interpreter::load(model)?),
-        Target::NativeCpu => Box::new(crate::engine::native::NativeEngine::load(model, opts.threads)?.with_fast_activations(prec == Precision::Fp32Fast)),
-        Target::NativeCuda => Box::new(crate::engine::native_cuda::NativeCudaEngine::load_with(model, prec.tensor_core())?),
-        _ => Box::new(OrtEngine::load(model, opts)?),
-    })
-}
-

@@ -18,64 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::build::graph::{Attr, Init, Model, Node, FLOAT, FLOAT16, INT8};
-use crate::engine::reference::Interpreter;
+use crate::onnx::graph::{Attr, Init, Model, Node, FLOAT, FLOAT16, INT8};
+use crate::engine::manifest::Calibrator;
+use crate::onnx::Interpreter;
 use crate::Error;
-
-/// Numeric precision of an engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    Fp16,
-    Int8,
-    /// fp32 arithmetic with the native engine's fast tanh, sigmoid and SiLU
-    /// (≤ 1e-4 against f64 instead of 5e-7).
-    #[serde(rename = "fp32-fast")]
-    #[value(name = "fp32-fast")]
-    Fp32Fast,
-    /// bfloat16 operands with fp32 sums (native-cuda's tensor-core kernel).
-    Bf16,
-}
-
-impl Precision {
-    /// The tensor-core operand type of a native-cuda engine at this precision.
-    pub fn tensor_core(self) -> Option<crate::engine::native_cuda::TensorCore> {
-        use crate::engine::native_cuda::TensorCore;
-        match self {
-            Precision::Fp16 => Some(TensorCore::Fp16),
-            Precision::Bf16 => Some(TensorCore::Bf16),
-            _ => None,
-        }
-    }
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Int8 => "int8",
-            Precision::Fp32Fast => "fp32-fast",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
-
-/// How a tensor's clipping range is chosen from calibration data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Calibrator {
-    /// The largest absolute value seen.
-    Minmax,
-    /// The 99.99th percentile of absolute values.
-    Percentile,
-    /// TensorRT's entropy calibration: the threshold minimising the KL divergence
-    /// between the fp32 histogram and its 128-level quantisation.
-    Entropy,
-}
 
 /// The fp16 variant of `m`.
 pub fn to_fp16(m: &Model) -> Model {

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{sha256_hex, ModelMeta, TimeMeta, VarRange};
+use crate::data::{ModelMeta, TimeMeta, VarRange};
+use crate::hash::sha256_hex;
 use crate::engine::manifest::{BatchProfile, Manifest, Target};
 use crate::engine::Engine;
 use crate::fsio::{write_atomic, StagingDir};
-use crate::pipeline::{Pipeline, Stage};
 use crate::train::Mode;
 use crate::verify::{Budget, Problem, Report};
 use crate::Error;
@@ -68,28 +68,39 @@ pub struct BundleManifest {
     pub files: BTreeMap<String, String>,
 }
 
-/// The package stage: `out/<name>/` and `out/<name>.tar.gz` from a run folder.
-pub fn package(p: &Pipeline, run_dir: &Path, out: &Path) -> Result<(), Error> {
+/// What goes into a bundle: the exported model, one built engine folder and
+/// the verification report folder of that engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Contents<'a> {
+    pub name: &'a str,
+    pub onnx: &'a Path,
+    pub engine: &'a Path,
+    pub report: &'a Path,
+    /// Write `<name>.tar.gz` beside the folder.
+    pub tar: bool,
+}
+
+/// Packages `c` as `out/<name>/` (and `out/<name>.tar.gz`), replacing `out` only once complete.
+pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
     let staging = StagingDir::new(out)?;
-    let bundle = staging.path().join(&p.name);
-    let stage = |s: Stage| run_dir.join(s.name());
+    let bundle = staging.path().join(c.name);
     std::fs::create_dir_all(&bundle).map_err(|e| Error::io(&bundle, e))?;
-    let onnx = stage(Stage::Export).join("model.onnx");
-    std::fs::copy(&onnx, bundle.join("model.onnx")).map_err(|e| Error::io(&onnx, e))?;
-    let engine = Manifest::load(&stage(Stage::Build))?;
+    let onnx = c.onnx;
+    std::fs::copy(onnx, bundle.join("model.onnx")).map_err(|e| Error::io(onnx, e))?;
+    let engine = Manifest::load(c.engine)?;
     let engine_dir = format!("engines/{}-{}", engine.target.name(), engine.precision.name());
-    crate::fsio::copy_dir(&stage(Stage::Build), &bundle.join(&engine_dir))?;
-    crate::fsio::copy_dir(&stage(Stage::Verify), &bundle.join("report"))?;
-    let report_path = stage(Stage::Verify).join("report.json");
+    crate::fsio::copy_dir(c.engine, &bundle.join(&engine_dir))?;
+    crate::fsio::copy_dir(c.report, &bundle.join("report"))?;
+    let report_path = c.report.join("report.json");
     let report: Report = serde_json::from_slice(&std::fs::read(&report_path).map_err(|e| Error::io(&report_path, e))?)
         .map_err(|e| Error::format(&report_path, format!("not a verification report: {e}"), "re-run the verify stage"))?;
-    let problem = Problem::from_onnx(&onnx)?;
+    let problem = Problem::from_onnx(onnx)?;
     let by_var = |f: &dyn Fn(&crate::verify::VarReport) -> f64| report.variables.iter().map(|v| (v.name.clone(), f(v))).collect();
     let mut files = crate::fsio::file_hashes(&bundle)?;
     files.remove(BUNDLE_FILE);
     let manifest = BundleManifest {
         format: FORMAT.into(),
-        name: p.name.clone(),
+        name: c.name.into(),
         cell_model: problem.model_meta.clone(),
         kind: problem.kind,
         units: "dimensionless (time in the model's time unit)".into(),
@@ -114,14 +125,14 @@ pub fn package(p: &Pipeline, run_dir: &Path, out: &Path) -> Result<(), Error> {
         files,
     };
     write_atomic(&bundle.join(BUNDLE_FILE), &serde_json::to_vec_pretty(&manifest).expect("serialises"))?;
-    if p.package.tar {
-        let tarball = staging.path().join(format!("{}.tar.gz", p.name));
+    if c.tar {
+        let tarball = staging.path().join(format!("{}.tar.gz", c.name));
         let mut bytes = Vec::new();
         {
             let gz = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::default());
             let mut tar = tar::Builder::new(gz);
             tar.mode(tar::HeaderMode::Deterministic);
-            tar.append_dir_all(&p.name, &bundle).map_err(|e| Error::io(&tarball, e))?;
+            tar.append_dir_all(c.name, &bundle).map_err(|e| Error::io(&tarball, e))?;
             tar.into_inner().and_then(|gz| gz.finish()).map_err(|e| Error::io(&tarball, e))?;
         }
         write_atomic(&tarball, &bytes)?;
@@ -200,7 +211,7 @@ impl Surrogate {
                 return Ok(Surrogate { manifest, engine, engine_name: name });
             }
         }
-        let engine = crate::engine::reference::Interpreter::load(&dir.join(&manifest.model))?;
+        let engine = crate::onnx::Interpreter::load(&dir.join(&manifest.model))?;
         Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into() })
     }
 

@@ -12,7 +12,6 @@ pub mod symbolic;
 
 pub use real::{Lanes, Real};
 
-use crate::solve::{self, Cells, TimeGrid, Trajectories};
 use crate::Error;
 
 /// Most state variables a model may have (sizes the solvers' stack buffers).
@@ -98,29 +97,15 @@ pub trait CellModel: Send + Sync + 'static {
 }
 
 /// The object-safe face of a [`CellModel`]: what the rest of excite holds
-/// (`&'static dyn Model`), with the solvers already instantiated for it.
-pub trait Model: Send + Sync {
+/// (`&'static dyn Model`). Code that needs the concrete type (the solvers,
+/// which inline the right-hand side into their loops) gets it through
+/// [`with_model`].
+pub trait Model: std::any::Any + Send + Sync {
     fn info(&self) -> &'static ModelInfo;
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]);
     /// The right-hand side on symbols, for [`symbolic::trace`].
     fn rhs_sym(&self, p: &[symbolic::Sym], x: &[symbolic::Sym], dx: &mut [symbolic::Sym]);
     fn cuda_rhs(&self) -> &'static str;
-    /// Forward Euler in f32 on the SIMD, multi-threaded CPU path (`threads = 0`: all cores).
-    fn solve_cpu(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Trajectories<f32> {
-        self.solve_cpu_with(grid, cells, threads, solve::cpu::Kernel::best())
-    }
-    /// As [`Model::solve_cpu`], with a chosen kernel.
-    fn solve_cpu_with(
-        &self,
-        grid: &TimeGrid,
-        cells: &Cells,
-        threads: usize,
-        kernel: solve::cpu::Kernel,
-    ) -> Trajectories<f32>;
-    /// Forward Euler in f32, one cell at a time: the reference the fast paths are tested against.
-    fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32>;
-    /// Forward Euler in f64, one cell at a time.
-    fn solve_scalar_f64(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f64>;
 }
 
 impl<M: CellModel> Model for M {
@@ -136,21 +121,31 @@ impl<M: CellModel> Model for M {
     fn cuda_rhs(&self) -> &'static str {
         CellModel::cuda_rhs(self)
     }
-    fn solve_cpu_with(
-        &self,
-        grid: &TimeGrid,
-        cells: &Cells,
-        threads: usize,
-        kernel: solve::cpu::Kernel,
-    ) -> Trajectories<f32> {
-        solve::cpu::solve(self, grid, cells, threads, kernel)
-    }
-    fn solve_scalar_f32(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f32> {
-        solve::scalar::solve::<M, f32>(self, grid, cells)
-    }
-    fn solve_scalar_f64(&self, grid: &TimeGrid, cells: &Cells) -> Trajectories<f64> {
-        solve::scalar::solve::<M, f64>(self, grid, cells)
-    }
+}
+
+/// Code written once over a model's concrete type, run by [`with_model`]
+/// on a `&dyn Model` (a generic closure, which Rust does not have).
+pub trait WithModel {
+    type Out;
+    fn call<M: CellModel>(self, model: &M) -> Self::Out;
+}
+
+/// Runs `f` on the concrete type behind `model`: the layers above (the
+/// solvers) get a monomorphised instance per built-in model without the
+/// cell layer knowing them.
+pub fn with_model<F: WithModel>(model: &dyn Model, f: F) -> Result<F::Out, Error> {
+    registry::dispatch(model as &dyn std::any::Any, f).map_err(|_| {
+        Error::invalid(
+            "model",
+            format!("`{}` is not a built-in cell model, so no compiled solver exists for it", model.info().name),
+            "add the model as a file in src/cell/models/ (README, 'Cell models')",
+        )
+    })
+}
+
+/// `any` as the type of `_like`, for the generated dispatch.
+fn downcast_like<'a, M: CellModel>(_like: &M, any: &'a dyn std::any::Any) -> Option<&'a M> {
+    any.downcast_ref::<M>()
 }
 
 mod registry {

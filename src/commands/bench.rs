@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use excite::data::{self, DatasetSpec};
-use excite::solve::{cpu, cuda::CudaSolver, Trajectories};
+use excite::isa::Isa;
+use excite::solve::{cpu, cuda::CudaSolver, scalar, Trajectories};
 use serde::Serialize;
 
 use super::printer::rate;
@@ -108,11 +109,11 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
 
     let s = time(&mut || {
         drop(std::hint::black_box(
-            model.solve_scalar_f32(&small.grid, &small_cells),
+            scalar::solve_model::<f32>(model, &small.grid, &small_cells),
         ))
     });
     push("scalar loop (f32)", 1, small.cells, s, &mut rows);
-    for kernel in cpu::Kernel::available() {
+    for kernel in Isa::available() {
         let s = time(&mut || {
             drop(std::hint::black_box(cpu::solve_with(
                 model, &big.grid, &big_cells, 1, kernel,
@@ -127,7 +128,7 @@ pub fn euler(a: &EulerArgs) -> Result<ExitCode> {
         );
     }
     let mut cpu_result: Option<Trajectories<f32>> = None;
-    let s = time(&mut || cpu_result = Some(model.solve_cpu(&big.grid, &big_cells, all)));
+    let s = time(&mut || cpu_result = cpu::solve_best(model, &big.grid, &big_cells, all).ok());
     push(
         &format!("simd {} (f32)", cpu::kernel_name()),
         all,
@@ -384,7 +385,7 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
             }
         }
     }
-    let (cell_steps, ref_rate) = reference_rate(&engines[0].2, a.reference_cells, 11, 0);
+    let (cell_steps, ref_rate) = reference_rate(&engines[0].2, a.reference_cells, 11, 0)?;
     let median = |v: &[(f64, Latency)]| {
         let mut s = v.to_vec();
         s.sort_by(|x, y| x.0.total_cmp(&y.0));

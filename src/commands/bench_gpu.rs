@@ -68,10 +68,6 @@ struct Report {
     notes: Vec<String>,
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)
-}
-
 pub fn gpu(a: &GpuArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.cells > 0 && a.repeat > 0, "--cells and --repeat must be at least 1");
     let problem = Problem::from_onnx(&a.model)?;
@@ -122,15 +118,15 @@ pub fn gpu(a: &GpuArgs) -> Result<ExitCode> {
             Ok(mut e) => {
                 let y = e.run(&x, rows)?;
                 let r = rows as f64 / e.time_rows(&x, rows, a.repeat)?;
-                tc_rows.push(row(&format!("native-cuda {name} tensor cores, kernel"), r, Some(max_diff(&y, &y_cpu))));
+                tc_rows.push(row(&format!("native-cuda {name} tensor cores, kernel"), r, Some(excite::metrics::max_abs_error(&y, &y_cpu))));
                 let yg = e.run_grid(&per_cell, cells.n, dt, samples)?;
                 let rg = rows as f64 / e.time_grid(&per_cell, cells.n, dt, samples, a.repeat)?;
-                tc_rows.push(row(&format!("native-cuda {name} tensor cores, grid"), rg, Some(max_diff(&yg, &y_cpu))));
+                tc_rows.push(row(&format!("native-cuda {name} tensor cores, grid"), rg, Some(excite::metrics::max_abs_error(&yg, &y_cpu))));
             }
             Err(e) => notes.push(format!("native-cuda {name}: {e}")),
         }
     }
-    let fp32_worst = [max_diff(&y_rows, &y_cpu), max_diff(&y_grid, &y_cpu)].into_iter().fold(0.0, f64::max);
+    let fp32_worst = [excite::metrics::max_abs_error(&y_rows, &y_cpu), excite::metrics::max_abs_error(&y_grid, &y_cpu)].into_iter().fold(0.0, f64::max);
     let report = Report {
         model: a.model.display().to_string(),
         device: gpu.info().runtime,
@@ -139,9 +135,9 @@ pub fn gpu(a: &GpuArgs) -> Result<ExitCode> {
         steps_per_sample: problem.grid.steps_per_sample,
         rows: vec![
             row("cuda euler kernel (reference)", euler_rate, None),
-            row("native-cuda rows, kernel", rows_kernel, Some(max_diff(&y_rows, &y_cpu))),
+            row("native-cuda rows, kernel", rows_kernel, Some(excite::metrics::max_abs_error(&y_rows, &y_cpu))),
             row("native-cuda rows, with copies", rows_e2e, None),
-            row("native-cuda time grid in kernel", grid_kernel, Some(max_diff(&y_grid, &y_cpu))),
+            row("native-cuda time grid in kernel", grid_kernel, Some(excite::metrics::max_abs_error(&y_grid, &y_cpu))),
             row("native-cpu, all threads", cpu_rate, Some(0.0)),
         ]
         .into_iter()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use excite::build::precision::Calibrator;
+use excite::engine::manifest::Calibrator;
 use excite::build::{self, BatchChoice, BuildSpec, PrecisionChoice};
 use excite::engine::manifest::Target;
 use excite::verify::{Budget, Settings};

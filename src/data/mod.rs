@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use crate::hash::sha256_hex;
 
 use crate::fsio::{write_atomic, StagingDir};
 use crate::report::Reporter;
@@ -378,14 +378,6 @@ impl Dataset {
         staging.commit()?;
         Ok(meta)
     }
-}
-
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A dataset read back from disk.

@@ -140,7 +140,7 @@ impl DatasetSpec {
             )
         };
         let value: serde_norway::Value = serde_norway::from_str(text).map_err(bad)?;
-        let value = crate::pipeline::section(value, "simulate", &[]);
+        let value = crate::yaml::section(value, "simulate", &[]);
         let raw: RawSpec = serde_norway::from_value(value).map_err(bad)?;
         raw.resolve()
     }

@@ -8,11 +8,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::precision::{Calibrator, Precision};
+use crate::engine::native_cuda::TensorCore;
 use crate::Error;
 
 pub const ENGINE_FILE: &str = "engine.json";
 pub const FORMAT: &str = "excite-engine/1";
+/// The int8 calibration ranges in an engine folder, in TensorRT's calibration cache format.
+pub const CALIBRATION_FILE: &str = "calibration.cache";
 
 /// Where an engine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -47,6 +49,59 @@ impl Target {
             Target::Reference => "reference",
         }
     }
+}
+
+/// Numeric precision of an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Int8,
+    /// fp32 arithmetic with the native engine's fast tanh, sigmoid and SiLU
+    /// (≤ 1e-4 against f64 instead of 5e-7).
+    #[serde(rename = "fp32-fast")]
+    #[value(name = "fp32-fast")]
+    Fp32Fast,
+    /// bfloat16 operands with fp32 sums (native-cuda's tensor-core kernel).
+    Bf16,
+}
+
+impl Precision {
+    /// The tensor-core operand type of a native-cuda engine at this precision.
+    pub fn tensor_core(self) -> Option<TensorCore> {
+        use crate::engine::native_cuda::TensorCore;
+        match self {
+            Precision::Fp16 => Some(TensorCore::Fp16),
+            Precision::Bf16 => Some(TensorCore::Bf16),
+            _ => None,
+        }
+    }
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+            Precision::Fp32Fast => "fp32-fast",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// How a tensor's clipping range is chosen from calibration data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibrator {
+    /// The largest absolute value seen.
+    Minmax,
+    /// The 99.99th percentile of absolute values.
+    Percentile,
+    /// TensorRT's entropy calibration: the threshold minimising the KL divergence
+    /// between the fp32 histogram and its 128-level quantisation.
+    Entropy,
 }
 
 /// Batch sizes an engine is built for; `opt` is the one it was tuned for.
@@ -136,7 +191,7 @@ impl Manifest {
         for (file, want) in &m.files {
             let p = dir.join(file);
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            let got = crate::data::sha256_hex(&bytes);
+            let got = crate::hash::sha256_hex(&bytes);
             if &got != want {
                 return Err(Error::format(&p, format!("sha256 {got} does not match {want} in {ENGINE_FILE}: the file changed after the build"), "rebuild the engine with `excite build`"));
             }

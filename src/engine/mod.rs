@@ -32,14 +32,51 @@ pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine
 /// [`open`] with `threads` CPU threads for the native engine and ONNX Runtime (0 = default).
 pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
     let m = manifest::Manifest::load(dir)?;
-    let model = dir.join(&m.model);
-    let engine: Box<dyn Engine> = match m.target {
-        manifest::Target::Reference => Box::new(reference::Interpreter::load(&model)?),
-        manifest::Target::NativeCpu => Box::new(native::NativeEngine::load(&model, threads)?.with_fast_activations(m.precision == crate::build::precision::Precision::Fp32Fast)),
-        manifest::Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load_with(&model, m.precision.tensor_core())?),
-        _ => Box::new(ort::OrtEngine::load(&model, &ort::Options { target: ort::TargetOptions::for_manifest(&m, dir), threads, ..Default::default() })?),
-    };
+    let engine = load(&Spec::of(&m), dir, &dir.join(&m.model), threads, ort::Phase::Reopen, None)?;
     Ok((m, engine))
+}
+
+/// What loading an engine needs to know of it (recorded in `engine.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub target: manifest::Target,
+    pub precision: manifest::Precision,
+    pub batch: manifest::BatchProfile,
+    /// The input tensor's name and width.
+    pub input: String,
+    pub features: usize,
+}
+
+impl Spec {
+    /// The spec an engine folder's manifest records.
+    pub fn of(m: &manifest::Manifest) -> Spec {
+        Spec {
+            target: m.target,
+            precision: m.precision,
+            batch: m.batch,
+            input: m.input.name.clone(),
+            features: m.input.shape.get(1).and_then(|&d| usize::try_from(d).ok()).unwrap_or(1),
+        }
+    }
+}
+
+/// Loads the engine described by `spec` that lives in folder `dir` and runs
+/// `model`, at build time or on reopening (`phase`): the one loader for both,
+/// so a reopened engine runs with the settings it was built and verified
+/// with. `optimized_model`: where ONNX Runtime CPU writes its optimised graph.
+pub fn load(spec: &Spec, dir: &std::path::Path, model: &std::path::Path, threads: usize, phase: ort::Phase, optimized_model: Option<std::path::PathBuf>) -> Result<Box<dyn Engine>, Error> {
+    use manifest::{Precision, Target};
+    Ok(match spec.target {
+        Target::Reference => Box::new(crate::onnx::Interpreter::load(model)?),
+        Target::NativeCpu => Box::new(native::NativeEngine::load(model, threads)?.with_fast_activations(spec.precision == Precision::Fp32Fast)),
+        Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load_with(model, spec.precision.tensor_core())?),
+        Target::Cpu | Target::Cuda | Target::Tensorrt => Box::new(ort::OrtEngine::load(model, &ort::Options { target: ort_options(spec, dir, phase), threads, optimized_model })?),
+    })
+}
+
+/// The ONNX Runtime execution-provider options of the engine `spec` in `dir`.
+pub fn ort_options(spec: &Spec, dir: &std::path::Path, phase: ort::Phase) -> ort::TargetOptions {
+    ort::TargetOptions::for_engine(spec.target, spec.precision, spec.batch, &spec.input, spec.features, dir, phase)
 }
 
 /// Opens an ONNX file (ONNX Runtime CPU with `threads` intra-op threads) or
@@ -70,14 +107,6 @@ pub fn open_path(
         )?;
         Ok((Box::new(e), path.to_path_buf(), None))
     }
-}
-
-/// Checks that `x` holds `rows` rows of `inputs` values.
-pub fn check_rows(x: &[f32], rows: usize, inputs: usize) -> Result<(), Error> {
-    if x.len() != rows * inputs {
-        return Err(Error::invalid("inputs", format!("{} values are not {rows} rows of {inputs} inputs", x.len()), "pass rows × inputs values, row-major"));
-    }
-    Ok(())
 }
 
 /// A built surrogate that evaluates batches: `x` row-major [rows, inputs]

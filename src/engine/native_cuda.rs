@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::engine::native::{Dense, NativeEngine};
 use crate::engine::{Engine, EngineInfo};
@@ -170,40 +170,16 @@ pub fn kernel_source_tc(layers: &[Dense], tc: TensorCore) -> Result<(String, Vec
 
 /// Compiles the tensor-core kernels to PTX for `arch` (bf16 needs sm_80 or later).
 pub fn compile_tc(layers: &[Dense], tc: TensorCore, arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx, Error> {
-    crate::solve::cuda::ensure_nvrtc()?;
     let (src, _, _) = kernel_source_tc(layers, tc).map_err(|e| Error::invalid("precision", e, "build this network with --precision fp32"))?;
-    let opts = cudarc::nvrtc::CompileOptions { arch, name: Some("mlp_tc.cu".into()), include_paths: cuda_include()?.iter().map(|p| p.display().to_string()).collect(), ..Default::default() };
-    cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| Error::unavailable("nvrtc", format!("the tensor-core MLP kernel did not compile: {e:?}"), "this is a bug in kernels/mlp_tc.cu or its generated body"))
-}
-
-/// The CUDA header folders the tensor-core kernels need (mma.h with its
-/// crt/mma.h, cuda_fp16.h, cuda_bf16.h): `EXCITE_CUDA_INCLUDE` (one folder or
-/// several, `:`-separated), a CUDA toolkit's include folder, or the PyPI wheels
-/// nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 that scripts/setup.sh
-/// installs into .deps/python.
-pub fn cuda_include() -> Result<Vec<std::path::PathBuf>, Error> {
-    use std::path::PathBuf;
-    let complete = |dirs: &[PathBuf]| ["mma.h", "crt/mma.h", "cuda_fp16.h", "cuda_bf16.h"].iter().all(|h| dirs.iter().any(|d| d.join(h).is_file()));
-    let mut sets: Vec<Vec<PathBuf>> = Vec::new();
-    if let Some(v) = std::env::var_os("EXCITE_CUDA_INCLUDE") {
-        sets.push(std::env::split_paths(&v).collect());
-    }
-    sets.push(vec!["/usr/local/cuda/include".into()]);
-    for root in crate::fsio::search_roots() {
-        let py = root.join(".deps/python/nvidia");
-        sets.push(vec![py.join("cuda_runtime/include"), py.join("cuda_nvcc/include")]);
-    }
-    sets.into_iter().find(|s| complete(s)).ok_or_else(|| {
-        Error::unavailable("cuda headers", "mma.h, crt/mma.h, cuda_fp16.h and cuda_bf16.h were not found (EXCITE_CUDA_INCLUDE, /usr/local/cuda/include, .deps/python/nvidia/{cuda_runtime,cuda_nvcc}/include)", "run scripts/setup.sh (it installs the headers from the nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 wheels), or set EXCITE_CUDA_INCLUDE to a CUDA include folder")
-    })
+    let opts = cudarc::nvrtc::CompileOptions { arch, name: Some("mlp_tc.cu".into()), include_paths: crate::gpu::cuda_include()?.iter().map(|p| p.display().to_string()).collect(), ..Default::default() };
+    crate::gpu::compile(src, opts, "the tensor-core MLP kernel", "this is a bug in kernels/mlp_tc.cu or its generated body")
 }
 
 /// Compiles the kernels for `layers` to PTX for `arch` (NVRTC, no GPU needed).
 pub fn compile(layers: &[Dense], form: Form, arch: Option<&'static str>) -> Result<cudarc::nvrtc::Ptx, Error> {
-    crate::solve::cuda::ensure_nvrtc()?;
     let (src, _) = kernel_source(layers, form);
     let opts = cudarc::nvrtc::CompileOptions { arch, name: Some("mlp.cu".into()), ..Default::default() };
-    cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| Error::unavailable("nvrtc", format!("the MLP kernel did not compile: {e:?}"), "this is a bug in kernels/mlp.cu or its generated body"))
+    crate::gpu::compile(src, opts, "the MLP kernel", "this is a bug in kernels/mlp.cu or its generated body")
 }
 
 /// A network compiled for the GPU.
@@ -254,13 +230,7 @@ impl NativeCudaEngine {
         if let Some(l) = layers.iter().position(|l| l.w.iter().chain(&l.b).any(|v| !v.is_finite())) {
             return Err(Error::format(path, format!("layer {l} has a weight or bias that is NaN or infinite"), "re-train or re-export the surrogate"));
         }
-        let hint = "run on a machine with an NVIDIA GPU and driver, or build with --target native-cpu";
-        if !crate::solve::cuda::driver_present() {
-            return Err(Error::unavailable("native-cuda", "no CUDA driver (libcuda.so) on this machine", hint));
-        }
-        let ctx = std::panic::catch_unwind(|| CudaContext::new(0))
-            .map_err(|_| Error::unavailable("native-cuda", "the CUDA driver failed to initialise", hint))?
-            .map_err(|e| Error::unavailable("native-cuda", format!("no usable GPU: {e:?}"), hint))?;
+        let ctx = crate::gpu::context("native-cuda", "run on a machine with an NVIDIA GPU and driver, or build with --target native-cpu")?;
         let stream = ctx.default_stream();
         let (kernel, ptx, mut host, weights16, names) = match tc {
             None => {
@@ -281,7 +251,7 @@ impl NativeCudaEngine {
             host.push(0.0); // literal weights: the buffer is unused but must exist
         }
         let params = stream.clone_htod(&host).map_err(driver_err("copying the weights"))?;
-        let device = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let device = crate::gpu::device_name(&ctx);
         Ok(NativeCudaEngine { stream, rows_fn, grid_fn, params, weights16, inputs: layers[0].d_in, outputs: layers.last().expect("layers").d_out, device, kernel })
     }
 
@@ -356,7 +326,7 @@ impl NativeCudaEngine {
     /// (the kernel alone, as the CUDA Euler solver is timed), over `repeat`
     /// launches after one warm-up.
     pub fn time_rows(&mut self, x: &[f32], rows: usize, repeat: usize) -> Result<f64, Error> {
-        crate::engine::check_rows(x, rows, self.inputs)?;
+        crate::onnx::check_rows(x, rows, self.inputs)?;
         let (xd, mut yd) = self.buffers(x, rows)?;
         self.timed(repeat, |e| e.launch_rows(&xd, &mut yd, rows))
     }
@@ -399,7 +369,7 @@ impl Engine for NativeCudaEngine {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        crate::engine::check_rows(x, rows, self.inputs)?;
+        crate::onnx::check_rows(x, rows, self.inputs)?;
         if rows == 0 {
             return Ok(Vec::new());
         }

@@ -16,6 +16,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use crate::engine::manifest::{BatchProfile, Precision, Target, CALIBRATION_FILE};
 use crate::engine::{Engine, EngineInfo};
 use crate::Error;
 
@@ -119,45 +120,90 @@ pub enum TargetOptions {
     TensorRt(TrtSettings),
 }
 
+/// When provider options are made: while `excite build` makes an engine
+/// folder, or when a built one is reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Build,
+    Reopen,
+}
+
+/// The TensorRT cache folder inside an engine folder.
+pub const TRT_DIR: &str = "trt";
+/// The EP-context model inside [`TRT_DIR`]: the ONNX wrapper embedding the built TensorRT engine.
+pub const EP_CONTEXT_FILE: &str = "model_ctx.onnx";
+
 impl TargetOptions {
-    /// The options an engine directory was built with.
-    pub fn for_manifest(m: &crate::engine::manifest::Manifest, dir: &Path) -> TargetOptions {
-        use crate::build::precision::Precision;
-        use crate::engine::manifest::Target;
-        match m.target {
+    /// The execution provider and its settings for the engine in folder `dir`:
+    /// the one place they are made, when `excite build` makes the engine and
+    /// when it is reopened. `input` and `features` name and size the input
+    /// tensor. At build time TensorRT writes its EP-context model; on reopening
+    /// that model is loaded when present (no TensorRT build at load time).
+    /// TensorRT int8 is implicit quantisation of the fp32 graph with the
+    /// folder's `calibration.cache` (TensorRT refuses a calibration table for a
+    /// graph with Q/DQ nodes).
+    pub fn for_engine(target: Target, precision: Precision, batch: BatchProfile, input: &str, features: usize, dir: &Path, phase: Phase) -> TargetOptions {
+        match target {
             Target::Cpu | Target::Reference | Target::NativeCpu | Target::NativeCuda => TargetOptions::Cpu,
             Target::Cuda => TargetOptions::Cuda { device: 0 },
-            Target::Tensorrt => TargetOptions::TensorRt(TrtSettings {
-                device: 0,
-                fp16: m.precision == Precision::Fp16,
-                int8: m.precision == Precision::Int8,
-                calibration_table: None,
-                cache_dir: dir.join("trt"),
-                input: m.input.name.clone(),
-                features: m.input.shape.get(1).copied().unwrap_or(1) as usize,
-                batch: m.batch,
-                dump_ep_context: None,
-            }),
+            Target::Tensorrt => {
+                let cache_dir = dir.join(TRT_DIR);
+                let ctx = cache_dir.join(EP_CONTEXT_FILE);
+                let int8 = precision == Precision::Int8;
+                TargetOptions::TensorRt(TrtSettings {
+                    device: 0,
+                    fp16: precision == Precision::Fp16,
+                    int8,
+                    // ONNX Runtime reads the table from the engine cache folder
+                    calibration_table: int8.then(|| format!("../{CALIBRATION_FILE}")),
+                    cache_dir,
+                    input: input.into(),
+                    features,
+                    batch,
+                    ep_context: match phase {
+                        Phase::Build => EpContext::Write(ctx),
+                        Phase::Reopen if ctx.is_file() => EpContext::Load(ctx),
+                        Phase::Reopen => EpContext::None,
+                    },
+                })
+            }
+        }
+    }
+
+    /// The ONNX file a session for `model` loads: the EP-context model where there is one to load.
+    pub fn model_to_load<'a>(&'a self, model: &'a Path) -> &'a Path {
+        match self {
+            TargetOptions::TensorRt(TrtSettings { ep_context: EpContext::Load(ctx), .. }) => ctx,
+            _ => model,
         }
     }
 }
 
+/// What a TensorRT session does with the EP-context model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EpContext {
+    None,
+    /// Write it to this path (building).
+    Write(PathBuf),
+    /// Load this one instead of the plain ONNX file (reopening).
+    Load(PathBuf),
+}
+
 /// TensorRT execution provider settings, as excite builds engines with them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrtSettings {
     pub device: i32,
     pub fp16: bool,
-    /// Implicit int8 with a calibration table (a QDQ model quantises explicitly and needs no flag).
+    /// Implicit int8 quantisation with `calibration_table`.
     pub int8: bool,
-    /// File name of the calibration cache inside `cache_dir`.
+    /// The calibration cache (TensorRT's own text format), relative to `cache_dir`.
     pub calibration_table: Option<String>,
     /// Engine cache, timing cache and the EP-context model live here.
     pub cache_dir: PathBuf,
     pub input: String,
     pub features: usize,
-    pub batch: crate::engine::manifest::BatchProfile,
-    /// Write the EP-context model (the ONNX wrapper embedding the built engine) to this path.
-    pub dump_ep_context: Option<PathBuf>,
+    pub batch: BatchProfile,
+    pub ep_context: EpContext,
 }
 
 impl TrtSettings {
@@ -179,11 +225,12 @@ impl TrtSettings {
             .with_builder_optimization_level(5)
             .with_max_workspace_size(1 << 30);
         if let Some(table) = &self.calibration_table {
+            // excite writes TensorRT's own calibration cache format
             p = p
                 .with_int8_calibration_table_name(table)
-                .with_int8_use_native_calibration_table(false);
+                .with_int8_use_native_calibration_table(true);
         }
-        if let Some(ctx) = &self.dump_ep_context {
+        if let EpContext::Write(ctx) = &self.ep_context {
             p = p
                 .with_dump_ep_context_model(true)
                 .with_ep_context_file_path(ctx.display().to_string())
@@ -229,7 +276,7 @@ pub fn check_provider(rt: &Runtime, target: &TargetOptions) -> Result<(), Error>
             ));
         }
     }
-    if !crate::solve::cuda::driver_present() {
+    if !crate::gpu::driver_present() {
         return Err(Error::unavailable(
             what,
             "no CUDA driver (libcuda.so) on this machine",
@@ -319,7 +366,7 @@ impl OrtEngine {
                 .map_err(|e| gpu_fail(e.into()))?;
         }
         let session = builder
-            .commit_from_file(model)
+            .commit_from_file(opts.target.model_to_load(model))
             .map_err(|e| fail("not a model ONNX Runtime can load", e))?;
         let dims = |outlets: &[ort::value::Outlet], what: &str| -> Result<usize, Error> {
             let o = outlets.first().ok_or_else(|| {
@@ -366,7 +413,7 @@ impl Engine for OrtEngine {
     }
 
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        crate::engine::check_rows(x, rows, self.inputs)?;
+        crate::onnx::check_rows(x, rows, self.inputs)?;
         let fail = |e: ort::Error| {
             Error::unavailable(
                 "onnxruntime",

@@ -8,16 +8,14 @@
 //! `metadata_props` carry the cell model, names, ranges, kind, windows and
 //! the hash of the training run.
 
-pub mod proto;
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 
 use crate::fsio::write_atomic;
 use crate::train::{Activation, TrainedSurrogate, SurrogateMeta, SURROGATE_FILE};
 use crate::Error;
-use proto::{Attr, Msg};
+use crate::onnx::proto::{self, Attr, Msg};
 
 /// The ONNX opset excite writes.
 pub const OPSET: i64 = 17;
@@ -272,19 +270,19 @@ pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
 pub fn write(dir: &Path, out: &Path) -> Result<String, Error> {
     let bytes = export(dir)?;
     write_atomic(out, &bytes)?;
-    Ok(crate::data::sha256_hex(&bytes))
+    Ok(crate::hash::sha256_hex(&bytes))
 }
 
 /// `metadata_props`: what a consumer needs to use and trust the model.
 fn metadata(dir: &Path, meta: &SurrogateMeta) -> Result<Vec<(String, String)>, Error> {
-    let mut run = Sha256::new();
+    let mut run = Vec::new();
     let mut files = vec![SURROGATE_FILE.to_string()];
     files.extend(meta.windows.iter().map(|w| w.file.clone()));
     for f in &files {
         let p = dir.join(f);
-        run.update(std::fs::read(&p).map_err(|e| Error::io(&p, e))?);
+        run.extend(std::fs::read(&p).map_err(|e| Error::io(&p, e))?);
     }
-    let run_hash: String = run.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let run_hash = crate::hash::sha256_hex(&run);
     let json = |v: serde_json::Value| v.to_string();
     Ok(vec![
         ("excite.version".into(), env!("CARGO_PKG_VERSION").into()),

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::fsio::write_atomic;
 use crate::report::Reporter;
@@ -47,23 +46,6 @@ impl Stage {
             Stage::Package => "package",
         }
     }
-}
-
-/// Takes section `key` of a pipeline file as a configuration of its own
-/// (with the pipeline's `name`, and `defaults` where absent); a value that
-/// is not a pipeline file is returned unchanged.
-pub fn section(value: serde_norway::Value, key: &str, defaults: &[(&str, &str)]) -> serde_norway::Value {
-    use serde_norway::Value;
-    let Value::Mapping(top) = &value else { return value };
-    let Some(Value::Mapping(sec)) = top.get(Value::String(key.into())) else { return value };
-    let mut sec = sec.clone();
-    if let Some(name) = top.get(Value::String("name".into())) {
-        sec.entry(Value::String("name".into())).or_insert(name.clone());
-    }
-    for (k, v) in defaults {
-        sec.entry(Value::String((*k).into())).or_insert(Value::String((*v).into()));
-    }
-    Value::Mapping(sec)
 }
 
 /// A pipeline file, checked.
@@ -169,13 +151,7 @@ pub struct StageOutcome {
 /// Hash of every file under `dir` (relative names and contents), or None if it is missing.
 pub fn hash_dir(dir: &Path) -> Option<String> {
     let files = crate::fsio::file_hashes(dir).ok()?;
-    let mut h = Sha256::new();
-    for (name, sha) in files {
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(sha.as_bytes());
-    }
-    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::hash::sha256_parts(files.iter().flat_map(|(name, sha)| [name.as_bytes(), sha.as_bytes()])))
 }
 
 /// Runs the pipeline into `run_dir`.
@@ -193,18 +169,12 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
     let mut changed = false;
     for stage in Stage::ALL {
         let dir = run_dir.join(stage.name());
-        let input = {
-            let mut h = Sha256::new();
-            for part in [p.sections[&stage].as_str(), upstream.as_str(), env!("CARGO_PKG_VERSION"), stage.name()] {
-                h.update(part.as_bytes());
-                h.update([0]);
-            }
-            if stage == Stage::Build {
-                // the effective target too (the native fallback without ONNX Runtime)
-                h.update(stages::build_target(p).0.name().as_bytes());
-            }
-            h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
+        let mut parts = vec![p.sections[&stage].as_str(), upstream.as_str(), env!("CARGO_PKG_VERSION"), stage.name()];
+        if stage == Stage::Build {
+            // the effective target too (the native fallback without ONNX Runtime)
+            parts.push(stages::build_target(p).0.name());
+        }
+        let input = crate::hash::sha256_parts(parts.iter().map(|s| s.as_bytes()));
         let recorded = lock.stages.get(&stage).cloned();
         let current = hash_dir(&dir);
         let up_to_date = recorded.as_ref().is_some_and(|r| r.input == input && current.as_deref() == Some(r.output.as_str()));
@@ -251,16 +221,4 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
         upstream = output;
     }
     Ok(outcomes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sections_become_configurations() {
-        let v: serde_norway::Value = serde_norway::from_str("name: q\nsimulate: {model: fhn}\n").unwrap();
-        let s = section(v, "simulate", &[("x", "1")]);
-        assert_eq!(serde_norway::to_string(&s).unwrap(), "model: fhn\nname: q\nx: '1'\n");
-    }
 }

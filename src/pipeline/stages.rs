@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::precision::Calibrator;
+use crate::engine::manifest::Calibrator;
 use crate::build::{BatchChoice, BuildSpec, PrecisionChoice};
 use crate::engine::manifest::Target;
 use crate::pipeline::{Pipeline, Stage};
@@ -160,7 +160,11 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
             }
             crate::verify::write(&report, &dir(Stage::Verify))?;
         }
-        Stage::Package => crate::bundle::package(p, run_dir, &dir(Stage::Package))?,
+        Stage::Package => {
+            let onnx = dir(Stage::Export).join("model.onnx");
+            let contents = crate::bundle::Contents { name: &p.name, onnx: &onnx, engine: &dir(Stage::Build), report: &dir(Stage::Verify), tar: p.package.tar };
+            crate::bundle::package(&contents, &dir(Stage::Package))?
+        }
     }
     Ok(())
 }

@@ -8,68 +8,42 @@
 
 use rayon::prelude::*;
 
-use crate::cell::{CellModel, Lanes, Real, MAX_PARAMS, MAX_STATE};
+use crate::isa::Isa;
+use crate::cell::{CellModel, Lanes, WithModel, Real, MAX_PARAMS, MAX_STATE};
 use crate::solve::{Cells, Column, TimeGrid, Trajectories};
 
-/// An instruction-set variant of the block kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
-    /// AVX-512 (F) with fused multiply-add.
-    Avx512,
-    /// AVX2 with fused multiply-add (x86-64 CPUs since about 2013).
-    Avx2Fma,
-    /// The same lane code compiled for the baseline target; bit-identical to the scalar f32 reference.
-    Portable,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU runs.
-    pub fn best() -> Kernel {
-        Kernel::available()[0]
-    }
-
-    /// Every kernel this CPU runs, fastest first.
-    pub fn available() -> Vec<Kernel> {
-        let mut v = Vec::new();
-        if has_avx512() {
-            v.push(Kernel::Avx512);
-        }
-        if has_avx2_fma() {
-            v.push(Kernel::Avx2Fma);
-        }
-        v.push(Kernel::Portable);
-        v
-    }
-
-    /// Cells per block: enough registers in flight to cover the FMA latency
-    /// of a step's dependency chain (AVX-512 has 32 registers, AVX2 16).
-    pub fn block_cells(self) -> usize {
-        match self {
-            Kernel::Avx512 => AVX512_BLOCK,
-            Kernel::Avx2Fma => AVX2_BLOCK,
-            Kernel::Portable => 32,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Avx512 => "avx512",
-            Kernel::Avx2Fma => "avx2+fma",
-            Kernel::Portable => "portable",
-        }
+/// Cells per block for `isa`: enough registers in flight to cover the FMA
+/// latency of a step's dependency chain (AVX-512 has 32 registers, AVX2 16).
+pub fn block_cells(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => AVX512_BLOCK,
+        Isa::Avx2Fma => AVX2_BLOCK,
+        Isa::Portable => 32,
     }
 }
 
 /// Solves every cell in f32 with `kernel` on `threads` threads (0 = all
-/// cores). `kernel` must be one of [`Kernel::available`].
+/// cores). `kernel` must be one of [`Isa::available`].
 pub fn solve_with(
     model: &dyn crate::cell::Model,
     grid: &TimeGrid,
     cells: &Cells,
     threads: usize,
-    kernel: Kernel,
-) -> Trajectories<f32> {
-    model.solve_cpu_with(grid, cells, threads, kernel)
+    kernel: Isa,
+) -> Result<Trajectories<f32>, crate::Error> {
+    struct Cpu<'a>(&'a TimeGrid, &'a Cells, usize, Isa);
+    impl WithModel for Cpu<'_> {
+        type Out = Trajectories<f32>;
+        fn call<M: CellModel>(self, m: &M) -> Trajectories<f32> {
+            solve(m, self.0, self.1, self.2, self.3)
+        }
+    }
+    crate::cell::with_model(model, Cpu(grid, cells, threads, kernel))
+}
+
+/// [`solve_with`] the fastest kernel this CPU runs.
+pub fn solve_best(model: &dyn crate::cell::Model, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f32>, crate::Error> {
+    solve_with(model, grid, cells, threads, Isa::best())
 }
 
 pub(crate) fn solve<M: CellModel>(
@@ -77,15 +51,15 @@ pub(crate) fn solve<M: CellModel>(
     grid: &TimeGrid,
     cells: &Cells,
     threads: usize,
-    kernel: Kernel,
+    kernel: Isa,
 ) -> Trajectories<f32> {
     assert!(
-        Kernel::available().contains(&kernel),
+        kernel.runs_here(),
         "the {} kernel does not run on this CPU",
         kernel.name()
     );
     let mut out = Trajectories::filled(M::N_STATE, grid.n_samples, cells.n, 0.0f32);
-    let n_blocks = cells.n.div_ceil(kernel.block_cells());
+    let n_blocks = cells.n.div_ceil(block_cells(kernel));
     let dest = OutPtr(out.data.as_mut_ptr());
     let run = || {
         (0..n_blocks).into_par_iter().with_min_len(4).for_each(|b| {
@@ -101,33 +75,9 @@ pub(crate) fn solve<M: CellModel>(
     out
 }
 
-/// Whether the AVX2 + FMA kernel runs on this CPU.
-pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether the AVX-512 kernel runs on this CPU.
-pub fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// The instruction set the CPU solver uses on this machine.
 pub fn kernel_name() -> &'static str {
-    Kernel::best().name()
+    Isa::best().name()
 }
 
 const AVX2_BLOCK: usize = 64;
@@ -145,13 +95,13 @@ unsafe fn solve_block<M: CellModel>(
     c: &Cells,
     b: usize,
     out: OutPtr,
-    kernel: Kernel,
+    kernel: Isa,
 ) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => block_avx512(m, g, c, b, out),
+        Isa::Avx512 => block_avx512(m, g, c, b, out),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma => block_avx2_fma(m, g, c, b, out),
+        Isa::Avx2Fma => block_avx2_fma(m, g, c, b, out),
         _ => block::<M, 32, false>(m, g, c, b, out),
     }
 }

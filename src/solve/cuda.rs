@@ -6,7 +6,6 @@
 //! needs no GPU, so kernels are compile-checked on any machine that has it
 //! (`scripts/setup.sh` installs it from PyPI into `.deps/`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,10 +19,6 @@ use crate::Error;
 /// The Euler kernel template.
 pub const EULER_SOURCE: &str = include_str!("../../kernels/euler.cu");
 
-const INSTALL_HINT: &str =
-    "install NVRTC with `scripts/setup.sh` (PyPI nvidia-cuda-nvrtc-cu12 into .deps/), \
-or point EXCITE_NVRTC_LIB at a libnvrtc.so from a CUDA toolkit";
-
 /// The full CUDA source of the Euler kernel for `model`.
 pub fn euler_source(model: &dyn Model) -> String {
     let info = model.info();
@@ -36,57 +31,9 @@ pub fn euler_source(model: &dyn Model) -> String {
     )
 }
 
-/// Makes NVRTC loadable: a library named by `EXCITE_NVRTC_LIB`, or the one
-/// `scripts/setup.sh` put under `.deps/`, is loaded first (so cudarc's lookup
-/// by name finds it), else the system's is used.
-pub fn ensure_nvrtc() -> Result<(), Error> {
-    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let r = LOADED.get_or_init(|| {
-        for path in nvrtc_candidates() {
-            // SAFETY: loading NVRTC runs only its (trusted) initialisers.
-            if let Ok(lib) = unsafe { libloading::Library::new(&path) } {
-                std::mem::forget(lib); // stays loaded for cudarc's dlopen by soname
-                break;
-            }
-        }
-        // SAFETY: only probes for the library.
-        if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            Ok(())
-        } else {
-            Err("the NVRTC library (libnvrtc.so) was not found".into())
-        }
-    });
-    r.clone()
-        .map_err(|p| Error::unavailable("nvrtc", p, INSTALL_HINT))
-}
-
-fn nvrtc_candidates() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("EXCITE_NVRTC_LIB") {
-        out.push(PathBuf::from(p));
-    }
-    let roots = crate::fsio::search_roots();
-    for root in roots {
-        let lib = root.join(".deps/python/nvidia/cuda_nvrtc/lib");
-        if let Ok(entries) = std::fs::read_dir(&lib) {
-            let mut libs: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("libnvrtc.so"))
-                })
-                .collect();
-            libs.sort();
-            out.extend(libs);
-        }
-    }
-    out
-}
-
 /// Compiles the Euler kernel for `model` to PTX for `arch` (e.g. `compute_90`;
 /// `None` for NVRTC's default). Needs NVRTC, not a GPU.
 pub fn compile(model: &dyn Model, arch: Option<&'static str>) -> Result<Ptx, Error> {
-    ensure_nvrtc()?;
     // No implicit contraction: the kernel does exactly the operations the
     // model wrote (explicit fmaf included), as the CPU path does.
     let opts = CompileOptions {
@@ -95,22 +42,7 @@ pub fn compile(model: &dyn Model, arch: Option<&'static str>) -> Result<Ptx, Err
         name: Some(format!("euler_{}.cu", model.info().name)),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(euler_source(model), opts).map_err(|e| {
-        Error::unavailable(
-            "nvrtc",
-            format!(
-                "the Euler kernel for `{}` did not compile: {e:?}",
-                model.info().name
-            ),
-            "this is a bug in the model's CUDA right-hand side",
-        )
-    })
-}
-
-/// Whether a CUDA driver library is installed (says nothing of a GPU).
-pub fn driver_present() -> bool {
-    // SAFETY: only probes for the library.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    crate::gpu::compile(euler_source(model), opts, &format!("the Euler kernel for `{}`", model.info().name), "this is a bug in the model's CUDA right-hand side")
 }
 
 /// A CUDA context on GPU 0.
@@ -127,24 +59,13 @@ pub struct Timed {
 impl CudaSolver {
     /// Opens GPU 0, or says why there is none.
     pub fn new() -> Result<Self, Error> {
-        let hint = "run on a machine with an NVIDIA GPU and driver, or use --device cpu";
-        // cudarc panics instead of erring without the library: probe first.
-        if !driver_present() {
-            return Err(Error::unavailable(
-                "cuda",
-                "no CUDA driver (libcuda.so) on this machine",
-                hint,
-            ));
-        }
-        let ctx = std::panic::catch_unwind(|| CudaContext::new(0))
-            .map_err(|_| Error::unavailable("cuda", "the CUDA driver failed to initialise", hint))?
-            .map_err(|e| Error::unavailable("cuda", format!("no usable GPU: {e:?}"), hint))?;
+        let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or use --device cpu")?;
         Ok(CudaSolver { ctx })
     }
 
     /// The GPU's name.
     pub fn device_name(&self) -> String {
-        self.ctx.name().unwrap_or_else(|_| "unknown GPU".into())
+        crate::gpu::device_name(&self.ctx)
     }
 
     pub fn solve(

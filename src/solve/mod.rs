@@ -236,7 +236,7 @@ pub fn solve(
 ) -> Result<Trajectories<f32>, Error> {
     cells.check(model)?;
     match device {
-        Device::Cpu => Ok(model.solve_cpu(grid, cells, threads)),
+        Device::Cpu => cpu::solve_best(model, grid, cells, threads),
         Device::Cuda => cuda::CudaSolver::new()?.solve(model, grid, cells),
     }
 }

@@ -1,7 +1,21 @@
 //! The scalar reference: one cell at a time, in program order, no threads.
 
-use crate::cell::{CellModel, Real, MAX_PARAMS, MAX_STATE};
+use crate::cell::{CellModel, Model, Real, WithModel, MAX_PARAMS, MAX_STATE};
 use crate::solve::{Cells, TimeGrid, Trajectories};
+use crate::Error;
+
+/// Forward Euler for every cell of `model`, in precision `R` (`f32` or `f64`):
+/// the reference the fast paths are tested against.
+pub fn solve_model<R: Real>(model: &dyn Model, grid: &TimeGrid, cells: &Cells) -> Result<Trajectories<R>, Error> {
+    struct Scalar<'a, R>(&'a TimeGrid, &'a Cells, std::marker::PhantomData<R>);
+    impl<R: Real> WithModel for Scalar<'_, R> {
+        type Out = Trajectories<R>;
+        fn call<M: CellModel>(self, m: &M) -> Trajectories<R> {
+            solve::<M, R>(m, self.0, self.1)
+        }
+    }
+    crate::cell::with_model(model, Scalar(grid, cells, std::marker::PhantomData))
+}
 
 /// Forward Euler for every cell, in precision `R` (`f32` or `f64`).
 pub fn solve<M: CellModel, R: Real>(model: &M, grid: &TimeGrid, cells: &Cells) -> Trajectories<R> {

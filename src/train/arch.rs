@@ -78,30 +78,10 @@ impl Activation {
                 }
             }
             Self::Silu => z / (1.0 + (-z).exp()),
-            Self::Gelu => 0.5 * z * (1.0 + erf(z / std::f64::consts::SQRT_2)),
+            Self::Gelu => 0.5 * z * (1.0 + crate::special::erf(z / std::f64::consts::SQRT_2)),
             Self::Tanh => z.tanh(),
             Self::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         }
-    }
-}
-
-/// erf from the Numerical Recipes Chebyshev fit of erfc (relative error < 1.2e-7).
-pub(crate) fn erf(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807
-                            + t * (-1.13520398
-                                + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    let r = 1.0 - t * poly.exp();
-    if x >= 0.0 {
-        r
-    } else {
-        -r
     }
 }
 

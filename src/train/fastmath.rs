@@ -53,7 +53,7 @@ unsafe fn tanh_avx2(v: &mut [f32]) {
 /// tanh of every element in place (max abs error about 3e-7 against f64).
 pub fn tanh_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::solve::cpu::has_avx2_fma() {
+    if crate::isa::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA.
         return unsafe { tanh_avx2(v) };
     }

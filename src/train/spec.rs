@@ -183,7 +183,7 @@ impl TrainSpec {
         let value: serde_norway::Value = serde_norway::from_str(text).map_err(bad)?;
         let name = value.get("name").and_then(|n| n.as_str()).unwrap_or("run").to_string();
         let dataset = format!("runs/{name}/simulate");
-        let value = crate::pipeline::section(value, "train", &[("dataset", &dataset)]);
+        let value = crate::yaml::section(value, "train", &[("dataset", &dataset)]);
         let spec: TrainSpec = serde_norway::from_value(value).map_err(bad)?;
         spec.check()?;
         Ok(spec)

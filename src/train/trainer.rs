@@ -21,16 +21,8 @@ use crate::train::{
     load_net, net_bytes, physics, Architecture, Net, Normalization, TrainedSurrogate, SurrogateMeta,
     Window, FORMAT, SURROGATE_FILE,
 };
+use crate::metrics::{self, VarMetrics};
 use crate::Error;
-
-/// Error statistics of one output variable, physical units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VarMetrics {
-    pub name: String,
-    pub mae: f64,
-    pub rmse: f64,
-    pub max_abs_error: f64,
-}
 
 /// ITNN rollout over whole validation trajectories.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +40,9 @@ pub struct Metrics {
     pub variables: Vec<VarMetrics>,
     /// Mean of the per-variable MAEs (the paper's "Final Error 1").
     pub mae: f64,
+    /// A validation prediction was NaN or infinite (its errors are infinite).
+    #[serde(default)]
+    pub diverged: bool,
     pub val_rows: usize,
     pub steps: usize,
     pub best_steps: Vec<usize>,
@@ -233,7 +228,7 @@ pub fn train(
     };
     let surrogate = TrainedSurrogate::from_parts(surrogate_meta.clone(), nets, Device::flex());
     let pred = surrogate.predict(&x_val.data);
-    let variables = errors(
+    let variables = metrics::errors(
         &meta
             .outputs
             .iter()
@@ -245,6 +240,7 @@ pub fn train(
     let rollout = (spec.mode == Mode::Itnn).then(|| rollout(&surrogate, meta, &x_val, &y_val));
     let metrics = Metrics {
         mae: variables.iter().map(|v| v.mae).sum::<f64>() / variables.len() as f64,
+        diverged: variables.iter().any(VarMetrics::diverged),
         variables,
         val_rows: x_val.rows,
         steps,
@@ -786,66 +782,32 @@ fn rows_in(x: &Array2, y: &Array2, t0: f64, t1: f64) -> (Array2, Array2) {
     (pick(x), pick(y))
 }
 
-/// MAE, RMSE and max abs error per output variable.
-pub fn errors(names: &[String], pred: &[f32], truth: &[f32]) -> Vec<VarMetrics> {
-    let n = names.len();
-    names
-        .iter()
-        .enumerate()
-        .map(|(j, name)| {
-            let (mut sa, mut s2, mut mx, mut c) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-            for (p, t) in pred
-                .iter()
-                .skip(j)
-                .step_by(n)
-                .zip(truth.iter().skip(j).step_by(n))
-            {
-                let e = (*p as f64 - *t as f64).abs();
-                sa += e;
-                s2 += e * e;
-                mx = mx.max(e);
-                c += 1;
-            }
-            let c = c.max(1) as f64;
-            VarMetrics {
-                name: name.clone(),
-                mae: sa / c,
-                rmse: (s2 / c).sqrt(),
-                max_abs_error: mx,
-            }
-        })
-        .collect()
-}
-
 /// Rolls the one-step map out over each validation trajectory from its first state.
 fn rollout(s: &TrainedSurrogate, meta: &Metadata, x: &Array2, y: &Array2) -> Rollout {
     let n_state = meta.outputs.len();
     let per = meta.time.samples_per_cell - 1;
     let cells = x.rows / per;
-    let n_in = x.cols;
-    // current inputs of every trajectory: state then fixed parameters
-    let mut cur: Vec<f32> = (0..cells).flat_map(|c| x.row(c * per).to_vec()).collect();
+    let x0: Vec<f32> = (0..cells).flat_map(|c| x.row(c * per).to_vec()).collect();
+    let states = metrics::rollout(&x0, cells, n_state, per, |x, _| Ok::<_, ()>(s.predict(x))).unwrap_or_default();
     let mut mae_by_step = Vec::with_capacity(per);
-    let mut max_abs = 0.0f64;
+    let mut all = metrics::Accumulator::default();
     for r in 0..per {
-        let next = s.predict(&cur);
-        let mut sum = 0.0;
+        let mut step = metrics::Accumulator::default();
         for c in 0..cells {
             let truth = y.row(c * per + r);
             for i in 0..n_state {
-                let e = (next[c * n_state + i] as f64 - truth[i] as f64).abs();
-                sum += e;
-                max_abs = max_abs.max(e);
-                cur[c * n_in + i] = next[c * n_state + i];
+                let p = states[(r * cells + c) * n_state + i] as f64;
+                step.add(p, truth[i] as f64);
+                all.add(p, truth[i] as f64);
             }
         }
-        mae_by_step.push(sum / (cells * n_state).max(1) as f64);
+        mae_by_step.push(step.mae());
     }
     Rollout {
         trajectories: cells,
         final_mae: mae_by_step.last().copied().unwrap_or(0.0),
         mae_by_step,
-        max_abs_error: max_abs,
+        max_abs_error: all.max_abs_error(),
     }
 }
 

@@ -77,7 +77,7 @@ impl Problem {
     pub fn from_onnx(path: &Path) -> Result<Problem, Error> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let hint = "export the surrogate with `excite export`, which records the cell model and ranges in the file";
-        let props = crate::export::proto::metadata_props(&bytes)
+        let props = crate::onnx::proto::metadata_props(&bytes)
             .ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
         let get = |k: &str| {
             props
@@ -291,7 +291,7 @@ pub fn verify(
     let mut variables = Vec::new();
     let mut mae_t = BTreeMap::new();
     for (i, out) in p.outputs.iter().enumerate() {
-        let (mut sa, mut s2, mut count) = (0.0, 0.0, 0usize);
+        let mut acc = crate::metrics::Accumulator::default();
         let mut worst = Worst {
             t: 0.0,
             cell: 0,
@@ -303,11 +303,7 @@ pub fn verify(
         for c in 0..cells.n {
             for smp in first..samples {
                 let (e, r) = (pred.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);
-                let d = (e - r).abs();
-                let d = if d.is_nan() { f64::INFINITY } else { d };
-                sa += d;
-                s2 += d * d;
-                count += 1;
+                let d = acc.add(e, r);
                 by_t[smp] += d / cells.n as f64;
                 if d > max {
                     max = d;
@@ -320,8 +316,10 @@ pub fn verify(
                 }
             }
         }
-        let (mae, rmse) = (sa / count as f64, (s2 / count as f64).sqrt());
-        let passed = s.budget.max_mae.is_none_or(|b| mae <= b)
+        let (mae, rmse) = (acc.mae(), acc.rmse());
+        // a diverged engine (NaN or infinite output) fails whatever the budget
+        let passed = max.is_finite()
+            && s.budget.max_mae.is_none_or(|b| mae <= b)
             && s.budget.max_abs_error.is_none_or(|b| max <= b);
         mae_t.insert(out.name.clone(), by_t);
         variables.push(VarReport {
@@ -335,6 +333,7 @@ pub fn verify(
     }
     let failure = variables.iter().find(|v| !v.passed).map(|v| {
         let over = match (s.budget.max_mae, s.budget.max_abs_error) {
+            _ if !v.max_abs_error.is_finite() => "diverged (a NaN or infinite output)".to_string(),
             (Some(b), _) if v.mae > b => format!("MAE {:.3e} > budget {b:.3e}", v.mae),
             (_, Some(b)) => format!("max abs error {:.3e} > budget {b:.3e}", v.max_abs_error),
             _ => String::new(),
@@ -355,7 +354,7 @@ pub fn verify(
         s.reference_cells.max(cells.n),
         s.seed ^ 0xBEEF,
         s.threads,
-    );
+    )?;
 
     let examples = (0..cells.n.min(3))
         .map(|c| Example {
@@ -373,7 +372,7 @@ pub fn verify(
         })
         .collect();
     let model_sha256 =
-        crate::data::sha256_hex(&std::fs::read(model).map_err(|e| Error::io(model, e))?);
+        crate::hash::sha256_hex(&std::fs::read(model).map_err(|e| Error::io(model, e))?);
     Ok(Report {
         model_file: model.display().to_string(),
         model_sha256,
@@ -452,25 +451,22 @@ fn rollout(
     truth: &Trajectories<f32>,
 ) -> Result<Trajectories<f32>, Error> {
     let (n_in, n_out, samples) = (p.inputs.len(), p.outputs.len(), p.grid.n_samples);
-    let mut out = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
-    let mut x = vec![0.0f32; cells.n * n_in];
+    let mut x0 = vec![0.0f32; cells.n * n_in];
     for c in 0..cells.n {
         for i in 0..n_out {
-            let v = truth.get(i, 0, c);
-            x[c * n_in + i] = v;
-            out.data[i * samples * cells.n + c] = v;
+            x0[c * n_in + i] = truth.get(i, 0, c);
         }
         for (j, input) in p.inputs.iter().enumerate().skip(n_out) {
-            x[c * n_in + j] = p.input_value(cells, &input.name, c) as f32;
+            x0[c * n_in + j] = p.input_value(cells, &input.name, c) as f32;
         }
     }
-    for smp in 1..samples {
-        let y = engine.run(&x, cells.n)?;
-        for c in 0..cells.n {
-            for i in 0..n_out {
-                let v = y[c * n_out + i];
-                x[c * n_in + i] = v;
-                out.data[(i * samples + smp) * cells.n + c] = v;
+    let states = crate::metrics::rollout(&x0, cells.n, n_out, samples - 1, |x, rows| engine.run(x, rows))?;
+    let mut out = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
+    for c in 0..cells.n {
+        for i in 0..n_out {
+            out.data[i * samples * cells.n + c] = x0[c * n_in + i];
+            for smp in 1..samples {
+                out.data[(i * samples + smp) * cells.n + c] = states[((smp - 1) * cells.n + c) * n_out + i];
             }
         }
     }
@@ -480,19 +476,18 @@ fn rollout(
 /// Euler reference speed on `n` fresh cells of the problem (median of 3):
 /// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
 /// `n` is capped so the stored samples stay within 256 MiB.
-pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> (f64, f64) {
+pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<(f64, f64), Error> {
     let per_cell = p.outputs.len() * p.grid.n_samples;
     let cells = p.cells(n.min((64 << 20) / per_cell.max(1)).max(1), seed);
-    let mut times: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(p.model.solve_cpu(&p.grid, &cells, threads));
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?);
+        times.push(t.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
     let cell_steps = (cells.n * p.grid.total_steps()) as f64 / times[1];
-    (cell_steps, cell_steps / p.grid.steps_per_sample as f64)
+    Ok((cell_steps, cell_steps / p.grid.steps_per_sample as f64))
 }
 
 /// Samples per second and latency percentiles at `batch`, warm-up excluded,

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use excite::build::graph::Model;
-use excite::build::precision::{Calibrator, Precision};
+use excite::onnx::Model;
+use excite::engine::manifest::{Calibrator, Precision};
 use excite::build::{self, BatchChoice, BuildSpec, PrecisionChoice};
 use excite::engine::manifest::{BatchProfile, Manifest, Target};
-use excite::engine::ort::{OrtEngine, TrtSettings};
-use excite::engine::reference::Interpreter;
+use excite::engine::ort::{EpContext, OrtEngine, Phase, TargetOptions, TrtSettings};
+use excite::onnx::Interpreter;
 use excite::engine::Engine;
 use excite::report::Silent;
 use excite::verify::{Budget, Settings};
@@ -93,7 +93,7 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
         );
         assert_eq!(manifest.input.shape, vec![-1, 1]);
         // the reference interpreter computes the same variant
-        let mut interp = Interpreter::load(&out.join("model.onnx")).unwrap();
+        let interp = Interpreter::load(&out.join("model.onnx")).unwrap();
         let ref_out = interp.run(&x, 500).unwrap();
         let gap = max_abs_diff(&ref_out, &got);
         // fp32 to rounding; fp16 to a few float16 ulps at |y| ≈ 1 (the runtimes keep
@@ -225,8 +225,8 @@ fn tensorrt_options_carry_profile_precision_and_caches() {
     let t = TrtSettings {
         device: 0,
         fp16: true,
-        int8: false,
-        calibration_table: Some("calibration.cache".into()),
+        int8: true,
+        calibration_table: Some("../calibration.cache".into()),
         cache_dir: "/e/trt".into(),
         input: "x".into(),
         features: 4,
@@ -235,19 +235,20 @@ fn tensorrt_options_carry_profile_precision_and_caches() {
             opt: 1024,
             max: 65536,
         },
-        dump_ep_context: Some("/e/trt/model_ctx.onnx".into()),
+        ep_context: EpContext::Write("/e/trt/model_ctx.onnx".into()),
     };
     let d = format!("{:?}", t.provider());
     for kv in [
         ("trt_fp16_enable", "true"),
-        ("trt_int8_enable", "false"),
+        ("trt_int8_enable", "true"),
+        ("trt_int8_use_native_calibration_table", "true"),
         ("trt_profile_min_shapes", "x:1x4"),
         ("trt_profile_opt_shapes", "x:1024x4"),
         ("trt_profile_max_shapes", "x:65536x4"),
         ("trt_engine_cache_enable", "true"),
         ("trt_engine_cache_path", "/e/trt"),
         ("trt_timing_cache_enable", "true"),
-        ("trt_int8_calibration_table_name", "calibration.cache"),
+        ("trt_int8_calibration_table_name", "../calibration.cache"),
         ("trt_dump_ep_context_model", "true"),
         ("trt_ep_context_file_path", "/e/trt/model_ctx.onnx"),
         ("trt_ep_context_embed_mode", "1"),
@@ -302,4 +303,73 @@ fn native_cpu_fast_precision_is_built_verified_and_reopened() {
     // the GPU engine has no fast mode
     let e = build::build(&onnx, &dir.join("cuda"), &BuildSpec { target: Target::NativeCuda, ..spec(PrecisionChoice::Fixed(Precision::Fp32Fast), PROFILE, None) }, &Silent).unwrap_err();
     assert!(e.to_string().contains("fp32-fast"), "{e}");
+}
+
+/// The provider options an engine is built with are the ones it is reopened
+/// with, for every target and precision; reopening loads TensorRT's
+/// EP-context model once the build wrote it, and int8 hands TensorRT the
+/// folder's calibration cache.
+#[test]
+fn provider_options_agree_at_build_and_reopen() {
+    use excite::engine::manifest::{Runtime, TensorSpec, FORMAT};
+    let root = scratch("build-reopen-options");
+    let targets = [Target::Cpu, Target::Cuda, Target::Tensorrt, Target::NativeCpu, Target::NativeCuda, Target::Reference];
+    for target in targets {
+        for &precision in build::supported(target) {
+            let dir = root.join(format!("{}-{}", target.name(), precision.name()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let batch = BatchProfile { min: 1, opt: 512, max: 4096 };
+            let built_with = excite::engine::Spec { target, precision, batch, input: "x".into(), features: 4 };
+            let at_build = excite::engine::ort_options(&built_with, &dir, Phase::Build);
+            // what `excite build` records, read back as `engine::open` does
+            let m = Manifest {
+                format: FORMAT.into(),
+                target,
+                precision,
+                batch,
+                model: "model.onnx".into(),
+                input: TensorSpec { name: "x".into(), shape: vec![-1, 4], dtype: "float32".into() },
+                output: TensorSpec { name: "y".into(), shape: vec![-1, 2], dtype: "float32".into() },
+                runtime: Runtime { name: "onnxruntime".into(), version: "1.31.1".into(), library: String::new() },
+                device: None,
+                source_model_sha256: String::new(),
+                calibration: None,
+                verify: None,
+                candidates: vec![],
+                excite_version: String::new(),
+                files: Default::default(),
+            };
+            let reopened_with = excite::engine::Spec::of(&m);
+            assert_eq!(reopened_with, built_with, "{target:?} {precision:?}");
+            let before_ctx = excite::engine::ort_options(&reopened_with, &dir, Phase::Reopen);
+            let ctx = dir.join("trt").join("model_ctx.onnx");
+            std::fs::create_dir_all(ctx.parent().unwrap()).unwrap();
+            std::fs::write(&ctx, b"ctx").unwrap();
+            let at_reopen = excite::engine::ort_options(&reopened_with, &dir, Phase::Reopen);
+            let model = dir.join("model.onnx");
+            match (&at_build, &before_ctx, &at_reopen) {
+                (TargetOptions::TensorRt(b), TargetOptions::TensorRt(r0), TargetOptions::TensorRt(r)) => {
+                    assert_eq!(b.ep_context, EpContext::Write(ctx.clone()));
+                    assert_eq!(r0.ep_context, EpContext::None);
+                    assert_eq!(r.ep_context, EpContext::Load(ctx.clone()));
+                    let same = |s: &TrtSettings| TrtSettings { ep_context: EpContext::None, ..s.clone() };
+                    assert_eq!(same(b), same(r), "{precision:?}");
+                    assert_eq!((b.fp16, b.int8), (precision == Precision::Fp16, precision == Precision::Int8));
+                    assert_eq!(b.calibration_table.is_some(), precision == Precision::Int8);
+                    if let Some(table) = &b.calibration_table {
+                        // ONNX Runtime resolves the table inside the cache folder
+                        assert_eq!(b.cache_dir.join(table), dir.join("trt/../calibration.cache"));
+                    }
+                    assert_eq!(at_reopen.model_to_load(&model), ctx.as_path());
+                    assert_eq!(at_build.model_to_load(&model), model.as_path());
+                }
+                (b, r0, r) => {
+                    assert_eq!(format!("{b:?}"), format!("{r:?}"), "{target:?} {precision:?}");
+                    assert_eq!(format!("{r0:?}"), format!("{r:?}"));
+                    assert_eq!(at_reopen.model_to_load(&model), model.as_path());
+                    assert!(target != Target::Tensorrt);
+                }
+            }
+        }
+    }
 }

@@ -141,7 +141,7 @@ fn bad_input_is_an_error_with_a_hint_never_a_panic() {
         "{}",
         stderr(&o)
     );
-    if !excite::solve::cuda::driver_present() {
+    if !excite::gpu::driver_present() {
         let o = run(&[
             "simulate",
             "--device",

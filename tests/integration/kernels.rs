@@ -23,7 +23,7 @@ fn assemble(ptx: &str, sm: &str, name: &str) -> String {
 
 #[test]
 fn euler_kernel_compiles_for_every_model_and_target() {
-    cuda::ensure_nvrtc().unwrap_or_else(|e| panic!("{e}\nhint: {}", e.hint().unwrap_or("")));
+    excite::gpu::ensure_nvrtc().unwrap_or_else(|e| panic!("{e}\nhint: {}", e.hint().unwrap_or("")));
     for model in cell::all() {
         for arch in ["compute_90", "compute_70"] {
             let ptx = cuda::compile(*model, Some(arch))
@@ -45,7 +45,7 @@ fn euler_kernel_compiles_for_every_model_and_target() {
 
 #[test]
 fn cuda_without_a_gpu_is_a_clear_error() {
-    if cuda::driver_present() {
+    if excite::gpu::driver_present() {
         return; // a GPU machine: covered by scripts/gpu-check.sh
     }
     let model = cell::by_name("fhn").unwrap();
@@ -98,7 +98,7 @@ fn mlp_kernel_compiles_for_every_activation_and_target() {
 
 #[test]
 fn native_cuda_without_a_gpu_is_a_clear_error() {
-    if cuda::driver_present() {
+    if excite::gpu::driver_present() {
         return; // a GPU machine: scripts/gpu-check.sh runs the engine
     }
     let dir = crate::util::scratch("native-cuda");
@@ -115,7 +115,7 @@ fn gpu_bench_peer_files_reproduce_native_cpu() {
     let onnx = crate::util::train_and_export(&dir, &crate::util::quick_data(&dir), "mode: ddnn\narchitecture:\n  hidden: [[gelu, 16], [elu, 16]]\nsteps: 5\nval_every: 5\n");
     let out = crate::util::excite().args(["bench", "gpu"]).arg(&onnx).args(["--cells", "50", "--out"]).arg(dir.join("peer")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if cuda::driver_present() {
+    if excite::gpu::driver_present() {
         assert!(out.status.success(), "{stderr}"); // a GPU machine runs the whole comparison
     } else {
         assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -5,6 +5,7 @@ mod cli;
 mod export;
 mod ffi;
 mod kernels;
+mod layers;
 mod native;
 mod pipeline;
 mod reference;

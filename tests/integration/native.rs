@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use excite::build::graph::Model;
+use excite::onnx::Model;
 use excite::engine::native::NativeEngine;
 use excite::engine::ort::OrtEngine;
-use excite::engine::reference::Interpreter;
+use excite::onnx::Interpreter;
 use excite::engine::Engine;
 use excite::report::Silent;
 use excite::train::{self, TrainSpec};
@@ -41,7 +41,7 @@ fn native_matches_the_reference_and_onnx_runtime() {
                 continue; // the wide nets for few activations keep the test short
             }
             let onnx = model(&dir, &d, act, h);
-            let mut reference = Interpreter::load(&onnx).unwrap();
+            let reference = Interpreter::load(&onnx).unwrap();
             let mut ort = OrtEngine::load(&onnx, &Default::default()).unwrap();
             for rows in [1, 17, 1000] {
                 let x = inputs(rows);

@@ -2,7 +2,7 @@
 //! output, and the convergence order of the scheme.
 
 use excite::cell;
-use excite::solve::{Column, TimeGrid};
+use excite::solve::{cpu, scalar, Column, TimeGrid};
 
 use crate::util::{cells, read_csv, reference_dir};
 
@@ -28,8 +28,8 @@ fn reproduces_the_authors_cuda_solver() {
     let grid = TimeGrid::new(25.0, 0.01, 5.0).unwrap();
     assert_eq!((grid.steps_per_sample, grid.n_samples), (500, 6));
 
-    let simd = model.solve_cpu(&grid, &c, 0);
-    let scalar = model.solve_scalar_f32(&grid, &c);
+    let simd = cpu::solve_best(model, &grid, &c, 0).unwrap();
+    let scalar = scalar::solve_model::<f32>(model, &grid, &c).unwrap();
     for (name, traj) in [("simd", &simd), ("scalar", &scalar)] {
         let mut worst = (0.0f64, 0, 0, 0);
         for (var, table) in expected.iter().enumerate() {
@@ -65,7 +65,7 @@ fn euler_converges_at_first_order() {
             _ => (vec![vec![-1.0, 0.5, 1.5], vec![1.0, 0.0, -0.3]], 10.0),
         };
         let c = cells(*model, init, &[]);
-        let solve = |dt: f64| model.solve_scalar_f64(&TimeGrid::new(t_end, dt, 1.0).unwrap(), &c);
+        let solve = |dt: f64| scalar::solve_model::<f64>(*model, &TimeGrid::new(t_end, dt, 1.0).unwrap(), &c).unwrap();
         let fine = solve(1e-5);
         let errors: Vec<f64> = [4e-3, 2e-3, 1e-3]
             .iter()
@@ -93,8 +93,8 @@ fn f32_tracks_f64() {
     ];
     let c = cells(model, init, &[]);
     let grid = TimeGrid::new(25.0, 0.01, 0.1).unwrap();
-    let d = model
-        .solve_scalar_f32(&grid, &c)
-        .max_abs_diff(&model.solve_scalar_f64(&grid, &c));
+    let d = scalar::solve_model::<f32>(model, &grid, &c)
+        .unwrap()
+        .max_abs_diff(&scalar::solve_model::<f64>(model, &grid, &c).unwrap());
     assert!(d < 1e-4, "f32 vs f64: {d:.2e}");
 }

@@ -1,7 +1,8 @@
 //! The fast CPU path against the scalar reference.
 
 use excite::cell;
-use excite::solve::{cpu, Column, TimeGrid};
+use excite::isa::Isa;
+use excite::solve::{cpu, scalar, Column, TimeGrid};
 
 use crate::util::cells;
 
@@ -33,12 +34,12 @@ fn every_kernel_matches_the_scalar_reference() {
     for model in cell::all() {
         // 101 cells: three full blocks of 32 and a partial one.
         let c = problem(*model, 101);
-        let scalar = model.solve_scalar_f32(&grid, &c);
-        let f64_ref = model.solve_scalar_f64(&grid, &c);
-        for kernel in cpu::Kernel::available() {
-            let fast = cpu::solve_with(*model, &grid, &c, 1, kernel);
+        let scalar = scalar::solve_model::<f32>(*model, &grid, &c).unwrap();
+        let f64_ref = scalar::solve_model::<f64>(*model, &grid, &c).unwrap();
+        for kernel in Isa::available() {
+            let fast = cpu::solve_with(*model, &grid, &c, 1, kernel).unwrap();
             let d = fast.max_abs_diff(&scalar);
-            let tol = if kernel == cpu::Kernel::Portable {
+            let tol = if kernel == Isa::Portable {
                 0.0
             } else {
                 FMA_VS_UNFUSED
@@ -58,11 +59,11 @@ fn results_do_not_depend_on_thread_count() {
     let grid = TimeGrid::new(5.0, 0.01, 0.5).unwrap();
     let model = cell::by_name("fhn-cardiac").unwrap();
     let c = problem(model, 1000);
-    let one = model.solve_cpu(&grid, &c, 1);
+    let one = cpu::solve_best(model, &grid, &c, 1).unwrap();
     for threads in [2, 3, 7] {
         assert_eq!(
             one.data,
-            model.solve_cpu(&grid, &c, threads).data,
+            cpu::solve_best(model, &grid, &c, threads).unwrap().data,
             "{threads} threads"
         );
     }
@@ -78,7 +79,7 @@ fn results_do_not_depend_on_thread_count() {
         init: sub.init.iter().map(pick).collect(),
         params: sub.params.iter().map(pick).collect(),
     };
-    let r = model.solve_cpu(&grid, &few, 2);
+    let r = cpu::solve_best(model, &grid, &few, 2).unwrap();
     for (j, &i) in idx.iter().enumerate() {
         for s in 0..grid.n_samples {
             assert_eq!(r.get(0, s, j), one.get(0, s, i));
@@ -93,7 +94,7 @@ fn samples_are_stored_at_the_right_times() {
     let model = cell::by_name("fhn-cardiac").unwrap();
     let c = cells(model, vec![vec![0.0], vec![0.0]], &[]);
     let grid = TimeGrid::new(0.02, 0.01, 0.01).unwrap();
-    let r = model.solve_cpu(&grid, &c, 1);
+    let r = cpu::solve_best(model, &grid, &c, 1).unwrap();
     // one step: u = dt·k1·I = 0.01·10·0.08, v = 0; two steps: v = dt·e1·u1
     assert_eq!(r.get(0, 0, 0), 0.0);
     assert!((r.get(0, 1, 0) as f64 - 0.008).abs() < 1e-8);

@@ -418,13 +418,13 @@ pub mod probe {
         let mut out = vec![("portable", all::<f32>(v))];
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::solve::cpu::has_avx512() {
+            if crate::isa::has_avx512() {
                 // SAFETY: checked just above.
                 out.push(("avx512", unsafe { all512(v) }));
             }
-            if crate::solve::cpu::has_avx2_fma() {
+            if crate::isa::has_avx2_fma() {
                 // SAFETY: checked just above.
-                out.push(("avx2", unsafe { all256(v) }));
+                out.push(("avx2+fma", unsafe { all256(v) }));
             }
         }
         out

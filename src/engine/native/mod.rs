@@ -12,12 +12,13 @@
 //! exp (ELU, GELU) ≤ 3 ulp, erf ≤ 7e-7 (≤ 5e-7 with FMA). Rows are
 //! independent and every tile, the last partial one too, computes a row the
 //! same way, so results do not depend on the thread count. The scalar
-//! reference is [`crate::engine::reference::Interpreter`].
+//! reference is [`crate::onnx::Interpreter`].
 
 use std::path::Path;
 
-use crate::build::graph::{Model, Node};
+use crate::onnx::graph::{Model, Node};
 use crate::engine::{Engine, EngineInfo};
+use crate::isa::Isa;
 use crate::Error;
 
 mod helpers;
@@ -152,10 +153,7 @@ impl NativeEngine {
             1 => None,
             n => Some(helpers::Helpers::new(n - 1).map_err(|e| Error::Unavailable { what: "native engine threads".into(), problem: e.to_string(), hint: "run with --threads 1".into() })?),
         };
-        let isa = match std::env::var("EXCITE_NATIVE_KERNEL") {
-            Ok(name) if !name.is_empty() => Isa::named(&name)?,
-            _ => Isa::best(),
-        };
+        let isa = Isa::from_env("EXCITE_NATIVE_KERNEL")?;
         Ok(NativeEngine { layers, inputs, outputs, widest, pool, isa, fast: false, macs_per_row })
     }
 
@@ -168,7 +166,7 @@ impl NativeEngine {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => self.tiles::<{ kernel::ROWS_AVX512 }>(x, rows, y, |t| unsafe { kernel::tile_avx512(t) }),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => self.tiles::<{ kernel::ROWS_AVX2 }>(x, rows, y, |t| unsafe { kernel::tile_avx2(t) }),
+            Isa::Avx2Fma => self.tiles::<{ kernel::ROWS_AVX2 }>(x, rows, y, |t| unsafe { kernel::tile_avx2(t) }),
             _ => self.tiles::<{ kernel::ROWS_PORTABLE }>(x, rows, y, kernel::tile_portable),
         }
     }
@@ -249,11 +247,11 @@ impl NativeEngine {
     /// Runs one named kernel from [`NativeEngine::kernels`] (for tests and
     /// benchmarks; `run` picks the fastest).
     pub fn run_kernel(&self, kernel: &str, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        self.run_with(Isa::named(kernel)?, x, rows)
+        self.run_with(Isa::named(kernel, "native kernel")?, x, rows)
     }
 
     fn run_with(&self, isa: Isa, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        crate::engine::check_rows(x, rows, self.inputs)?;
+        crate::onnx::check_rows(x, rows, self.inputs)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
             self.run_into(x, rows, &mut y, isa);
@@ -298,49 +296,6 @@ fn recognise(rest: &[Node], z: &str, m: &Model) -> Result<((Act, usize), String)
     }
 }
 
-/// The kernel variants, chosen once per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Portable,
-}
-
-impl Isa {
-    /// What this CPU runs, fastest first.
-    fn available() -> Vec<Isa> {
-        let mut v = Vec::new();
-        if crate::solve::cpu::has_avx512() {
-            v.push(Isa::Avx512);
-        }
-        if crate::solve::cpu::has_avx2_fma() {
-            v.push(Isa::Avx2);
-        }
-        v.push(Isa::Portable);
-        v
-    }
-
-    fn best() -> Isa {
-        Isa::available()[0]
-    }
-
-    fn named(name: &str) -> Result<Isa, Error> {
-        let available = Isa::available();
-        available.iter().copied().find(|i| i.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = available.iter().map(|i| i.name()).collect();
-            Error::invalid("native kernel", format!("`{name}` cannot run on this CPU"), format!("choose one of {} (EXCITE_NATIVE_KERNEL selects one; unset, the fastest)", names.join(", ")))
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Isa::Avx512 => "avx512",
-            Isa::Avx2 => "avx2",
-            Isa::Portable => "portable",
-        }
-    }
-}
-
 impl Engine for NativeEngine {
     fn info(&self) -> EngineInfo {
         EngineInfo { backend: "excite-native-cpu".into(), precision: if self.fast { "fp32-fast" } else { "fp32" }.into(), inputs: self.inputs, outputs: self.outputs, runtime: format!("excite {} ({})", env!("CARGO_PKG_VERSION"), self.isa.name()) }
@@ -364,7 +319,7 @@ mod tests {
                 te = te.max((t[i] as f64 - x.tanh()).abs());
                 tfe = tfe.max((tf[i] as f64 - x.tanh()).abs());
                 ee = ee.max(((e[i] as f64 - x.exp()) / x.exp()).abs());
-                fe = fe.max((f[i] as f64 - crate::train::arch::erf(x)).abs());
+                fe = fe.max((f[i] as f64 - crate::special::erf(x)).abs());
             }
             assert!(te <= 5e-7, "{kernel} tanh {te:.2e}");
             assert!(ee <= 3.0 * f32::EPSILON as f64, "{kernel} exp relative {ee:.2e}");

@@ -1,5 +1,6 @@
-//! The few ONNX protobuf messages excite writes, encoded by hand: a model is
-//! a handful of Gemm and activation nodes, so a 100-line encoder beats a
+//! The protobuf wire format of ONNX files, by hand: the writer for the few
+//! messages excite writes and the one reader of every file it reads. A model
+//! is a handful of Gemm and activation nodes, so a small codec beats a
 //! protobuf code generator and its build step. Field numbers follow onnx.proto3.
 
 /// A protobuf message under construction.
@@ -172,7 +173,7 @@ pub fn model(
 }
 
 /// Reads a varint at `*pos`.
-pub(crate) fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos)?;
@@ -185,29 +186,56 @@ pub(crate) fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// The top-level fields of a message: (field number, payload) for
-/// length-delimited fields; other wire types are skipped.
-pub fn fields(b: &[u8]) -> Option<Vec<(u32, &[u8])>> {
+/// The value of one field, by wire type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32(u32),
+    Bytes(&'a [u8]),
+}
+
+/// Every field of a message in order, or `None` when the bytes are not a
+/// well-formed message (truncated, a length past the end, an unknown wire
+/// type): the one reader every ONNX consumer in excite goes through.
+pub fn read(b: &[u8]) -> Option<Vec<(u32, Value<'_>)>> {
     let mut out = Vec::new();
-    let mut pos = 0;
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let end = pos.checked_add(n)?;
+        let s = b.get(*pos..end)?;
+        *pos = end;
+        Some(s)
+    };
     while pos < b.len() {
         let tag = read_varint(b, &mut pos)?;
-        let (field, wire) = ((tag >> 3) as u32, tag & 7);
-        match wire {
-            0 => {
-                read_varint(b, &mut pos)?;
-            }
-            1 => pos += 8,
-            5 => pos += 4,
+        let field = u32::try_from(tag >> 3).ok()?;
+        let value = match tag & 7 {
+            0 => Value::Varint(read_varint(b, &mut pos)?),
+            1 => Value::Fixed64(u64::from_le_bytes(take(&mut pos, 8)?.try_into().ok()?)),
+            5 => Value::Fixed32(u32::from_le_bytes(take(&mut pos, 4)?.try_into().ok()?)),
             2 => {
-                let len = read_varint(b, &mut pos)? as usize;
-                out.push((field, b.get(pos..pos + len)?));
-                pos += len;
+                let len = usize::try_from(read_varint(b, &mut pos)?).ok()?;
+                Value::Bytes(take(&mut pos, len)?)
             }
             _ => return None,
-        }
+        };
+        out.push((field, value));
     }
-    (pos == b.len()).then_some(out)
+    Some(out)
+}
+
+/// The length-delimited fields of a message: (field number, payload).
+pub fn fields(b: &[u8]) -> Option<Vec<(u32, &[u8])>> {
+    Some(
+        read(b)?
+            .into_iter()
+            .filter_map(|(f, v)| match v {
+                Value::Bytes(p) => Some((f, p)),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// `metadata_props` of a serialised ModelProto.
@@ -260,5 +288,18 @@ mod tests {
             vec![("a".into(), "1".into()), ("b".into(), "two".into())]
         );
         assert!(metadata_props(&m.0[..m.0.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn hostile_lengths_are_refused_not_wrapped() {
+        // field 1, length 2^64 - 1: the position must not wrap around
+        let mut b = vec![0x0a];
+        b.extend([0xff; 9]);
+        b.push(0x01);
+        assert!(read(&b).is_none());
+        // a length one past the end, and a truncated fixed32
+        assert!(read(&[0x0a, 0x02, 0x00]).is_none());
+        assert!(read(&[0x15, 0x00, 0x00]).is_none());
+        assert_eq!(read(&[0x08, 0x96, 0x01]).unwrap(), vec![(1, Value::Varint(150))]);
     }
 }

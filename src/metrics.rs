@@ -1,0 +1,161 @@
+//! Errors of predictions against reference values, and the rollout of a
+//! one-step map: one copy for training (validation metrics, ITNN rollout),
+//! verification and the benches, so they report the same numbers.
+//!
+//! A NaN or infinite prediction (or reference) counts as an infinite error,
+//! so a diverged network can never report a finite MAE; [`VarMetrics::diverged`]
+//! says so.
+
+use serde::{Deserialize, Serialize};
+
+/// `|prediction − reference|`, infinite when either is NaN or infinite.
+#[inline]
+pub fn abs_error(prediction: f64, reference: f64) -> f64 {
+    let d = (prediction - reference).abs();
+    if d.is_finite() {
+        d
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The largest [`abs_error`] between two equally long slices (0 for empty ones).
+pub fn max_abs_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "compared slices of different lengths");
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max(abs_error(*x as f64, *y as f64)))
+}
+
+/// Running error statistics of one variable.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Accumulator {
+    sum_abs: f64,
+    sum_sq: f64,
+    max: f64,
+    count: usize,
+}
+
+impl Accumulator {
+    /// Adds one comparison; returns its absolute error.
+    #[inline]
+    pub fn add(&mut self, prediction: f64, reference: f64) -> f64 {
+        let e = abs_error(prediction, reference);
+        self.sum_abs += e;
+        self.sum_sq += e * e;
+        self.max = self.max.max(e);
+        self.count += 1;
+        e
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn mae(&self) -> f64 {
+        self.sum_abs / self.count.max(1) as f64
+    }
+
+    pub fn rmse(&self) -> f64 {
+        (self.sum_sq / self.count.max(1) as f64).sqrt()
+    }
+
+    pub fn max_abs_error(&self) -> f64 {
+        self.max
+    }
+
+    /// The statistics under `name`.
+    pub fn finish(&self, name: &str) -> VarMetrics {
+        VarMetrics { name: name.into(), mae: self.mae(), rmse: self.rmse(), max_abs_error: self.max }
+    }
+}
+
+/// Error statistics of one output variable, physical units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VarMetrics {
+    pub name: String,
+    pub mae: f64,
+    pub rmse: f64,
+    pub max_abs_error: f64,
+}
+
+impl VarMetrics {
+    /// Whether a prediction was NaN or infinite (every error is finite otherwise).
+    pub fn diverged(&self) -> bool {
+        !self.max_abs_error.is_finite()
+    }
+}
+
+/// MAE, RMSE and max abs error per variable of row-major `pred` and `truth`
+/// (rows of `names.len()` values).
+pub fn errors(names: &[String], pred: &[f32], truth: &[f32]) -> Vec<VarMetrics> {
+    assert_eq!(pred.len(), truth.len(), "predictions and references of different lengths");
+    let n = names.len();
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let mut acc = Accumulator::default();
+            for (p, t) in pred.iter().skip(j).step_by(n).zip(truth.iter().skip(j).step_by(n)) {
+                acc.add(*p as f64, *t as f64);
+            }
+            acc.finish(name)
+        })
+        .collect()
+}
+
+/// Rolls a one-step map out from `cells` initial rows `x0` ([cells][inputs],
+/// the first `n_state` inputs being the state, the rest fixed per cell):
+/// `step(x, cells)` gives the next states [cells][n_state], which become the
+/// next inputs. Returns the states after each of `steps` steps,
+/// [steps][cells][n_state].
+pub fn rollout<E>(x0: &[f32], cells: usize, n_state: usize, steps: usize, mut step: impl FnMut(&[f32], usize) -> Result<Vec<f32>, E>) -> Result<Vec<f32>, E> {
+    let n_in = if cells == 0 { n_state } else { x0.len() / cells };
+    assert!(n_in >= n_state && x0.len() == cells * n_in, "rollout inputs are not [cells][inputs] with the state first");
+    let mut x = x0.to_vec();
+    let mut out = Vec::with_capacity(steps * cells * n_state);
+    for _ in 0..steps {
+        let y = step(&x, cells)?;
+        for c in 0..cells {
+            x[c * n_in..c * n_in + n_state].copy_from_slice(&y[c * n_state..(c + 1) * n_state]);
+        }
+        out.extend_from_slice(&y[..cells * n_state]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_per_variable() {
+        let names = vec!["u".to_string(), "v".to_string()];
+        // rows (u, v): errors u = 1, 3; v = 0, 4
+        let m = errors(&names, &[1.0, 0.0, 3.0, 4.0], &[0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((m[0].mae, m[0].max_abs_error), (2.0, 3.0));
+        assert!((m[0].rmse - 5f64.sqrt()).abs() < 1e-12);
+        assert_eq!((m[1].mae, m[1].rmse, m[1].max_abs_error), (2.0, 8f64.sqrt(), 4.0));
+        assert!(!m[0].diverged());
+    }
+
+    #[test]
+    fn nan_and_infinite_predictions_make_the_metrics_infinite() {
+        let names = vec!["u".to_string()];
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            // the bad value first and last: a max that drops NaN would miss either
+            for pred in [[bad, 0.5], [0.5, bad]] {
+                let m = &errors(&names, &pred, &[0.0, 0.0])[0];
+                assert!(m.mae.is_infinite() && m.rmse.is_infinite() && m.max_abs_error.is_infinite(), "{bad} {m:?}");
+                assert!(m.diverged());
+                assert!(max_abs_error(&pred, &[0.0, 0.0]).is_infinite());
+            }
+        }
+    }
+
+    #[test]
+    fn rollout_feeds_each_state_back() {
+        // x' = x + k per step, k a fixed input; two cells
+        let x0 = [0.0, 1.0, 10.0, 2.0];
+        let out = rollout(&x0, 2, 1, 3, |x, n| Ok::<_, ()>((0..n).map(|c| x[2 * c] + x[2 * c + 1]).collect())).unwrap();
+        assert_eq!(out, vec![1.0, 12.0, 2.0, 14.0, 3.0, 16.0]);
+    }
+}

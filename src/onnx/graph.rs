@@ -1,0 +1,272 @@
+//! The graph IR: an ONNX model as plain data, read from and written back to
+//! protobuf, so excite can rewrite graphs (precision, quantisation) and run
+//! them without an ONNX library. It covers what excite writes: nodes with
+//! float/int attributes, initializers with raw data, 2-D inputs and outputs.
+
+use super::proto::{self, Msg, Value};
+
+pub const FLOAT: i32 = 1;
+pub const INT8: i32 = 3;
+pub const INT64: i32 = 7;
+pub const FLOAT16: i32 = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    Float(String, f32),
+    Int(String, i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub op: String,
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attrs: Vec<Attr>,
+}
+
+impl Node {
+    /// The float attribute `k`, or `default` when absent (ONNX's defaults differ per operator).
+    pub fn attr_f(&self, k: &str, default: f32) -> f32 {
+        self.attrs.iter().find_map(|a| match a {
+            Attr::Float(name, v) if name == k => Some(*v),
+            _ => None,
+        }).unwrap_or(default)
+    }
+
+    /// The integer attribute `k`, or `default` when absent.
+    pub fn attr_i(&self, k: &str, default: i64) -> i64 {
+        self.attrs.iter().find_map(|a| match a {
+            Attr::Int(name, v) if name == k => Some(*v),
+            _ => None,
+        }).unwrap_or(default)
+    }
+
+    pub fn new(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr>) -> Node {
+        Node {
+            op: op.into(),
+            name: name.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs,
+        }
+    }
+}
+
+/// An initializer: element type and little-endian raw data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Init {
+    pub name: String,
+    pub dims: Vec<usize>,
+    pub dtype: i32,
+    pub raw: Vec<u8>,
+}
+
+impl Init {
+    pub fn f32(name: &str, dims: &[usize], data: &[f32]) -> Init {
+        Init {
+            name: name.into(),
+            dims: dims.to_vec(),
+            dtype: FLOAT,
+            raw: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn floats(&self) -> Option<Vec<f32>> {
+        (self.dtype == FLOAT).then(|| {
+            self.raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+}
+
+/// A graph input or output: name, element type, dims (`None` = dynamic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Io {
+    pub name: String,
+    pub dtype: i32,
+    pub dims: Vec<Option<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub opset: i64,
+    pub producer_version: String,
+    pub name: String,
+    pub nodes: Vec<Node>,
+    pub inits: Vec<Init>,
+    pub inputs: Vec<Io>,
+    pub outputs: Vec<Io>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A message's fields, read once, with typed look-ups by field number.
+struct Fields<'a>(Vec<(u32, Value<'a>)>);
+
+impl<'a> Fields<'a> {
+    fn of(b: &'a [u8]) -> Option<Fields<'a>> {
+        proto::read(b).map(Fields)
+    }
+
+    fn bytes(&self, n: u32) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.0.iter().filter_map(move |(f, v)| match v {
+            Value::Bytes(b) if *f == n => Some(*b),
+            _ => None,
+        })
+    }
+
+    fn varints(&self, n: u32) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().filter_map(move |(f, v)| match v {
+            Value::Varint(x) if *f == n => Some(*x),
+            _ => None,
+        })
+    }
+
+    fn varint(&self, n: u32) -> Option<u64> {
+        self.varints(n).next()
+    }
+
+    fn fixed32(&self, n: u32) -> Option<u32> {
+        self.0.iter().find_map(|(f, v)| match v {
+            Value::Fixed32(x) if *f == n => Some(*x),
+            _ => None,
+        })
+    }
+
+    fn text(&self, n: u32) -> String {
+        self.bytes(n).last().map(text).unwrap_or_default()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Model {
+    /// Parses a serialised ModelProto; `None` when it is not well-formed protobuf.
+    pub fn parse(bytes: &[u8]) -> Option<Model> {
+        let top = Fields::of(bytes)?;
+        let graph = Fields::of(top.bytes(7).next()?)?;
+        let opset = match top.bytes(8).next() {
+            Some(o) => Fields::of(o)?.varint(2).unwrap_or(0) as i64,
+            None => 0,
+        };
+        let metadata = proto::metadata_props(bytes)?;
+        let mut m = Model {
+            opset,
+            producer_version: top.text(3),
+            name: graph.text(2),
+            nodes: vec![],
+            inits: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            metadata,
+        };
+        for body in graph.bytes(1) {
+            let f = Fields::of(body)?;
+            let mut attrs = Vec::new();
+            for a in f.bytes(5) {
+                // AttributeProto: name 1, f 2 (fixed32), i 3
+                let af = Fields::of(a)?;
+                if let Some(bits) = af.fixed32(2) {
+                    attrs.push(Attr::Float(af.text(1), f32::from_bits(bits)));
+                } else if let Some(i) = af.varint(3) {
+                    attrs.push(Attr::Int(af.text(1), i as i64));
+                }
+            }
+            m.nodes.push(Node {
+                op: f.text(4),
+                name: f.text(3),
+                inputs: f.bytes(1).map(text).collect(),
+                outputs: f.bytes(2).map(text).collect(),
+                attrs,
+            });
+        }
+        for body in graph.bytes(5) {
+            // TensorProto: dims 1, data_type 2, name 8, raw_data 9
+            let f = Fields::of(body)?;
+            let dims = f.varints(1).map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+            m.inits.push(Init {
+                name: f.text(8),
+                dims,
+                dtype: f.varint(2).unwrap_or(0) as i32,
+                raw: f.bytes(9).last().unwrap_or_default().to_vec(),
+            });
+        }
+        for (field, list) in [(11, &mut m.inputs), (12, &mut m.outputs)] {
+            for body in graph.bytes(field) {
+                // ValueInfoProto: name 1, type 2 → TypeProto.tensor_type 1 → elem_type 1, shape 2 → dim 1 → dim_value 1
+                let f = Fields::of(body)?;
+                let ty = Fields::of(f.bytes(2).next()?)?;
+                let tensor = Fields::of(ty.bytes(1).next()?)?;
+                let mut dims = Vec::new();
+                if let Some(shape) = tensor.bytes(2).next() {
+                    for d in Fields::of(shape)?.bytes(1) {
+                        dims.push(Fields::of(d)?.varint(1).map(|v| v as usize));
+                    }
+                }
+                list.push(Io { name: f.text(1), dtype: tensor.varint(1).unwrap_or(0) as i32, dims });
+            }
+        }
+        Some(m)
+    }
+
+    /// Serialises the model (IR 8).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let nodes: Vec<Msg> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let ins: Vec<&str> = n.inputs.iter().map(String::as_str).collect();
+                let outs: Vec<&str> = n.outputs.iter().map(String::as_str).collect();
+                let attrs: Vec<proto::Attr> = n
+                    .attrs
+                    .iter()
+                    .map(|a| match a {
+                        Attr::Float(k, v) => proto::Attr::Float(k, *v),
+                        Attr::Int(k, v) => proto::Attr::Int(k, *v),
+                    })
+                    .collect();
+                proto::node(&n.op, &n.name, &ins, &outs, &attrs)
+            })
+            .collect();
+        let inits: Vec<Msg> = self
+            .inits
+            .iter()
+            .map(|t| proto::tensor_raw(&t.name, &t.dims, t.dtype as i64, &t.raw))
+            .collect();
+        let io = |v: &[Io]| {
+            v.iter()
+                .map(|i| proto::value_info_typed(&i.name, i.dtype as i64, &i.dims))
+                .collect::<Vec<_>>()
+        };
+        let graph = proto::graph(
+            &self.name,
+            &nodes,
+            &inits,
+            &io(&self.inputs),
+            &io(&self.outputs),
+        );
+        proto::model(&graph, self.opset, &self.producer_version, &self.metadata).0
+    }
+
+    pub fn init(&self, name: &str) -> Option<&Init> {
+        self.inits.iter().find(|i| i.name == name)
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) {
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value.into(),
+            None => self.metadata.push((key.into(), value.into())),
+        }
+    }
+}
