@@ -196,9 +196,10 @@ enum BenchCommand {
     Euler(commands::bench::EulerArgs),
     /// Training throughput in samples per second.
     ///
-    /// Times the real training step (forward, MSE, backward, Adam) on
-    /// synthetic data, for DDNN and for PINN (data loss plus physics residual
-    /// through the forward tangent plus initial-condition loss), interleaved.
+    /// Times the real training step (forward, MSE, backward, Adam) on the
+    /// training rows of a dataset (problem C's preset unless `--dataset` names
+    /// another), for DDNN and for PINN (data loss plus physics residual through
+    /// the forward tangent plus initial-condition loss), interleaved.
     Train(commands::bench::TrainArgs),
     /// Inference throughput and latency of engines per batch size.
     ///

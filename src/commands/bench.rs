@@ -248,6 +248,23 @@ fn numpy_baseline(cells: usize, steps: usize) -> Result<f64> {
         .context("no cell_steps_per_s in the script's output")
 }
 
+/// The metadata and training rows of a dataset folder, or of a dataset
+/// configuration generated in memory (a relative path is also looked up
+/// from the project root, so the default preset works from anywhere in it).
+fn training_rows(path: &std::path::Path) -> Result<(data::Metadata, data::Array2, data::Array2)> {
+    let path = if path.exists() { path.to_path_buf() } else { path.to_str().and_then(find_in_ancestors).unwrap_or_else(|| path.to_path_buf()) };
+    if path.is_dir() {
+        let d = data::load(&path)?;
+        let array = |name: &str| d.arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone()).with_context(|| format!("{}: no `{name}` array", path.display()));
+        let (x, y) = (array("x_train")?, array("y_train")?);
+        return Ok((d.meta, x, y));
+    }
+    let spec = DatasetSpec::from_file(&path)?;
+    let d = data::generate(&spec, 0, &excite::report::Silent)?;
+    let [(x, y), _, _] = d.splits;
+    Ok((d.meta, x, y))
+}
+
 fn find_in_ancestors(rel: &str) -> Option<PathBuf> {
     excite::fsio::search_roots().into_iter().map(|r| r.join(rel)).find(|p| p.is_file())
 }
@@ -260,9 +277,11 @@ pub struct TrainArgs {
     /// Activation of every hidden layer (relu, leaky_relu, elu, silu, gelu, tanh, sigmoid).
     #[arg(long, default_value = "tanh")]
     activation: String,
-    /// Inputs of the network (4 = problem C: t, u0, v0, k).
-    #[arg(long, default_value_t = 4)]
-    inputs: usize,
+    /// The data the steps train on, which also sets the network's inputs and
+    /// outputs and the PINN's time range: a dataset configuration (generated
+    /// in memory first) or a dataset folder from `excite simulate`.
+    #[arg(long, default_value = "models/problem-c.yaml")]
+    dataset: PathBuf,
     /// Mini-batch size (and PINN collocation points).
     #[arg(long, default_value_t = 1024)]
     batch: usize,
@@ -278,27 +297,20 @@ pub struct TrainArgs {
 
 /// `excite bench train`: samples per second of the real training step.
 pub fn train(a: &TrainArgs) -> Result<ExitCode> {
-    use excite::train::{step_rate, Activation, Architecture, Layer};
+    use excite::train::{step_rate, Activation, Layer};
     let act = Activation::parse(&a.activation).with_context(|| {
         format!(
             "--activation {}: unknown; use relu, leaky_relu, elu, silu, gelu, tanh or sigmoid",
             a.activation
         )
     })?;
-    anyhow::ensure!(
-        (1..=4).contains(&a.inputs),
-        "--inputs {}: must be 1 to 4",
-        a.inputs
-    );
-    let arch = Architecture {
-        inputs: a.inputs,
-        hidden: a.hidden.iter().map(|&w| Layer(act, w)).collect(),
-        outputs: 2,
-    };
+    let (meta, x, y) = training_rows(&a.dataset)?;
+    let hidden: Vec<Layer> = a.hidden.iter().map(|&w| Layer(act, w)).collect();
+    let arch = excite::train::Architecture { inputs: meta.inputs.len(), hidden: hidden.clone(), outputs: meta.outputs.len() };
     let (mut ddnn, mut pinn) = (Vec::new(), Vec::new());
     for _ in 0..a.repeat {
-        ddnn.push(step_rate(&arch, false, a.batch, a.steps));
-        pinn.push(step_rate(&arch, true, a.batch, a.steps));
+        ddnn.push(step_rate(&hidden, &meta, &x, &y, false, a.batch, a.steps)?);
+        pinn.push(step_rate(&hidden, &meta, &x, &y, true, a.batch, a.steps)?);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -306,7 +318,7 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     };
     let (d, p) = (median(ddnn), median(pinn));
     let report = serde_json::json!({
-        "architecture": arch.summary(), "batch": a.batch, "threads": rayon::current_num_threads(),
+        "architecture": arch.summary(), "dataset": a.dataset.display().to_string(), "batch": a.batch, "threads": rayon::current_num_threads(),
         "ddnn_samples_per_s": d, "pinn_samples_per_s": p, "ddnn_step_ms": a.batch as f64 / d * 1e3,
         "pinn_step_ms": a.batch as f64 / p * 1e3, "pinn_cost_ratio": d / p,
     });
@@ -314,8 +326,9 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "training step, {}, batch {}, Adam, median of {}",
+            "training step, {} on {}, batch {}, Adam, median of {}",
             arch.summary(),
+            a.dataset.display(),
             a.batch,
             a.repeat
         );

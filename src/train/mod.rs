@@ -7,8 +7,13 @@
 //! resuming. The normalisation is part of the surrogate: [`TrainedSurrogate`] takes
 //! and returns physical values.
 
+mod adaptive;
 pub mod arch;
+mod bench;
+mod checkpoint;
+mod evaluate;
 pub mod fastmath;
+mod log;
 pub mod net;
 pub mod physics;
 pub mod spec;
@@ -26,7 +31,9 @@ use crate::Error;
 pub use arch::{Activation, Architecture, Layer};
 pub use net::Net;
 pub use spec::{Mode, TrainSpec};
-pub use trainer::{step_rate, train, Metrics, Outcome};
+pub use bench::step_rate;
+pub use evaluate::{Metrics, Rollout};
+pub use trainer::{train, Outcome};
 
 /// Version tag of the run folder layout.
 pub const FORMAT: &str = "excite-surrogate/1";

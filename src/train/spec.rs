@@ -156,10 +156,17 @@ fn default_val_every() -> usize {
     200
 }
 fn default_weights() -> LossWeights {
-    LossWeights {
-        data: 10.0,
-        physics: 1.0,
-        initial: 1.0,
+    LossWeights::default()
+}
+
+impl Default for LossWeights {
+    /// λ_D = 10, λ_P = 1, λ_B = 1.
+    fn default() -> Self {
+        LossWeights {
+            data: 10.0,
+            physics: 1.0,
+            initial: 1.0,
+        }
     }
 }
 fn one() -> usize {
