@@ -140,6 +140,18 @@ pub fn search_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// The files in `dir` whose names start with `prefix` (`libnvrtc.so` finds
+/// `libnvrtc.so.12`), sorted by name; none when `dir` cannot be read.
+pub fn files_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .collect();
+    found.sort();
+    found
+}
+
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

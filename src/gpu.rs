@@ -48,18 +48,7 @@ fn nvrtc_candidates() -> Vec<PathBuf> {
     }
     let roots = crate::fsio::search_roots();
     for root in roots {
-        let lib = root.join(".deps/python/nvidia/cuda_nvrtc/lib");
-        if let Ok(entries) = std::fs::read_dir(&lib) {
-            let mut libs: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("libnvrtc.so"))
-                })
-                .collect();
-            libs.sort();
-            out.extend(libs);
-        }
+        out.extend(crate::fsio::files_starting_with(&root.join(".deps/python/nvidia/cuda_nvrtc/lib"), "libnvrtc.so"));
     }
     out
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::verify::svg::{line_chart, Series, COLORS};
+use crate::verify::chart::{self, Chart, Scale, Series};
 use crate::verify::{time_engine, Problem};
 use crate::Error;
 
@@ -81,19 +81,18 @@ pub fn csv(points: &[Point]) -> String {
 pub fn svg(points: &[Point]) -> String {
     let series = vec![Series {
         name: "samples/s".into(),
-        color: COLORS[0],
+        color: 0,
         dashed: false,
-        points: points
-            .iter()
-            .map(|p| ((p.batch as f64).log2(), p.samples_per_s))
-            .collect(),
+        points: points.iter().map(|p| (p.batch as f64, p.samples_per_s)).collect(),
     }];
-    line_chart(
-        "throughput by batch size",
-        "log2(batch)",
-        "samples/s",
-        &series,
-    )
+    chart::svg(&Chart {
+        title: "throughput by batch size",
+        x_label: "batch (rows)",
+        y_label: "samples/s",
+        x_scale: Scale::Log,
+        y_scale: Scale::Log,
+        series: &series,
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! All terminal output goes through here: results to stdout, progress and
 //! errors (with their `hint:` line) to stderr.
 
-use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use excite::report::Reporter;
 
@@ -21,42 +23,61 @@ pub fn error(e: &anyhow::Error) {
     }
 }
 
-/// Progress on stderr with elapsed time.
+/// Progress on stderr: phases with the elapsed time, and a bar (indicatif)
+/// for long loops that is drawn only on a terminal, as cargo does, so a log
+/// gets the phases and the results, not a line per update.
 pub struct Progress {
     start: Instant,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress {
     pub fn new() -> Self {
         Progress {
             start: Instant::now(),
+            bar: Mutex::new(None),
+        }
+    }
+
+    /// Prints `line` above the bar, if one is drawn.
+    fn line(&self, line: &str) {
+        match self.bar.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 }
 
 impl Reporter for Progress {
     fn phase(&self, name: &str) {
-        eprintln!("[{:>7.2}s] {name}", self.start.elapsed().as_secs_f64());
+        if let Ok(mut bar) = self.bar.lock() {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+        self.line(&format!("[{:>7.2}s] {name}", self.start.elapsed().as_secs_f64()));
     }
     fn note(&self, message: &str) {
-        eprintln!("note: {message}");
+        self.line(&format!("note: {message}"));
     }
     fn progress(&self, done: usize, total: usize, status: &str) {
-        let width = 24;
-        let filled = (done * width / total.max(1)).min(width);
-        let bar = format!(
-            "[{}{}] {done}/{total} {status}",
-            "#".repeat(filled),
-            " ".repeat(width - filled)
-        );
-        let mut err = std::io::stderr();
-        if err.is_terminal() {
-            let _ = write!(err, "\r\x1b[2K{bar}");
-            if done >= total {
-                let _ = writeln!(err);
+        let Ok(mut slot) = self.bar.lock() else { return };
+        let bar = slot.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(ProgressStyle::with_template("[{bar:24}] {pos}/{len} {wide_msg}").expect("a valid template").progress_chars("## "));
+            bar
+        });
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(status.to_string());
+        if done >= total {
+            // the finished bar stays as a plain line (on a terminal only, like the bar)
+            let drawn = !bar.is_hidden();
+            bar.finish_and_clear();
+            *slot = None;
+            if drawn {
+                eprintln!("[{}] {done}/{total} {status}", "#".repeat(24));
             }
-        } else {
-            let _ = writeln!(err, "{bar}");
         }
     }
 }

@@ -85,18 +85,7 @@ fn find_library() -> Option<PathBuf> {
             dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi"));
         }
     }
-    dirs.into_iter().find_map(|d| {
-        let mut libs: Vec<PathBuf> = std::fs::read_dir(&d)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        libs.sort();
-        libs.pop()
-    })
+    dirs.into_iter().find_map(|d| crate::fsio::files_starting_with(&d, "libonnxruntime.so").pop())
 }
 
 /// How to build the session.

@@ -21,6 +21,11 @@ pub struct Value {
 }
 
 impl Value {
+    /// A computed `[rows, cols]` value.
+    fn matrix(rows: usize, cols: usize, data: Vec<f32>) -> Value {
+        Value { rows, cols, data, dims: vec![rows, cols] }
+    }
+
     fn at(&self, r: usize, c: usize) -> f32 {
         let r = if self.rows == 1 { 0 } else { r };
         let c = if self.cols == 1 { 0 } else { c };
@@ -157,12 +162,7 @@ impl Interpreter {
                 let data = (0..rows * cols)
                     .map(|i| f(a.at(i / cols, i % cols), b.at(i / cols, i % cols)))
                     .collect();
-                Value {
-                    rows,
-                    cols,
-                    data,
-                    dims: vec![rows, cols],
-                }
+                Value::matrix(rows, cols, data)
             };
             let out = match n.op.as_str() {
                 "Gemm" => {
@@ -249,12 +249,7 @@ impl Interpreter {
                             }
                         })
                         .collect();
-                    Value {
-                        rows,
-                        cols,
-                        data,
-                        dims: vec![rows, cols],
-                    }
+                    Value::matrix(rows, cols, data)
                 }
                 "Cast" => {
                     let to = n.attr_i("to", 1) as i32;

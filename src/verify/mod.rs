@@ -4,7 +4,7 @@
 //! the same run. Everything needed comes from the ONNX file's own metadata.
 
 mod report;
-pub mod svg;
+pub mod chart;
 
 use std::collections::BTreeMap;
 use std::path::Path;

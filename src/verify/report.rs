@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::fsio::{write_atomic, StagingDir};
-use crate::verify::svg::{line_chart, Series, COLORS};
+use crate::verify::chart::{self, Chart, Scale, Series};
 use crate::verify::Report;
 use crate::Error;
 
@@ -92,38 +92,24 @@ fn markdown(r: &Report) -> String {
 
 fn trajectories(r: &Report) -> String {
     let mut series = Vec::new();
+    let t = &r.error_vs_time.t;
+    let name = r.variables.first().map(|v| v.name.as_str()).unwrap_or("");
     for (k, ex) in r.examples.iter().enumerate() {
-        for (i, v) in r.variables.iter().enumerate().take(1) {
-            let pts = |vals: &[f64]| {
-                r.error_vs_time
-                    .t
-                    .iter()
-                    .copied()
-                    .zip(vals.iter().copied())
-                    .collect::<Vec<_>>()
-            };
-            let color = COLORS[k % COLORS.len()];
-            series.push(Series {
-                name: format!("{} cell {} reference", v.name, ex.cell),
-                color,
-                dashed: false,
-                points: pts(&ex.reference[i]),
-            });
-            series.push(Series {
-                name: format!("{} cell {} engine", v.name, ex.cell),
-                color,
-                dashed: true,
-                points: pts(&ex.engine[i]),
-            });
+        let pts = |vals: &[f64]| t.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>();
+        for (what, vals, dashed) in [("reference", &ex.reference, false), ("engine", &ex.engine, true)] {
+            if let Some(v) = vals.first() {
+                series.push(Series { name: format!("cell {} {what}", ex.cell), color: k, dashed, points: pts(v) });
+            }
         }
     }
-    let name = r.variables.first().map(|v| v.name.as_str()).unwrap_or("");
-    line_chart(
-        &format!("{name}: engine (dashed) vs Euler reference"),
-        "t",
-        name,
-        &series,
-    )
+    chart::svg(&Chart {
+        title: &format!("{name}: engine (dashed) vs Euler reference"),
+        x_label: "t",
+        y_label: name,
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series: &series,
+    })
 }
 
 fn errors(r: &Report) -> String {
@@ -134,16 +120,17 @@ fn errors(r: &Report) -> String {
         .enumerate()
         .map(|(k, (name, e))| Series {
             name: format!("{name} MAE"),
-            color: COLORS[k % COLORS.len()],
+            color: k,
             dashed: false,
-            points: r
-                .error_vs_time
-                .t
-                .iter()
-                .copied()
-                .zip(e.iter().copied())
-                .collect(),
+            points: r.error_vs_time.t.iter().copied().zip(e.iter().copied()).collect(),
         })
         .collect();
-    line_chart("mean absolute error over time", "t", "MAE", &series)
+    chart::svg(&Chart {
+        title: "mean absolute error over time (log scale)",
+        x_label: "t",
+        y_label: "MAE",
+        x_scale: Scale::Linear,
+        y_scale: Scale::Log,
+        series: &series,
+    })
 }
