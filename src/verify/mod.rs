@@ -3,24 +3,24 @@
 //! output variable and over time, a pass/fail budget, and timing of both in
 //! the same run. Everything needed comes from the ONNX file's own metadata.
 
-mod report;
 pub mod chart;
+mod problem;
+mod report;
+mod timing;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{self, Model};
-use crate::data::sampling::{self, Method, Rng};
-use crate::data::{ModelMeta, TimeMeta, VarRange};
 use crate::engine::{Engine, EngineInfo};
 use crate::report::Reporter;
-use crate::solve::{Cells, Column, TimeGrid, Trajectories};
+use crate::solve::{Cells, Trajectories};
 use crate::train::Mode;
 use crate::Error;
+pub use problem::Problem;
 pub use report::write;
+pub use timing::{reference_rate, time_engine, time_engine_for, Timing};
 
 /// Error limits; a variable passes when every given limit holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -57,113 +57,6 @@ impl Default for Settings {
             reference_cells: 100_000,
             threads: 0,
         }
-    }
-}
-
-/// The problem a surrogate was trained on, read back from its ONNX metadata.
-pub struct Problem {
-    pub model: &'static dyn Model,
-    pub model_meta: ModelMeta,
-    pub kind: Mode,
-    pub inputs: Vec<VarRange>,
-    pub outputs: Vec<VarRange>,
-    pub time: TimeMeta,
-    pub grid: TimeGrid,
-    pub initial: BTreeMap<String, f64>,
-    pub sampling: BTreeMap<String, [f64; 2]>,
-}
-
-impl Problem {
-    pub fn from_onnx(path: &Path) -> Result<Problem, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let hint = "export the surrogate with `excite export`, which records the cell model and ranges in the file";
-        let props = crate::onnx::proto::metadata_props(&bytes)
-            .ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
-        let get = |k: &str| {
-            props
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| Error::format(path, format!("no `{k}` in metadata_props"), hint))
-        };
-        let parse = |k: &str| -> Result<serde_json::Value, Error> {
-            serde_json::from_str(&get(k)?)
-                .map_err(|e| Error::format(path, format!("`{k}` is not valid JSON: {e}"), hint))
-        };
-        let de = |k: &str| -> Result<_, Error> { Ok(parse(k)?) };
-        let model_meta: ModelMeta = serde_json::from_value(de("excite.model")?)
-            .map_err(|e| Error::format(path, format!("excite.model: {e}"), hint))?;
-        let inputs: Vec<VarRange> = serde_json::from_value(de("excite.inputs")?)
-            .map_err(|e| Error::format(path, format!("excite.inputs: {e}"), hint))?;
-        let outputs: Vec<VarRange> = serde_json::from_value(de("excite.outputs")?)
-            .map_err(|e| Error::format(path, format!("excite.outputs: {e}"), hint))?;
-        let time: TimeMeta = serde_json::from_value(de("excite.time")?)
-            .map_err(|e| Error::format(path, format!("excite.time: {e}"), hint))?;
-        let initial = serde_json::from_value(de("excite.initial")?)
-            .map_err(|e| Error::format(path, format!("excite.initial: {e}"), hint))?;
-        let sampling = serde_json::from_value(de("excite.sampling")?)
-            .map_err(|e| Error::format(path, format!("excite.sampling: {e}"), hint))?;
-        let kind: Mode = serde_json::from_value(serde_json::Value::String(get("excite.kind")?))
-            .map_err(|e| Error::format(path, format!("excite.kind: {e}"), hint))?;
-        let model = cell::by_name(&model_meta.name)?;
-        let grid = TimeGrid::new(time.t_end, time.dt, time.sample_every)?;
-        Ok(Problem {
-            model,
-            model_meta,
-            kind,
-            inputs,
-            outputs,
-            time,
-            grid,
-            initial,
-            sampling,
-        })
-    }
-
-    /// `n` fresh cells: the sampled initial states and parameters drawn by
-    /// Latin hypercube (all alike when nothing was sampled, as in problem A).
-    pub fn cells(&self, n: usize, seed: u64) -> Cells {
-        let info = self.model.info();
-        let names: Vec<&String> = self.sampling.keys().collect();
-        let ranges: Vec<[f64; 2]> = self.sampling.values().copied().collect();
-        let cols = sampling::sample(Method::Lhs, &ranges, n, &mut Rng::new(seed));
-        let mut init: Vec<Column> = info
-            .states
-            .iter()
-            .map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(0.0)))
-            .collect();
-        let mut params: Vec<Column> = info
-            .params
-            .iter()
-            .map(|p| {
-                Column::Same(
-                    self.model_meta
-                        .params
-                        .get(p.name)
-                        .copied()
-                        .unwrap_or(p.default),
-                )
-            })
-            .collect();
-        for (name, col) in names.into_iter().zip(cols) {
-            if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
-                init[i] = Column::PerCell(col);
-            } else if let Some(i) = info.param_index(name) {
-                params[i] = Column::PerCell(col);
-            }
-        }
-        Cells { n, init, params }
-    }
-
-    /// The value of input `name` for cell `c` (a sampled initial state or parameter).
-    fn input_value(&self, cells: &Cells, name: &str, c: usize) -> f64 {
-        let info = self.model.info();
-        if let Some(i) = name.strip_suffix('0').and_then(|s| info.state_index(s)) {
-            return cells.init[i].get(c);
-        }
-        info.param_index(name)
-            .map(|i| cells.params[i].get(c))
-            .unwrap_or(0.0)
     }
 }
 
@@ -473,89 +366,3 @@ fn rollout(
     Ok(out)
 }
 
-/// Euler reference speed on `n` fresh cells of the problem (median of 3):
-/// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
-/// `n` is capped so the stored samples stay within 256 MiB.
-pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<(f64, f64), Error> {
-    let per_cell = p.outputs.len() * p.grid.n_samples;
-    let cells = p.cells(n.min((64 << 20) / per_cell.max(1)).max(1), seed);
-    let mut times = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        std::hint::black_box(crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?);
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let cell_steps = (cells.n * p.grid.total_steps()) as f64 / times[1];
-    Ok((cell_steps, cell_steps / p.grid.steps_per_sample as f64))
-}
-
-/// Samples per second and latency percentiles at `batch`, warm-up excluded,
-/// for at least `seconds` and 10 batches, on inputs of `cells`.
-pub fn time_engine(
-    p: &Problem,
-    engine: &mut dyn Engine,
-    cells: &Cells,
-    batch: usize,
-    seconds: f64,
-) -> Result<(f64, Latency), Error> {
-    time_engine_for(p, engine, cells, batch, Timing::Seconds(seconds))
-}
-
-/// How long to time an engine.
-#[derive(Debug, Clone, Copy)]
-pub enum Timing {
-    /// At least this long, and at least 10 batches.
-    Seconds(f64),
-    /// Exactly this many batches.
-    Iterations(usize),
-}
-
-/// [`time_engine`] with a chosen duration.
-pub fn time_engine_for(
-    p: &Problem,
-    engine: &mut dyn Engine,
-    cells: &Cells,
-    batch: usize,
-    timing: Timing,
-) -> Result<(f64, Latency), Error> {
-    let n_in = p.inputs.len();
-    let pool = match p.kind {
-        Mode::Itnn => (0..cells.n)
-            .flat_map(|c| (0..n_in).map(move |j| (c, j)))
-            .map(|(c, j)| {
-                if j < p.outputs.len() {
-                    0.5
-                } else {
-                    p.input_value(cells, &p.inputs[j].name, c) as f32
-                }
-            })
-            .collect(),
-        _ => trajectory_inputs(p, cells),
-    };
-    let x: Vec<f32> = pool.iter().copied().cycle().take(batch * n_in).collect();
-    for _ in 0..3 {
-        engine.run(&x, batch)?;
-    }
-    let mut lat = Vec::new();
-    let start = Instant::now();
-    let more = |n: usize, elapsed: f64| match timing {
-        Timing::Seconds(s) => n < 10 || elapsed < s,
-        Timing::Iterations(k) => n < k.max(1),
-    };
-    while more(lat.len(), start.elapsed().as_secs_f64()) {
-        let t = Instant::now();
-        std::hint::black_box(engine.run(&x, batch)?);
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let total: f64 = lat.iter().sum();
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    let latency = Latency {
-        mean: total / lat.len() as f64,
-        p50: pct(0.5),
-        p90: pct(0.9),
-        p99: pct(0.99),
-    };
-    Ok((batch as f64 * lat.len() as f64 / (total / 1e3), latency))
-}

@@ -1,0 +1,97 @@
+//! Timing in the same run: the Euler reference in sample-equivalents per
+//! second, and an engine's throughput and latency percentiles at a batch size.
+
+use std::time::Instant;
+
+use crate::engine::Engine;
+use crate::solve::Cells;
+use crate::train::Mode;
+use crate::verify::{trajectory_inputs, Latency, Problem};
+use crate::Error;
+
+/// Euler reference speed on `n` fresh cells of the problem (median of 3):
+/// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
+/// `n` is capped so the stored samples stay within 256 MiB.
+pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<(f64, f64), Error> {
+    let per_cell = p.outputs.len() * p.grid.n_samples;
+    let cells = p.cells(n.min((64 << 20) / per_cell.max(1)).max(1), seed);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let cell_steps = (cells.n * p.grid.total_steps()) as f64 / times[1];
+    Ok((cell_steps, cell_steps / p.grid.steps_per_sample as f64))
+}
+
+/// Samples per second and latency percentiles at `batch`, warm-up excluded,
+/// for at least `seconds` and 10 batches, on inputs of `cells`.
+pub fn time_engine(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    batch: usize,
+    seconds: f64,
+) -> Result<(f64, Latency), Error> {
+    time_engine_for(p, engine, cells, batch, Timing::Seconds(seconds))
+}
+
+/// How long to time an engine.
+#[derive(Debug, Clone, Copy)]
+pub enum Timing {
+    /// At least this long, and at least 10 batches.
+    Seconds(f64),
+    /// Exactly this many batches.
+    Iterations(usize),
+}
+
+/// [`time_engine`] with a chosen duration.
+pub fn time_engine_for(
+    p: &Problem,
+    engine: &mut dyn Engine,
+    cells: &Cells,
+    batch: usize,
+    timing: Timing,
+) -> Result<(f64, Latency), Error> {
+    let n_in = p.inputs.len();
+    let pool = match p.kind {
+        Mode::Itnn => (0..cells.n)
+            .flat_map(|c| (0..n_in).map(move |j| (c, j)))
+            .map(|(c, j)| {
+                if j < p.outputs.len() {
+                    0.5
+                } else {
+                    p.input_value(cells, &p.inputs[j].name, c) as f32
+                }
+            })
+            .collect(),
+        _ => trajectory_inputs(p, cells),
+    };
+    let x: Vec<f32> = pool.iter().copied().cycle().take(batch * n_in).collect();
+    for _ in 0..3 {
+        engine.run(&x, batch)?;
+    }
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    let more = |n: usize, elapsed: f64| match timing {
+        Timing::Seconds(s) => n < 10 || elapsed < s,
+        Timing::Iterations(k) => n < k.max(1),
+    };
+    while more(lat.len(), start.elapsed().as_secs_f64()) {
+        let t = Instant::now();
+        std::hint::black_box(engine.run(&x, batch)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let total: f64 = lat.iter().sum();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    let latency = Latency {
+        mean: total / lat.len() as f64,
+        p50: pct(0.5),
+        p90: pct(0.9),
+        p99: pct(0.99),
+    };
+    Ok((batch as f64 * lat.len() as f64 / (total / 1e3), latency))
+}
