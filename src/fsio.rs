@@ -140,6 +140,16 @@ pub fn search_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// `rows` as CSV with a header row from the row type's field names.
+pub fn csv_bytes<T: serde::Serialize>(rows: &[T]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        // plain structs of numbers, strings and booleans always serialise
+        w.serialize(r).expect("a flat row serialises as CSV");
+    }
+    w.into_inner().expect("writing into memory cannot fail")
+}
+
 /// The files in `dir` whose names start with `prefix` (`libnvrtc.so` finds
 /// `libnvrtc.so.12`), sorted by name; none when `dir` cannot be read.
 pub fn files_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {

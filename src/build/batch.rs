@@ -67,15 +67,9 @@ pub fn choose(points: &[Point], max_latency_ms: Option<f64>) -> Result<usize, Er
     }
 }
 
-pub fn csv(points: &[Point]) -> String {
-    let mut s = "batch,samples_per_s,p50_ms,p99_ms\n".to_string();
-    for p in points {
-        s += &format!(
-            "{},{:.6e},{:.6},{:.6}\n",
-            p.batch, p.samples_per_s, p.p50_ms, p.p99_ms
-        );
-    }
-    s
+/// `batch.csv`: one row per batch size.
+pub fn csv(points: &[Point]) -> Vec<u8> {
+    crate::fsio::csv_bytes(points)
 }
 
 pub fn svg(points: &[Point]) -> String {

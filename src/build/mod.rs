@@ -291,7 +291,7 @@ pub fn build(
             let engine_spec = Spec { target: spec.target, precision: prec, batch: initial_batch, input: input.clone(), features: n_in };
             let mut engine = crate::engine::load(&engine_spec, &dir, &model_path, 0, Phase::Build, None)?;
             let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
-            write_atomic(&dir.join("batch.csv"), batch::csv(&points).as_bytes())?;
+            write_atomic(&dir.join("batch.csv"), &batch::csv(&points))?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
             let opt = batch::choose(&points, max_latency_ms)?;
             let tuned = BatchProfile {
@@ -325,22 +325,31 @@ pub fn build(
         })
         .collect();
     if spec.precision == PrecisionChoice::Auto {
-        let mut csv =
-            "precision,passed,engine_samples_per_s,speedup,mae,max_abs_error,chosen\n".to_string();
-        for c in &candidate_list {
-            let worst = |m: &BTreeMap<String, f64>| m.values().copied().fold(0.0, f64::max);
-            csv += &format!(
-                "{},{},{:.6e},{:.6e},{:.6e},{:.6e},{}\n",
-                c.precision.name(),
-                c.verified.passed,
-                c.verified.engine_samples_per_s,
-                c.verified.speedup,
-                worst(&c.verified.mae),
-                worst(&c.verified.max_abs_error),
-                c.chosen
-            );
+        /// A row of `candidates.csv`: the worst variable's errors.
+        #[derive(serde::Serialize)]
+        struct Row {
+            precision: &'static str,
+            passed: bool,
+            engine_samples_per_s: f64,
+            speedup: f64,
+            mae: f64,
+            max_abs_error: f64,
+            chosen: bool,
         }
-        write_atomic(&dir.join("candidates.csv"), csv.as_bytes())?;
+        let worst = |m: &BTreeMap<String, f64>| m.values().copied().fold(0.0, f64::max); // errors are never NaN (metrics.rs)
+        let rows: Vec<Row> = candidate_list
+            .iter()
+            .map(|c| Row {
+                precision: c.precision.name(),
+                passed: c.verified.passed,
+                engine_samples_per_s: c.verified.engine_samples_per_s,
+                speedup: c.verified.speedup,
+                mae: worst(&c.verified.mae),
+                max_abs_error: worst(&c.verified.max_abs_error),
+                chosen: c.chosen,
+            })
+            .collect();
+        write_atomic(&dir.join("candidates.csv"), &crate::fsio::csv_bytes(&rows))?;
     }
     for (_, _, c) in &candidates {
         let _ = std::fs::remove_dir_all(c);

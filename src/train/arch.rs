@@ -214,51 +214,36 @@ pub struct ZooEntry {
 
 /// Reads `model-zoo-800.csv` (`id,"[['ELU', 32], …]",total_neurons,shape`).
 pub fn load_zoo(path: &Path) -> Result<Vec<ZooEntry>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |line: usize, what: &str| {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |line: u64, what: &str| {
         Error::format(
             path,
             format!("line {line}: {what}"),
             "use the authors' model-zoo-800.csv (id,layers,total_neurons,shape)",
         )
     };
+    #[derive(Deserialize)]
+    struct Row {
+        id: usize,
+        layers: String,
+        total_neurons: usize,
+        shape: Shape,
+    }
     let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let (head, rest) = line
-            .split_once(",\"")
-            .ok_or_else(|| bad(i + 1, "no quoted layer list"))?;
-        let (layers, tail) = rest
-            .split_once("\",")
-            .ok_or_else(|| bad(i + 1, "unterminated layer list"))?;
-        let id = head.trim().parse().map_err(|_| bad(i + 1, "bad id"))?;
+    for row in csv::Reader::from_reader(&bytes[..]).deserialize::<Row>() {
+        let row = row.map_err(|e| bad(e.position().map_or(0, |p| p.line()), &e.to_string()))?;
+        let line = out.len() as u64 + 2;
+        // `[['ELU', 32], ['SiLU', 64]]`: Python's list literal of (activation, width)
         let mut hidden = Vec::new();
-        for pair in layers.split('[').filter(|p| p.contains(',')) {
+        for pair in row.layers.split('[').filter(|p| p.contains(',')) {
             let pair = pair.trim_end_matches([']', ',', ' ']);
-            let (name, width) = pair
-                .split_once(',')
-                .ok_or_else(|| bad(i + 1, "bad layer"))?;
+            let (name, width) = pair.split_once(',').ok_or_else(|| bad(line, "bad layer"))?;
             let act = Activation::parse(name.trim().trim_matches('\''))
-                .ok_or_else(|| bad(i + 1, &format!("unknown activation {name}")))?;
-            let width = width.trim().parse().map_err(|_| bad(i + 1, "bad width"))?;
+                .ok_or_else(|| bad(line, &format!("unknown activation {name}")))?;
+            let width = width.trim().parse().map_err(|_| bad(line, "bad width"))?;
             hidden.push(Layer(act, width));
         }
-        let (total, shape) = tail
-            .split_once(',')
-            .ok_or_else(|| bad(i + 1, "missing shape"))?;
-        let shape: Shape =
-            serde_json::from_value(serde_json::Value::String(shape.trim().to_string()))
-                .map_err(|_| bad(i + 1, "unknown shape"))?;
-        out.push(ZooEntry {
-            id,
-            hidden,
-            total_neurons: total.trim().parse().map_err(|_| bad(i + 1, "bad total"))?,
-            shape,
-        });
+        out.push(ZooEntry { id: row.id, hidden, total_neurons: row.total_neurons, shape: row.shape });
     }
     Ok(out)
 }

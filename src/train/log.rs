@@ -34,12 +34,7 @@ pub fn write(dir: &Path, window: usize, rows: &[LossRow]) -> Result<(), Error> {
     };
     all.extend(rows.iter().cloned());
     all.sort_by_key(|r| r.window);
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in &all {
-        w.serialize(r).map_err(|e| Error::format(&path, format!("writing a row: {e}"), "report this as a bug"))?;
-    }
-    let bytes = w.into_inner().map_err(|e| Error::format(&path, format!("writing: {e}"), "report this as a bug"))?;
-    write_atomic(&path, &bytes)
+    write_atomic(&path, &crate::fsio::csv_bytes(&all))
 }
 
 #[cfg(test)]
