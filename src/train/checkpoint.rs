@@ -27,6 +27,7 @@ pub(super) struct State {
     pub hard: Vec<u32>,
     pub samples: u64,
     pub seconds: f64,
+    #[serde(deserialize_with = "crate::train::log::rows_or_lines")]
     pub log: Vec<LossRow>,
     pub stopped_early: bool,
 }

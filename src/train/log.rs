@@ -23,6 +23,30 @@ pub struct LossRow {
     pub elapsed_s: f64,
 }
 
+/// Reads a checkpoint's log: rows, or (checkpoints of excite before the
+/// csv crate) the rows as preformatted CSV lines.
+pub fn rows_or_lines<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<LossRow>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        Row(LossRow),
+        Line(String),
+    }
+    let mut rows = Vec::new();
+    for e in Vec::<Entry>::deserialize(d)? {
+        rows.push(match e {
+            Entry::Row(r) => r,
+            Entry::Line(l) => {
+                let text = format!("window,step,lr,train_loss,val_loss,val_mae,elapsed_s\n{l}\n");
+                let mut reader = csv::Reader::from_reader(text.as_bytes());
+                let row = reader.deserialize().next().and_then(Result::ok);
+                row.ok_or_else(|| serde::de::Error::custom(format!("`{l}` is not a losses.csv row")))?
+            }
+        });
+    }
+    Ok(rows)
+}
+
 /// Replaces window `window`'s rows in `dir/losses.csv` with `rows`, keeping
 /// the other windows' rows, ordered by window.
 pub fn write(dir: &Path, window: usize, rows: &[LossRow]) -> Result<(), Error> {
@@ -55,5 +79,19 @@ mod tests {
         assert_eq!(lines[1..].iter().map(|l| &l[..4]).collect::<Vec<_>>(), ["0,10", "0,20", "1,10", "1,20"]);
         assert_eq!(lines[1], "0,10,0.001,0.5,0.25,0.125,1.5");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_with_preformatted_lines_still_load() {
+        #[derive(Deserialize)]
+        struct Log {
+            #[serde(deserialize_with = "rows_or_lines")]
+            log: Vec<LossRow>,
+        }
+        let old: Log = serde_json::from_str(r#"{"log": ["0,100,3.000e-3,1.273400e-1,1.247839e-1,7.846902e-2,0.25"]}"#).unwrap();
+        assert_eq!((old.log[0].step, old.log[0].lr, old.log[0].elapsed_s), (100, 3e-3, 0.25));
+        let new: Log = serde_json::from_str(&format!(r#"{{"log": [{}]}}"#, serde_json::to_string(&old.log[0]).unwrap())).unwrap();
+        assert_eq!(new.log, old.log);
+        assert!(serde_json::from_str::<Log>(r#"{"log": ["not,a,row"]}"#).is_err());
     }
 }
