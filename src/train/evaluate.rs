@@ -45,8 +45,9 @@ pub(super) fn evaluate(s: &TrainedSurrogate, meta: &Metadata, mode: Mode, x: &Ar
 /// Rolls the one-step map out over each validation trajectory from its first state.
 fn rollout(s: &TrainedSurrogate, meta: &Metadata, x: &Array2, y: &Array2) -> Rollout {
     let n_state = meta.outputs.len();
-    let per = meta.time.samples_per_cell - 1;
-    let cells = x.rows / per;
+    // steps per trajectory (a one-sample grid has none, and no trajectory to roll out)
+    let per = meta.time.samples_per_cell.saturating_sub(1);
+    let cells = x.rows.checked_div(per).unwrap_or(0);
     let x0: Vec<f32> = (0..cells).flat_map(|c| x.row(c * per).to_vec()).collect();
     let states = metrics::rollout(&x0, cells, n_state, per, |x, _| Ok::<_, ()>(s.predict(x))).unwrap_or_default();
     let mut mae_by_step = Vec::with_capacity(per);
