@@ -33,8 +33,7 @@ pub fn step_rate(hidden: &[Layer], meta: &Metadata, x: &Array2, y: &Array2, pinn
     let ctx = if pinn { Some(PhysicsCtx::new(meta)?) } else { None };
     let physics = ctx.as_ref().map(|c| Physics { ctx: c, tape: &c.tape, norm: &norm, t_range: (0.0, meta.time.t_end), points: batch, weights: LossWeights::default() });
     let device = Device::flex().autodiff();
-    device.seed(0);
-    let mut net = Net::new(&arch, &device, true);
+    let mut net = Net::seeded(&arch, &device, true, 0);
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(1);
     let mut run = |count: usize| {

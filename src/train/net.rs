@@ -24,14 +24,37 @@ pub struct Net {
     pub host_activations: bool,
 }
 
+/// Held while weights are drawn from burn's process-wide generator.
+fn init_lock() -> std::sync::MutexGuard<'static, ()> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Net {
-    /// Fresh weights (Xavier-normal, zero bias) on `device`; seed the device first for repeatability.
-    /// `host_activations` as for the field of that name.
+    /// Fresh weights drawn from `seed`: the same seed gives the same weights
+    /// even while other threads of the process make networks too (burn keeps
+    /// one random generator per process, so seeding it and drawing happen
+    /// under one lock that every draw of this module takes).
+    pub fn seeded(arch: &Architecture, device: &Device, host_activations: bool, seed: u64) -> Net {
+        let _one_at_a_time = init_lock();
+        device.seed(seed);
+        Net::draw(arch, device, host_activations)
+    }
+
+    /// Fresh weights from burn's process-wide generator as it stands
+    /// ([`Net::seeded`] for repeatable ones). `host_activations` as for the
+    /// field of that name.
     pub fn new(arch: &Architecture, device: &Device, host_activations: bool) -> Net {
+        let _one_at_a_time = init_lock();
+        Net::draw(arch, device, host_activations)
+    }
+
+    /// Xavier-normal weights, zero bias; the caller holds [`init_lock`].
+    fn draw(arch: &Architecture, device: &Device, host_activations: bool) -> Net {
         let mut dims = vec![arch.inputs];
         dims.extend(arch.hidden.iter().map(|l| l.1));
         dims.push(arch.outputs);
-        let layers = dims
+        let layers: Vec<_> = dims
             .windows(2)
             .map(|d| {
                 LinearConfig::new(d[0], d[1])
@@ -39,6 +62,13 @@ impl Net {
                     .init(device)
             })
             .collect();
+        // burn draws a parameter lazily, at its first use: draw them all now, under the lock
+        for l in &layers {
+            let _ = l.weight.val();
+            if let Some(b) = &l.bias {
+                let _ = b.val();
+            }
+        }
         Net {
             layers,
             activations: arch.hidden.iter().map(|l| l.0).collect(),

@@ -248,8 +248,7 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
     let best_path = ctx.dir.join(format!("model-{}.bpk", ctx.window));
     let host = spec.device == crate::train::spec::TrainDevice::Cpu;
     let device = spec.device.burn_device()?.autodiff();
-    device.seed(spec.seed.wrapping_add(ctx.window as u64));
-    let mut net = Net::new(ctx.arch, &device, host);
+    let mut net = Net::seeded(ctx.arch, &device, host, spec.seed.wrapping_add(ctx.window as u64));
     let mut state = State::new(spec.lr, spec.seed, ctx.window);
     let mut resumed = None;
     let (mut optim, saved) = checkpoint::load(&ckpt, ctx.arch, &device, AdamConfig::new().init())?;

@@ -70,7 +70,6 @@ fn ddnn_learns_problem_a() {
 #[test]
 fn pinn_tangent_is_exact() {
     let device = Device::flex().autodiff();
-    device.seed(5);
     let x_host: Vec<f32> = (0..8 * 3)
         .map(|i| ((i * 37 % 19) as f32 / 19.0) * 2.0 - 1.0)
         .collect();
@@ -80,7 +79,7 @@ fn pinn_tangent_is_exact() {
             hidden: vec![Layer(act, 16), Layer(act, 16)],
             outputs: 2,
         };
-        let net = Net::new(&arch, &device, true);
+        let net = Net::seeded(&arch, &device, true, 5);
         let x = Tensor::<2>::from_data(TensorData::new(x_host.clone(), [8, 3]), &device);
         let (_, dy) = net.forward_tangent(x.clone(), 0, 1.0);
         let dy = dy.into_data().try_to_vec::<f32>().unwrap();
@@ -306,4 +305,28 @@ fn cuda_training_needs_the_gpu_build() {
             && e.hint().unwrap().contains("--features gpu-train"),
         "{e}"
     );
+}
+
+/// burn draws weights from one generator per process: a seeded network is
+/// the same whatever other threads initialise meanwhile (tests, sweeps and
+/// Python callers train side by side in one process).
+#[test]
+fn seeded_weights_do_not_depend_on_other_threads() {
+    let arch = Architecture { inputs: 3, hidden: vec![Layer(Activation::Tanh, 32), Layer(Activation::Tanh, 32)], outputs: 2 };
+    let device = Device::flex().autodiff();
+    let x = Tensor::<2>::from_data(TensorData::new(vec![0.1f32, -0.4, 0.7], [1, 3]), &device);
+    let out = |net: &Net| net.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let alone: Vec<Vec<f32>> = (0..4).map(|s| out(&Net::seeded(&arch, &device, true, s))).collect();
+    assert_ne!(alone[0], alone[1], "the seed has no effect");
+    std::thread::scope(|scope| {
+        for (s, want) in alone.iter().enumerate() {
+            let (arch, device, out) = (&arch, &device, &out);
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(&out(&Net::seeded(arch, device, true, s as u64)), want, "seed {s}");
+                    let _ = Net::new(arch, device, true); // an unseeded draw in between
+                }
+            });
+        }
+    });
 }
