@@ -327,4 +327,22 @@ mod tests {
             assert!(tfe <= 1e-4, "{kernel} fast tanh {tfe:.2e}");
         }
     }
+
+    /// The exact activations use only IEEE-exact instructions (FMA, division,
+    /// rounding, scaling), so the AVX-512 and AVX2 kernels agree to the bit,
+    /// as they do on any vendor's CPU; a hardware estimate (rcp, rcp14) would
+    /// differ between the two here as it does between Intel and AMD. Needs a
+    /// CPU with both (CI's has); elsewhere there is only one kernel to compare.
+    #[test]
+    fn exact_activations_agree_to_the_bit_across_instruction_sets() {
+        let xs: Vec<f32> = (-50_000..50_000).map(|i| i as f32 * 1.7e-4).collect();
+        let all = probe::functions(&xs);
+        let find = |k: &str| all.iter().find(|(name, _)| *name == k).map(|(_, f)| f);
+        if let (Some(a), Some(b)) = (find("avx512"), find("avx2+fma")) {
+            for (what, i) in [("tanh", 0), ("exp", 1), ("erf", 2)] {
+                let differ = a[i].iter().zip(&b[i]).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                assert_eq!(differ, 0, "{what}: {differ} of {} values differ between avx512 and avx2+fma", xs.len());
+            }
+        }
+    }
 }

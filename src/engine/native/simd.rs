@@ -24,10 +24,12 @@ pub trait Simd: Copy {
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn min(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
-    /// 1/self to about 1e-7 relative.
+    /// 1/self, correctly rounded (a division: exact modes use no hardware
+    /// estimates, so results do not depend on the CPU's vendor).
     fn recip(self) -> Self;
     /// 1/self to 2⁻¹⁴ relative where the hardware estimate is that good
-    /// (AVX-512's rcp14); as [`Simd::recip`] elsewhere.
+    /// (AVX-512's rcp14; only the opt-in fp32-fast mode uses it); as
+    /// [`Simd::recip`] elsewhere.
     fn recip_fast(self) -> Self {
         self.recip()
     }
@@ -181,13 +183,11 @@ mod x86 {
         fn max(self, o: Self) -> Self {
             Avx512(unsafe { _mm512_max_ps(self.0, o.0) })
         }
-        /// rcp14 (2⁻¹⁴) and one Newton step (~2⁻²⁸).
+        /// A true division: IEEE-exact, the same on every CPU (the hardware
+        /// estimate `rcp14` is not specified to the bit and differs between vendors).
         #[inline(always)]
         fn recip(self) -> Self {
-            unsafe {
-                let r = _mm512_rcp14_ps(self.0);
-                Avx512(_mm512_mul_ps(r, _mm512_fnmadd_ps(self.0, r, _mm512_set1_ps(2.0))))
-            }
+            Avx512(unsafe { _mm512_div_ps(_mm512_set1_ps(1.0), self.0) })
         }
         #[inline(always)]
         fn recip_fast(self) -> Self {
@@ -270,13 +270,11 @@ mod x86 {
         fn max(self, o: Self) -> Self {
             Avx2(unsafe { _mm256_max_ps(self.0, o.0) })
         }
-        /// rcp (1.5·2⁻¹²) and one Newton step (~2⁻²³).
+        /// A true division: IEEE-exact, the same on every CPU (`rcp` differs
+        /// between vendors, and an Intel CPU's put erf over its stated error).
         #[inline(always)]
         fn recip(self) -> Self {
-            unsafe {
-                let r = _mm256_rcp_ps(self.0);
-                Avx2(_mm256_mul_ps(r, _mm256_fnmadd_ps(self.0, r, _mm256_set1_ps(2.0))))
-            }
+            Avx2(unsafe { _mm256_div_ps(_mm256_set1_ps(1.0), self.0) })
         }
         #[inline(always)]
         fn abs(self) -> Self {
