@@ -234,39 +234,34 @@ pub fn build(
         };
         candidates.push((v, report, cdir));
     }
-    let chosen = match spec.precision {
-        PrecisionChoice::Fixed(_) => 0,
-        PrecisionChoice::Auto => candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.1.as_ref().is_some_and(|r| r.passed))
-            .max_by(|a, b| {
-                a.1 .1
-                    .as_ref()
-                    .unwrap()
-                    .engine_samples_per_s
-                    .total_cmp(&b.1 .1.as_ref().unwrap().engine_samples_per_s)
-            })
-            .map(|(i, _)| i)
-            .ok_or_else(|| {
-                let why: Vec<String> = candidates
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{}: {}",
-                            c.0.precision.name(),
-                            c.1.as_ref()
-                                .and_then(|r| r.failure.clone())
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                Error::invalid(
-                    "--precision auto",
-                    format!("no precision met the budget ({})", why.join("; ")),
-                    "relax --max-mae/--max-abs-error, or retrain a more accurate surrogate",
-                )
-            })?,
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.1.as_ref().filter(|r| r.passed).map(|r| (i, r.engine_samples_per_s)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i);
+    let chosen = match (spec.precision, best) {
+        (PrecisionChoice::Fixed(_), _) => 0,
+        (PrecisionChoice::Auto, Some(i)) => i,
+        (PrecisionChoice::Auto, None) => {
+            // Every candidate over budget: a failed gate, like a fixed precision's. The
+            // previous engine stays; the candidates and their reports go beside it.
+            let why: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{}: {}", c.0.precision.name(), c.1.as_ref().and_then(|r| r.failure.clone()).unwrap_or_default()))
+                .collect();
+            for (_, report, cdir) in &candidates {
+                if let Some(r) = report {
+                    verify::write(r, &cdir.join("verify"))?;
+                }
+            }
+            let rejected = reject(&dir, out)?;
+            return Err(Error::Gate {
+                stage: "build".into(),
+                problem: format!("no {} precision met the budget ({})", spec.target.name(), why.join("; ")),
+                hint: format!("see {}/candidate-*/verify/report.md; relax --max-mae/--max-abs-error, or retrain a more accurate surrogate", rejected.display()),
+            });
+        }
     };
 
     // Move the chosen candidate's files to the top of the directory.
@@ -389,10 +384,7 @@ pub fn build(
         &serde_json::to_vec_pretty(&manifest).expect("serialises"),
     )?;
     if let Some(v) = manifest.verify.as_ref().filter(|v| !v.passed) {
-        // A failed gate keeps the previous engine: the rejected one goes beside it for inspection.
-        let rejected = out.with_extension("rejected");
-        let _ = std::fs::remove_dir_all(&rejected);
-        std::fs::rename(&dir, &rejected).map_err(|e| Error::io(&rejected, e))?;
+        let rejected = reject(&dir, out)?;
         return Err(Error::Gate {
             stage: "build".into(),
             problem: format!("the {} {} engine is over budget: {}", spec.target.name(), prec.name(), v.failure.clone().unwrap_or_default()),
@@ -401,4 +393,13 @@ pub fn build(
     }
     staging.commit()?;
     Ok(manifest)
+}
+
+/// A failed gate keeps the previous engine in `out`: the rejected build
+/// (`dir`, its staging folder) goes beside it as `out.rejected` for inspection.
+fn reject(dir: &Path, out: &Path) -> Result<PathBuf, Error> {
+    let rejected = out.with_extension("rejected");
+    let _ = std::fs::remove_dir_all(&rejected);
+    std::fs::rename(dir, &rejected).map_err(|e| Error::io(&rejected, e))?;
+    Ok(rejected)
 }

@@ -188,6 +188,22 @@ fn auto_precision_and_batch_record_their_choices() {
     s.verify.as_mut().unwrap().budget = Budget::default();
     let e = build::build(&onnx, &dir.join("e2"), &s, &Silent).unwrap_err();
     assert!(e.hint().unwrap().contains("--max-mae"), "{e}");
+
+    // no precision within a budget: a failed gate (exit 1), the previous engine kept and
+    // every candidate's report beside it, as for a fixed precision
+    let before = std::fs::read(out.join("engine.json")).unwrap();
+    let o = excite()
+        .args(["build", onnx.to_str().unwrap(), "--precision", "auto", "--max-mae", "1e-9", "--cells", "1", "--seconds", "0.05", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no cpu precision met the budget") && err.contains("int8"), "{err}");
+    assert_eq!(std::fs::read(out.join("engine.json")).unwrap(), before, "the previous engine changed");
+    for p in ["fp32", "fp16", "int8"] {
+        let report = out.with_extension("rejected").join(format!("candidate-{p}/verify/report.md"));
+        assert!(std::fs::read_to_string(&report).unwrap().contains("FAILED"), "{}", report.display());
+    }
 }
 
 #[test]
