@@ -61,12 +61,17 @@ impl Helpers {
         Ok(Helpers { shared, threads, busy: Mutex::new(()) })
     }
 
-    /// Runs `job` on the caller and every helper; returns when all are done.
-    pub fn run(&self, job: &(dyn Fn() + Sync)) {
+    /// Runs `job` on the caller and every helper; returns when all are done,
+    /// also when the caller's share panics (helpers may still be using `job`
+    /// and whatever it borrows until then). A panic on any thread is returned
+    /// as an error; the pool stays usable.
+    pub fn run(&self, job: &(dyn Fn() + Sync)) -> Result<(), JobPanicked> {
         let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &self.shared;
-        // SAFETY: only the lifetime is erased; we wait for `pending` to reach
-        // zero below, so no helper uses the pointer after this returns.
+        let s = &*self.shared;
+        s.panicked.store(false, Ordering::SeqCst);
+        // SAFETY: only the lifetime is erased; `Finish` below waits for
+        // `pending` to reach zero and clears the slot before `run` returns
+        // or unwinds, so no helper uses the pointer afterwards.
         let ptr: Job = unsafe { std::mem::transmute::<*const (dyn Fn() + Sync + '_), Job>(job as *const _) };
         {
             let mut slot = s.job.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,7 +80,27 @@ impl Helpers {
             s.generation.fetch_add(1, Ordering::SeqCst);
         }
         s.wake.notify_all();
-        job();
+        let finish = Finish(s);
+        let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        drop(finish);
+        if caller.is_err() || s.panicked.swap(false, Ordering::SeqCst) {
+            return Err(JobPanicked);
+        }
+        Ok(())
+    }
+}
+
+/// A panic in a job, on the caller's thread or a helper's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobPanicked;
+
+/// Waits for every helper to finish the current job and clears it, on every
+/// way out of [`Helpers::run`] (a panic included).
+struct Finish<'a>(&'a Shared);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
         let mut spins = 0u32;
         while s.pending.load(Ordering::Acquire) > 0 {
             spins += 1;
@@ -86,7 +111,6 @@ impl Helpers {
             }
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        assert!(!s.panicked.load(Ordering::SeqCst), "a native engine helper thread panicked");
     }
 }
 
@@ -148,7 +172,8 @@ mod tests {
         for round in 1..=200 {
             h.run(&|| {
                 count.fetch_add(1, Ordering::SeqCst);
-            });
+            })
+            .unwrap();
             assert_eq!(count.load(Ordering::SeqCst), 4 * round);
             if round % 50 == 0 {
                 std::thread::sleep(SPIN * 3); // let them park
@@ -162,11 +187,46 @@ mod tests {
                     for _ in 0..100 {
                         h.run(&|| {
                             total.fetch_add(1, Ordering::SeqCst);
-                        });
+                        })
+                        .unwrap();
                     }
                 });
             }
         });
         assert_eq!(total.load(Ordering::SeqCst), 3 * 100 * 4);
+    }
+
+    /// The caller's share panics while the helpers are still writing into
+    /// what the job borrows: `run` returns only after they finish (they
+    /// never touch freed memory), reports the panic, and the next job runs.
+    /// Likewise for a helper's panic.
+    #[test]
+    fn a_panicking_job_is_an_error_after_every_helper_finished() {
+        let h = Helpers::new(2).unwrap();
+        let on_helper = || std::thread::current().name().is_some_and(|n| n.starts_with("excite-native-"));
+        for _ in 0..20 {
+            let done = AtomicUsize::new(0);
+            let out = std::sync::Mutex::new(vec![0u8; 64]);
+            let r = h.run(&|| {
+                if on_helper() {
+                    std::thread::sleep(Duration::from_millis(2));
+                    out.lock().unwrap_or_else(|e| e.into_inner()).fill(1);
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    panic!("the caller's share fails");
+                }
+            });
+            assert_eq!(r, Err(JobPanicked));
+            // both helpers had finished their share before `run` came back
+            assert_eq!(done.load(Ordering::SeqCst), 2);
+            drop(out);
+        }
+        assert_eq!(h.run(&|| assert!(!on_helper(), "a helper fails")), Err(JobPanicked));
+        let count = AtomicUsize::new(0);
+        h.run(&|| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 3, "the pool is usable after panics");
     }
 }

@@ -158,7 +158,7 @@ impl NativeEngine {
     }
 
     /// Evaluates `rows` rows of `x` into `y` with the chosen kernel.
-    fn run_into(&self, x: &[f32], rows: usize, y: &mut [f32], isa: Isa) {
+    fn run_into(&self, x: &[f32], rows: usize, y: &mut [f32], isa: Isa) -> Result<(), Error> {
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::available` lists only what this CPU supports.
@@ -175,7 +175,7 @@ impl NativeEngine {
     /// and runs `kernel` on each tile. Small batches stay on the caller's
     /// thread; larger ones are shared by the caller and the helper threads,
     /// each taking the next task from a counter with its own tile buffers.
-    fn tiles<const R: usize>(&self, x: &[f32], rows: usize, y: &mut [f32], kernel: impl Fn(Tile) + Sync) {
+    fn tiles<const R: usize>(&self, x: &[f32], rows: usize, y: &mut [f32], kernel: impl Fn(Tile) + Sync) -> Result<(), Error> {
         let (n_in, n_out) = (self.inputs, self.outputs);
         let buffers = || (vec![0.0f32; R * self.widest], vec![0.0f32; R * self.widest]);
         let run_task = |(a, b): &mut (Vec<f32>, Vec<f32>), task: usize, out: &mut [f32]| {
@@ -192,7 +192,7 @@ impl NativeEngine {
             _ => {
                 let mut bufs = buffers();
                 y.chunks_mut(per_task).enumerate().for_each(|(t, out)| run_task(&mut bufs, t, out));
-                return;
+                return Ok(());
             }
         };
         // Each task's output slice, taken once by whichever thread claims it.
@@ -207,7 +207,11 @@ impl NativeEngine {
                 run_task(&mut bufs, t, out);
             }
         };
-        pool.run(&worker);
+        pool.run(&worker).map_err(|_| Error::Unavailable {
+            what: "native-cpu".into(),
+            problem: "a worker thread panicked while running the batch (the output is discarded)".into(),
+            hint: "report this as a bug with the model; the engine stays usable".into(),
+        })
     }
 
     /// The layers as plain dense layers, for other backends (native-cuda, the
@@ -254,7 +258,7 @@ impl NativeEngine {
         crate::onnx::check_rows(x, rows, self.inputs)?;
         let mut y = vec![0.0f32; rows * self.outputs];
         if rows > 0 {
-            self.run_into(x, rows, &mut y, isa);
+            self.run_into(x, rows, &mut y, isa)?;
         }
         Ok(y)
     }
