@@ -27,7 +27,6 @@ use crate::report::Reporter;
 use crate::verify::{self, Problem, Settings};
 use crate::Error;
 use variant::{variant, Variant};
-use crate::onnx::Model;
 use crate::engine::manifest::{Calibrator, Precision};
 
 /// Which precision to build.
@@ -134,10 +133,8 @@ pub fn build(
     spec: &BuildSpec,
     reporter: &dyn Reporter,
 ) -> Result<Manifest, Error> {
-    let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
-    let source = Model::parse(&bytes).ok_or_else(|| {
-        Error::format(onnx, "not an ONNX model", "export one with `excite export`")
-    })?;
+    let bytes = crate::onnx::read_bytes(onnx)?;
+    let source = crate::onnx::parse_file(onnx, &bytes)?;
     let problem = Problem::from_onnx(onnx)?;
     let (input, output) = (
         source.inputs[0].name.clone(),

@@ -242,7 +242,9 @@ pub fn to_qdq(m: &Model, amax: &BTreeMap<String, f32>) -> Result<Model, Error> {
                 )
             })?;
         let (dims, wv) = w;
-        let (k, cols) = (dims[0], dims[1]);
+        let [k, cols] = dims[..] else {
+            return Err(Error::format("<model>", format!("Gemm `{}`: weight `{wname}` has shape {dims:?}, not [inputs, outputs]", n.name), "quantise the fp32 model written by `excite export`"));
+        };
         let scales: Vec<f32> = (0..cols)
             .map(|j| {
                 (0..k)

@@ -63,6 +63,9 @@ fn npy_bytes(a: &Array2) -> Vec<u8> {
     out
 }
 
+/// Largest array (one `.npy` entry) excite reads: 4 GiB.
+pub const MAX_ARRAY_BYTES: u64 = 4 << 30;
+
 /// Reads every array of an `.npz` file written by excite (or numpy, for 2-D `<f4` arrays).
 pub fn read(path: &Path) -> Result<Vec<(String, Array2)>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -85,9 +88,18 @@ pub fn read(path: &Path) -> Result<Vec<(String, Array2)>, Error> {
             .map_err(|e| bad(format!("damaged zip entry {i}: {e}")))?
             .trim_end_matches(".npy")
             .to_string();
+        // a compressed entry may claim or inflate to any size: read at most the cap
+        if f.size() > MAX_ARRAY_BYTES {
+            return Err(bad(format!("array `{name}` declares {} bytes, over the {MAX_ARRAY_BYTES}-byte limit", f.size())));
+        }
         let mut npy = Vec::new();
-        f.read_to_end(&mut npy)
+        (&mut f)
+            .take(MAX_ARRAY_BYTES + 1)
+            .read_to_end(&mut npy)
             .map_err(|e| bad(format!("array `{name}`: {e}")))?;
+        if npy.len() as u64 > MAX_ARRAY_BYTES {
+            return Err(bad(format!("array `{name}` inflates past the {MAX_ARRAY_BYTES}-byte limit")));
+        }
         out.push((
             name.clone(),
             parse_npy(&npy).map_err(|p| bad(format!("array `{name}`: {p}")))?,
@@ -125,10 +137,11 @@ fn parse_npy(b: &[u8]) -> Result<Array2, String> {
         _ => return Err(format!("expected a 2-D array, found shape ({shape})")),
     };
     let body = &b[10 + hlen..];
-    if body.len() != rows * cols * 4 {
+    let need = rows.checked_mul(cols).and_then(|n| n.checked_mul(4));
+    if need != Some(body.len()) {
         return Err(format!(
             "shape ({rows}, {cols}) needs {} bytes, file has {}",
-            rows * cols * 4,
+            need.map_or("more than 2^64".to_string(), |n| n.to_string()),
             body.len()
         ));
     }
@@ -142,6 +155,25 @@ fn parse_npy(b: &[u8]) -> Result<Array2, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_headers_are_named_errors() {
+        let npy = |shape: &str, body: &[u8]| {
+            let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend((header.len() as u16).to_le_bytes());
+            b.extend(header.as_bytes());
+            b.extend(body);
+            b
+        };
+        assert_eq!(parse_npy(&npy("1, 2", &[0; 8])).unwrap().data, vec![0.0, 0.0]);
+        // rows · cols · 4 wraps around usize: refused, not indexed
+        let e = parse_npy(&npy("4611686018427387904, 4", &[])).unwrap_err();
+        assert!(e.contains("more than 2^64"), "{e}");
+        assert!(parse_npy(&npy("3, 2", &[0; 8])).unwrap_err().contains("needs 24 bytes"));
+        assert!(parse_npy(&npy("x, 2", &[])).is_err());
+        assert!(parse_npy(b"\x93NUMPY\x01\x00\xff\xff").is_err());
+    }
 
     #[test]
     fn round_trip() {

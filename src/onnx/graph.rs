@@ -144,9 +144,72 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Most elements one initializer may have (2³¹, 8 GiB of float32): a larger
+/// declared shape is a damaged or hostile file, refused before anything is
+/// allocated for it.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Bytes per element of the element types excite reads, by ONNX type number.
+fn element_size(dtype: i32) -> Option<usize> {
+    match dtype {
+        FLOAT | 6 => Some(4),      // float, int32
+        INT8 | 2 => Some(1),       // int8, uint8
+        INT64 | 11 => Some(8),     // int64, double
+        FLOAT16 | 16 => Some(2),   // float16, bfloat16
+        _ => None,
+    }
+}
+
+/// Inputs an operator needs at the least, for the operators excite runs
+/// (others are refused by name where they are run).
+fn min_inputs(op: &str) -> usize {
+    match op {
+        "Where" => 3,
+        "Gemm" | "Add" | "Mul" | "Less" | "Gather" | "QuantizeLinear" | "DequantizeLinear" => 2,
+        _ => 1,
+    }
+}
+
 impl Model {
-    /// Parses a serialised ModelProto; `None` when it is not well-formed protobuf.
-    pub fn parse(bytes: &[u8]) -> Option<Model> {
+    /// Parses a serialised ModelProto and checks what every consumer relies
+    /// on: a graph input and output, every node with an output and the inputs
+    /// its operator needs, every initializer's data as long as its shape says
+    /// (counted with checked arithmetic, at most [`MAX_ELEMENTS`]). The error
+    /// names the first defect.
+    pub fn parse(bytes: &[u8]) -> Result<Model, String> {
+        let m = Model::read(bytes).ok_or("not a well-formed ONNX protobuf (truncated, or a length past its end)")?;
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.inputs.is_empty() || self.outputs.is_empty() {
+            return Err("the graph has no input or no output".into());
+        }
+        for n in &self.nodes {
+            if n.outputs.is_empty() {
+                return Err(format!("node `{}` ({}) has no output", n.name, n.op));
+            }
+            if n.inputs.len() < min_inputs(&n.op) {
+                return Err(format!("node `{}` ({}) has {} inputs, needs {}", n.name, n.op, n.inputs.len(), min_inputs(&n.op)));
+            }
+        }
+        for t in &self.inits {
+            let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| c <= MAX_ELEMENTS);
+            let Some(count) = count else {
+                return Err(format!("initializer `{}` declares shape {:?}, over {MAX_ELEMENTS} elements", t.name, t.dims));
+            };
+            if let Some(size) = element_size(t.dtype) {
+                if t.raw.len() != count * size {
+                    return Err(format!("initializer `{}`: shape {:?} needs {} bytes of element type {}, the file has {}", t.name, t.dims, count * size, t.dtype, t.raw.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The protobuf fields, unchecked.
+    fn read(bytes: &[u8]) -> Option<Model> {
         let top = Fields::of(bytes)?;
         let graph = Fields::of(top.bytes(7).next()?)?;
         let opset = match top.bytes(8).next() {

@@ -26,6 +26,12 @@ impl Value {
         Value { rows, cols, data, dims: vec![rows, cols] }
     }
 
+    /// Whether the value broadcasts to `[rows, cols]` (each side equal or 1)
+    /// and holds as many numbers as its shape says.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        (self.rows == rows || self.rows == 1) && (self.cols == cols || self.cols == 1) && Some(self.data.len()) == self.rows.checked_mul(self.cols)
+    }
+
     fn at(&self, r: usize, c: usize) -> f32 {
         let r = if self.rows == 1 { 0 } else { r };
         let c = if self.cols == 1 { 0 } else { c };
@@ -84,6 +90,9 @@ impl Interpreter {
                     )))
                 }
             };
+            if rows.checked_mul(cols) != Some(data.len()) {
+                return Err(bad(format!("initializer `{}` has {} values for shape {:?}", t.name, data.len(), t.dims)));
+            }
             inits.insert(
                 t.name.clone(),
                 Value {
@@ -112,17 +121,14 @@ impl Interpreter {
     }
 
     pub fn load(path: &Path) -> Result<Interpreter, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let model = Model::parse(&bytes).ok_or_else(|| {
-            Error::format(path, "not an ONNX model", "export it with `excite export`")
-        })?;
-        Self::new(model).map_err(|e| e.in_file(path))
+        Self::new(super::read(path)?).map_err(|e| e.in_file(path))
     }
 
     /// Runs the graph on `x` [rows, inputs]; returns every tensor computed, by name.
     pub fn run_all(&self, x: &[f32], rows: usize) -> Result<HashMap<String, Value>, Error> {
         // In an fp16 graph every tensor between the two Casts is float16:
         // round each result as a float16 runtime would store it.
+        super::check_rows(x, rows, self.inputs)?;
         let fp16 = self.model.inits.iter().any(|t| t.dtype == FLOAT16);
         let mut v: HashMap<String, Value> = HashMap::new();
         v.insert(
@@ -157,12 +163,16 @@ impl Interpreter {
                 data: a.data.iter().map(|&x| f(x)).collect(),
                 dims: a.dims.clone(),
             };
-            let zip = |a: &Value, b: &Value, f: &dyn Fn(f32, f32) -> f32| {
+            let shapes = |what: &str| Error::format("<model>", format!("node `{}` ({}): {what}", n.name, n.op), "export the model again");
+            let zip = |a: &Value, b: &Value, f: &dyn Fn(f32, f32) -> f32| -> Result<Value, Error> {
                 let (rows, cols) = (a.rows.max(b.rows), a.cols.max(b.cols));
+                if !a.fits(rows, cols) || !b.fits(rows, cols) {
+                    return Err(shapes(&format!("[{}, {}] and [{}, {}] do not broadcast", a.rows, a.cols, b.rows, b.cols)));
+                }
                 let data = (0..rows * cols)
                     .map(|i| f(a.at(i / cols, i % cols), b.at(i / cols, i % cols)))
                     .collect();
-                Value::matrix(rows, cols, data)
+                Ok(Value::matrix(rows, cols, data))
             };
             let out = match n.op.as_str() {
                 "Gemm" => {
@@ -173,7 +183,7 @@ impl Interpreter {
                     } else {
                         (b.rows, b.cols)
                     };
-                    if a.cols != k {
+                    if a.cols != k || !b.fits(b.rows, b.cols) {
                         return Err(Error::format(
                             "<model>",
                             format!("Gemm `{}`: [{}, {}] × [{k}, {m}]", n.name, a.rows, a.cols),
@@ -186,6 +196,9 @@ impl Interpreter {
                     } else {
                         None
                     };
+                    if c.is_some_and(|c| !c.fits(a.rows, m)) {
+                        return Err(shapes(&format!("the bias does not broadcast to [{}, {m}]", a.rows)));
+                    }
                     let mut data = vec![0.0f32; a.rows * m];
                     for r in 0..a.rows {
                         for j in 0..m {
@@ -220,12 +233,17 @@ impl Interpreter {
                     map(get(0)?, &|x| if x > 0.0 { x } else { al * x.exp_m1() })
                 }
                 "Erf" => map(get(0)?, &|x| crate::special::erf(x as f64) as f32),
-                "Mul" => zip(get(0)?, get(1)?, &|a, b| a * b),
-                "Add" => zip(get(0)?, get(1)?, &|a, b| a + b),
-                "Less" => zip(get(0)?, get(1)?, &|a, b| if a < b { 1.0 } else { 0.0 }),
+                "Mul" => zip(get(0)?, get(1)?, &|a, b| a * b)?,
+                "Add" => zip(get(0)?, get(1)?, &|a, b| a + b)?,
+                "Less" => zip(get(0)?, get(1)?, &|a, b| if a < b { 1.0 } else { 0.0 })?,
                 "Gather" => {
                     let (a, idx) = (get(0)?, get(1)?);
-                    let cols: Vec<usize> = idx.data.iter().map(|&i| i as usize).collect();
+                    let cols: Vec<usize> = idx
+                        .data
+                        .iter()
+                        .map(|&i| (i >= 0.0 && (i as usize) < a.cols && i.fract() == 0.0).then_some(i as usize))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| shapes(&format!("an index outside 0..{}", a.cols)))?;
                     let data = (0..a.rows)
                         .flat_map(|r| cols.iter().map(move |&c| a.data[r * a.cols + c]))
                         .collect();
@@ -239,6 +257,9 @@ impl Interpreter {
                 "Where" => {
                     let (c, a, b) = (get(0)?, get(1)?, get(2)?);
                     let (rows, cols) = (a.rows.max(b.rows).max(c.rows), a.cols.max(b.cols));
+                    if !a.fits(rows, cols) || !b.fits(rows, cols) || !c.fits(rows, c.cols) || c.data.is_empty() {
+                        return Err(shapes("condition and branches do not broadcast"));
+                    }
                     let data = (0..rows * cols)
                         .map(|i| {
                             let (r, k) = (i / cols, i % cols);
@@ -267,6 +288,10 @@ impl Interpreter {
                         None
                     };
                     let per_col = scale.data.len() > 1;
+                    let want = if per_col { x.cols } else { 1 };
+                    if scale.data.len() != want || zp.is_some_and(|z| z.data.len() != want) {
+                        return Err(shapes(&format!("a scale or zero point of {} values for {} columns", scale.data.len(), x.cols)));
+                    }
                     let q = n.op == "QuantizeLinear";
                     let data = (0..x.data.len())
                         .map(|i| {

@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod export;
+mod hostile;
 mod ffi;
 mod kernels;
 mod layers;

@@ -95,8 +95,7 @@ fn refuse(path: &Path, what: String) -> Error {
 impl NativeEngine {
     /// Loads an ONNX file; `threads = 0` uses all cores.
     pub fn load(path: &Path, threads: usize) -> Result<NativeEngine, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m = Model::parse(&bytes).ok_or_else(|| Error::format(path, "not an ONNX model", "export one with `excite export`"))?;
+        let m = crate::onnx::read(path)?;
         Self::from_model(&m, threads).map_err(|e| match e {
             Error::Format { problem, .. } => refuse(path, problem),
             other => other,
@@ -119,18 +118,20 @@ impl NativeEngine {
             if n.attr_i("transA", 0) != 0 || n.attr_i("transB", 0) != 0 {
                 return Err(bad(format!("Gemm `{}` with transposed operands is not supported", n.name)));
             }
-            let w = m.init(&n.inputs[1]).and_then(|t| t.floats().map(|v| (t.dims.clone(), v))).ok_or_else(|| bad(format!("Gemm `{}`: weight `{}` is not a float32 initializer", n.name, n.inputs[1])))?;
-            let (dims, wv) = w;
-            let (d_in, d_out) = (dims[0], dims[1]);
+            let wname = n.inputs.get(1).map(String::as_str).unwrap_or_default();
+            let (dims, wv) = m.init(wname).and_then(|t| t.floats().map(|v| (t.dims.clone(), v))).ok_or_else(|| bad(format!("Gemm `{}`: weight `{wname}` is not a float32 initializer", n.name)))?;
+            let [d_in, d_out] = dims[..] else {
+                return Err(bad(format!("Gemm `{}`: weight `{wname}` has shape {dims:?}, not [inputs, outputs]", n.name)));
+            };
             let bias = match n.inputs.get(2) {
                 Some(b) => m.init(b).and_then(|t| t.floats()).ok_or_else(|| bad(format!("Gemm `{}`: bias `{b}` is not a float32 initializer", n.name)))?,
                 None => vec![0.0; d_out],
             };
-            let z = n.outputs[0].clone();
+            let z = n.outputs.first().cloned().ok_or_else(|| bad(format!("Gemm `{}` has no output", n.name)))?;
             i += 1;
             let (act, out) = recognise(&nodes[i..], &z, m).map_err(bad)?;
             i += act.1;
-            if wv.len() != d_in * d_out || bias.len() != d_out {
+            if d_in.checked_mul(d_out) != Some(wv.len()) || bias.len() != d_out {
                 return Err(bad(format!("Gemm `{}`: weight or bias sizes do not match {d_in}×{d_out}", n.name)));
             }
             if let Some(prev) = layers.last() {

@@ -1,0 +1,129 @@
+//! Hostile ONNX files: every defect ends in an error that names it, in
+//! bounded time and memory, never a panic, hang or abort. (Bundles, the C
+//! ABI and a fuzz target are still to come: see the hardening issue.)
+
+use std::time::{Duration, Instant};
+
+use excite::engine::native::NativeEngine;
+use excite::onnx::graph::{Init, Io, Node, FLOAT};
+use excite::onnx::{Interpreter, Model};
+
+use crate::util::{quick_data, scratch, train_and_export};
+
+/// A small exported surrogate (1-8-8-2 tanh), its bytes.
+fn real_model() -> Vec<u8> {
+    let dir = scratch("hostile-model");
+    let data = quick_data(&dir);
+    let onnx = train_and_export(&dir, &data, "mode: ddnn\narchitecture:\n  hidden: [[tanh, 8], [gelu, 8]]\nsteps: 20\nbatch: 32\nval_every: 20\n");
+    std::fs::read(onnx).unwrap()
+}
+
+/// What each consumer makes of `bytes`: the interpreter's output on a fixed
+/// input, or a message, never a panic.
+fn consume(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let m = Model::parse(bytes)?;
+    NativeEngine::from_model(&m, 1).map_err(|e| e.to_string())?;
+    let i = Interpreter::new(m).map_err(|e| e.to_string())?;
+    let x: Vec<f32> = (0..i.inputs() * 3).map(|k| k as f32 * 0.3).collect();
+    i.run(&x, 3).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_length_near_2_pow_64_is_refused_at_once() {
+    // field 7 (graph), length 2^64 - 1: the 11-byte payload that hung every reader
+    let mut b = vec![0x3a];
+    b.extend([0xff; 9]);
+    b.push(0x01);
+    let start = Instant::now();
+    let e = Model::parse(&b).unwrap_err();
+    assert!(e.contains("well-formed"), "{e}");
+    let dir = scratch("hostile-varint");
+    let path = dir.join("m.onnx");
+    std::fs::write(&path, &b).unwrap();
+    for e in [excite::onnx::read(&path).unwrap_err(), NativeEngine::load(&path, 1).err().unwrap(), Interpreter::load(&path).err().unwrap()] {
+        assert!(e.to_string().contains("m.onnx") && e.to_string().contains("not a usable ONNX model"), "{e}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_real_model_truncated_at_every_byte_never_panics() {
+    let bytes = real_model();
+    let whole = consume(&bytes).expect("the whole file loads and runs");
+    let start = Instant::now();
+    let mut refused = 0;
+    for cut in 0..bytes.len() {
+        let r = std::panic::catch_unwind(|| consume(&bytes[..cut]));
+        match r.unwrap_or_else(|_| panic!("a panic on the file cut at byte {cut} of {}", bytes.len())) {
+            Err(_) => refused += 1,
+            // a cut at a field boundary after the graph (metadata) is a valid, smaller file
+            Ok(y) => assert_eq!(y, whole, "a cut at byte {cut} changed the graph and still loaded"),
+        }
+    }
+    assert!(refused * 10 > bytes.len() * 9, "{refused} of {} cuts refused", bytes.len());
+    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+}
+
+/// A one-Gemm model x[N, 2] → y[N, 2] with weight `w` of `dims` and `data`.
+fn one_gemm(dims: &[usize], data: &[f32], op: &str) -> Model {
+    Model {
+        opset: 17,
+        producer_version: "test".into(),
+        name: "g".into(),
+        nodes: vec![Node::new(op, "gemm0", &["x", "w"], &["y"], vec![])],
+        inits: vec![Init::f32("w", dims, data)],
+        inputs: vec![Io { name: "x".into(), dtype: FLOAT, dims: vec![None, Some(2)] }],
+        outputs: vec![Io { name: "y".into(), dtype: FLOAT, dims: vec![None, Some(2)] }],
+        metadata: vec![],
+    }
+}
+
+#[test]
+fn shapes_that_disagree_with_their_data_are_named() {
+    let ok = one_gemm(&[2, 2], &[1.0, 0.0, 0.0, 1.0], "Gemm");
+    assert_eq!(consume(&ok.to_bytes()), Ok(vec![0.0, 0.3, 0.6, 0.90000004, 1.2, 1.5]));
+    // dims say 2×3, the data holds 4 values
+    let mut short = ok.clone();
+    short.inits[0].dims = vec![2, 3];
+    let e = Model::parse(&short.to_bytes()).unwrap_err();
+    assert!(e.contains("`w`") && e.contains("needs 24 bytes") && e.contains("has 16"), "{e}");
+    // 10^12 elements declared: refused before anything is allocated
+    let mut huge = ok.clone();
+    huge.inits[0].dims = vec![1_000_000, 1_000_000];
+    let e = Model::parse(&huge.to_bytes()).unwrap_err();
+    assert!(e.contains("over 2147483648 elements"), "{e}");
+    // a product past 2^64
+    huge.inits[0].dims = vec![1 << 40, 1 << 40];
+    assert!(Model::parse(&huge.to_bytes()).unwrap_err().contains("over"));
+    // a weight that is not a matrix: the native engine names it instead of indexing it
+    let mut flat = ok.clone();
+    flat.inits[0] = Init::f32("w", &[4], &[1.0; 4]);
+    let e = NativeEngine::from_model(&flat, 1).err().unwrap().to_string();
+    assert!(e.contains("has shape [4]"), "{e}");
+    // a node with no output, a Gemm with one input
+    let mut bare = ok.clone();
+    bare.nodes[0].outputs.clear();
+    assert!(Model::parse(&bare.to_bytes()).unwrap_err().contains("no output"));
+    bare = ok.clone();
+    bare.nodes[0].inputs.truncate(1);
+    assert!(Model::parse(&bare.to_bytes()).unwrap_err().contains("needs 2"));
+}
+
+#[test]
+fn unknown_operators_and_bad_indices_are_named_errors() {
+    let m = one_gemm(&[2, 2], &[1.0, 0.0, 0.0, 1.0], "Conv");
+    let e = NativeEngine::from_model(&m, 1).err().unwrap().to_string();
+    assert!(e.contains("`Conv`") && e.contains("gemm0"), "{e}");
+    let i = Interpreter::new(m).unwrap();
+    assert!(i.run(&[0.0; 4], 2).unwrap_err().to_string().contains("`Conv`"));
+    // Gather with an index past the columns, Add of shapes that do not broadcast
+    let mut g = one_gemm(&[2, 2], &[1.0; 4], "Gemm");
+    g.nodes = vec![Node::new("Gather", "pick", &["x", "idx"], &["y"], vec![])];
+    g.inits = vec![Init::f32("idx", &[1], &[7.0])];
+    let e = Interpreter::new(g.clone()).unwrap().run(&[0.0; 4], 2).unwrap_err().to_string();
+    assert!(e.contains("pick") && e.contains("outside 0..2"), "{e}");
+    g.nodes = vec![Node::new("Add", "plus", &["x", "v"], &["y"], vec![])];
+    g.inits = vec![Init::f32("v", &[3], &[1.0; 3])];
+    let e = Interpreter::new(g).unwrap().run(&[0.0; 4], 2).unwrap_err().to_string();
+    assert!(e.contains("plus") && e.contains("do not broadcast"), "{e}");
+}
