@@ -110,16 +110,21 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// The sha256 of every file below `dir`, by path relative to it.
+/// The sha256 of every file below `dir`, by path relative to it. Only
+/// regular files and folders count: a link, device or FIFO anywhere below is
+/// an error naming it (a bundle or engine folder from elsewhere must not make
+/// excite read outside it), and files are hashed as they stream, not read whole.
 pub fn file_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, String>, Error> {
     fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) -> Result<(), Error> {
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let path = entry.map_err(|e| Error::io(dir, e))?.path();
-            if path.is_dir() {
+            let kind = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?.file_type();
+            if kind.is_dir() {
                 walk(root, &path, out)?;
+            } else if kind.is_file() {
+                out.insert(path.strip_prefix(root).unwrap_or(&path).display().to_string(), crate::hash::sha256_file(&path)?);
             } else {
-                let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                out.insert(path.strip_prefix(root).unwrap_or(&path).display().to_string(), crate::hash::sha256_hex(&bytes));
+                return Err(Error::format(&path, "is a link or special file, not a regular file", "bundles and engine folders hold regular files and folders only; rebuild or re-package it"));
             }
         }
         Ok(())
@@ -127,6 +132,18 @@ pub fn file_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, Stri
     let mut out = std::collections::BTreeMap::new();
     walk(dir, dir, &mut out)?;
     Ok(out)
+}
+
+/// `root/rel` for a path `rel` named inside a manifest from elsewhere: only
+/// plain relative components (no absolute path, `..` or drive prefix), so it
+/// cannot point outside `root`. `what` names the manifest field for the error.
+pub fn confined(root: &Path, rel: &str, what: &str) -> Result<PathBuf, Error> {
+    use std::path::Component;
+    let p = Path::new(rel);
+    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::format(root, format!("{what} names `{rel}`, which is not a plain relative path inside the folder"), "the manifest was altered; rebuild or re-package it"));
+    }
+    Ok(root.join(p))
 }
 
 /// Where project-local files (`.deps/`, `scripts/`) are looked for: the

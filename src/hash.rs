@@ -18,6 +18,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// The hex sha256 of the file at `path`, streamed.
+pub fn sha256_file(path: &std::path::Path) -> Result<String, crate::Error> {
+    use crate::Error;
+    use std::io::Read;
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// Hex sha256 of several parts, each followed by a zero byte, so that
 /// `["ab", "c"]` and `["a", "bc"]` hash differently.
 pub fn sha256_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {

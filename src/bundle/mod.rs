@@ -5,6 +5,7 @@
 //! [`Surrogate`] loads one and predicts with the best engine available
 //! there; `ffi` exposes the same to C and C++.
 
+pub mod archive;
 pub mod ffi;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ModelMeta, TimeMeta, VarRange};
-use crate::hash::sha256_hex;
 use crate::engine::manifest::{BatchProfile, Manifest, Target};
 use crate::engine::Engine;
 use crate::fsio::{write_atomic, StagingDir};
@@ -22,6 +22,8 @@ use crate::verify::{Budget, Problem, Report};
 use crate::Error;
 
 pub const BUNDLE_FILE: &str = "bundle.json";
+/// sha256 of every file of the bundle, `bundle.json` included, as sha256sum writes them.
+pub const SUMS_FILE: &str = "SHA256SUMS";
 pub const FORMAT: &str = "excite-bundle/1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +127,7 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
         files,
     };
     write_atomic(&bundle.join(BUNDLE_FILE), &serde_json::to_vec_pretty(&manifest).expect("serialises"))?;
+    write_atomic(&bundle.join(SUMS_FILE), sums_text(&crate::fsio::file_hashes(&bundle)?).as_bytes())?;
     if c.tar {
         let tarball = staging.path().join(format!("{}.tar.gz", c.name));
         let mut bytes = Vec::new();
@@ -140,46 +143,53 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
     staging.commit()
 }
 
-/// Opens a bundle folder or `.tar.gz` (extracted once into the temp folder)
-/// and checks every file against `bundle.json`.
+/// Opens a bundle folder or `.tar.gz` (unpacked once into the per-user
+/// cache, [`archive::extract`]) and checks it: every path its manifest names
+/// stays inside it, only regular files are present, and every file matches
+/// `SHA256SUMS` (which covers `bundle.json` too) and `bundle.json`'s list.
 pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
-    let dir = if path.is_file() { extract(path)? } else { path.to_path_buf() };
+    let dir = if path.is_file() { archive::extract(path, &archive::Limits::from_env())? } else { path.to_path_buf() };
+    let mut found = crate::fsio::file_hashes(&dir)?;
+    if let Some(sums) = found.remove(SUMS_FILE).map(|_| dir.join(SUMS_FILE)) {
+        let text = std::fs::read_to_string(&sums).map_err(|e| Error::io(&sums, e))?;
+        let listed = parse_sums(&text).ok_or_else(|| Error::format(&sums, "not a list of `sha256  file` lines", "re-package the bundle"))?;
+        check_listed(&dir, SUMS_FILE, &listed, &found)?;
+    }
     let mpath = dir.join(BUNDLE_FILE);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
     let m: BundleManifest = serde_json::from_str(&text).map_err(|e| Error::format(&mpath, format!("not a bundle manifest ({FORMAT}): {e}"), "package one with `excite pipeline`"))?;
-    let mut found = crate::fsio::file_hashes(&dir)?;
+    crate::fsio::confined(&dir, &m.model, "bundle.json `model`")?;
+    for e in &m.engines {
+        crate::fsio::confined(&dir, &e.dir, "bundle.json `engines[].dir`")?;
+    }
     found.remove(BUNDLE_FILE);
-    for (file, want) in &m.files {
-        match found.get(file) {
-            None => return Err(Error::format(dir.join(file), "listed in bundle.json but missing", "re-package the bundle")),
-            Some(got) if got != want => {
-                return Err(Error::format(dir.join(file), format!("sha256 {got} does not match {want} in bundle.json: the file changed after packaging"), "re-package the bundle, or restore it from its source"))
-            }
-            _ => {}
-        }
-    }
-    if let Some(extra) = found.keys().find(|f| !m.files.contains_key(*f)) {
-        return Err(Error::format(dir.join(extra), "not listed in bundle.json", "re-package the bundle"));
-    }
+    check_listed(&dir, BUNDLE_FILE, &m.files, &found)?;
     Ok((dir, m))
 }
 
-fn extract(tarball: &Path) -> Result<PathBuf, Error> {
-    let bytes = std::fs::read(tarball).map_err(|e| Error::io(tarball, e))?;
-    let dest = std::env::temp_dir().join("excite-bundles").join(&sha256_hex(&bytes)[..16]);
-    if !dest.exists() {
-        let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
-            .unpack(&tmp)
-            .map_err(|e| Error::format(tarball, format!("not a readable .tar.gz bundle: {e}"), "package it again with `excite pipeline`"))?;
-        std::fs::create_dir_all(dest.parent().expect("has parent")).map_err(|e| Error::io(&dest, e))?;
-        if std::fs::rename(&tmp, &dest).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp); // another process extracted it first
+/// Checks that `listed` (from `list`, a file in `dir`) names exactly the files `found`, with their hashes.
+fn check_listed(dir: &Path, list: &str, listed: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (file, want) in listed {
+        let path = crate::fsio::confined(dir, file, list)?;
+        match found.get(file) {
+            None => return Err(Error::format(path, format!("listed in {list} but missing"), "re-package the bundle")),
+            Some(got) if got != want => return Err(Error::format(path, format!("sha256 {got} does not match {want} in {list}: the file changed after packaging"), "re-package the bundle, or restore it from its source")),
+            _ => {}
         }
     }
-    let mut inner = std::fs::read_dir(&dest).map_err(|e| Error::io(&dest, e))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir());
-    inner.next().ok_or_else(|| Error::format(tarball, "the archive holds no bundle folder", "package it again with `excite pipeline`"))
+    if let Some(extra) = found.keys().find(|f| !listed.contains_key(*f)) {
+        return Err(Error::format(dir.join(extra), format!("not listed in {list}"), "re-package the bundle"));
+    }
+    Ok(())
+}
+
+/// `SHA256SUMS` in sha256sum's format: `<hex>  <file>` a line.
+fn sums_text(files: &BTreeMap<String, String>) -> String {
+    files.iter().map(|(f, h)| format!("{h}  {f}\n")).collect()
+}
+
+fn parse_sums(text: &str) -> Option<BTreeMap<String, String>> {
+    text.lines().filter(|l| !l.is_empty()).map(|l| l.split_once("  ").map(|(h, f)| (f.to_string(), h.to_string()))).collect()
 }
 
 /// A bundled surrogate ready to predict: `Surrogate::load(path)?.predict(&x)?`.
@@ -206,12 +216,12 @@ impl Surrogate {
         let mut engines = manifest.engines.clone();
         engines.sort_by_key(|e| rank(e.target));
         for e in &engines {
-            if let Ok((m, engine)) = crate::engine::open(&dir.join(&e.dir)) {
+            if let Ok((m, engine)) = crate::engine::open(&crate::fsio::confined(&dir, &e.dir, "bundle.json `engines[].dir`")?) {
                 let name = format!("{} {} ({})", engine.info().backend, m.precision.name(), e.dir);
                 return Ok(Surrogate { manifest, engine, engine_name: name });
             }
         }
-        let engine = crate::onnx::Interpreter::load(&dir.join(&manifest.model))?;
+        let engine = crate::onnx::Interpreter::load(&crate::fsio::confined(&dir, &manifest.model, "bundle.json `model`")?)?;
         Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into() })
     }
 

@@ -188,10 +188,10 @@ impl Manifest {
                 "build the engine with `excite build`",
             )
         })?;
+        crate::fsio::confined(dir, &m.model, "engine.json `model`")?;
         for (file, want) in &m.files {
-            let p = dir.join(file);
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            let got = crate::hash::sha256_hex(&bytes);
+            let p = crate::fsio::confined(dir, file, "engine.json `files`")?;
+            let got = crate::hash::sha256_file(&p)?;
             if &got != want {
                 return Err(Error::format(&p, format!("sha256 {got} does not match {want} in {ENGINE_FILE}: the file changed after the build"), "rebuild the engine with `excite build`"));
             }

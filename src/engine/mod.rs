@@ -32,7 +32,7 @@ pub fn open(dir: &std::path::Path) -> Result<(manifest::Manifest, Box<dyn Engine
 /// [`open`] with `threads` CPU threads for the native engine and ONNX Runtime (0 = default).
 pub fn open_with(dir: &std::path::Path, threads: usize) -> Result<(manifest::Manifest, Box<dyn Engine>), Error> {
     let m = manifest::Manifest::load(dir)?;
-    let engine = load(&Spec::of(&m), dir, &dir.join(&m.model), threads, ort::Phase::Reopen, None)?;
+    let engine = load(&Spec::of(&m), dir, &crate::fsio::confined(dir, &m.model, "engine.json `model`")?, threads, ort::Phase::Reopen, None)?;
     Ok((m, engine))
 }
 
@@ -95,7 +95,7 @@ pub fn open_path(
 > {
     if path.is_dir() {
         let (m, e) = open_with(path, threads)?;
-        let model = path.join(&m.model);
+        let model = crate::fsio::confined(path, &m.model, "engine.json `model`")?;
         Ok((e, model, Some(m)))
     } else {
         let e = ort::OrtEngine::load(

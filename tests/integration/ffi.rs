@@ -97,4 +97,15 @@ fn a_bundle_with_one_flipped_byte_is_refused() {
     let o = crate::util::excite().arg("inspect").arg(&copy).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("engines/cpu-fp32/model.onnx"));
+
+    // bundle.json itself is covered: a better validated MAE written in is refused
+    let edited = dir.join("edited");
+    Command::new("cp").arg("-r").arg(&bundle).arg(&edited).status().unwrap();
+    let manifest = edited.join("bundle.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["validated"]["mae"]["u"] = serde_json::json!(1e-9);
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let e = excite::Surrogate::load(&edited).err().expect("refused");
+    assert!(e.to_string().contains("bundle.json") && e.to_string().contains("SHA256SUMS"), "{e}");
 }

@@ -127,3 +127,96 @@ fn unknown_operators_and_bad_indices_are_named_errors() {
     let e = Interpreter::new(g).unwrap().run(&[0.0; 4], 2).unwrap_err().to_string();
     assert!(e.contains("plus") && e.contains("do not broadcast"), "{e}");
 }
+
+/// A `.tar.gz` whose entries are written raw: (path, type, bytes, link target).
+fn archive(dir: &std::path::Path, entries: &[(&str, tar::EntryType, &[u8], &str)]) -> std::path::PathBuf {
+    let path = dir.join(format!("a{}.tar.gz", entries.len()));
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        // the raw name field: the tar crate's own setters refuse `..` and absolute paths
+        let raw = h.as_old_mut();
+        raw.name.fill(0);
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+#[test]
+fn hostile_archives_unpack_nothing_outside_and_name_the_entry() {
+    use excite::bundle::archive::{extract_into, Limits};
+    use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
+    let dir = scratch("hostile-archives");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let limits = Limits::default();
+    let cases: Vec<(Vec<(&str, tar::EntryType, &[u8], &str)>, &str)> = vec![
+        (vec![("b/", Directory, b"", ""), ("b/model.onnx", Symlink, b"", "/etc/passwd")], "Symlink"),
+        (vec![("b/", Directory, b"", ""), ("b/etc", Symlink, b"", "/etc/ssl")], "Symlink"),
+        (vec![("b/", Directory, b"", ""), ("b/x", Link, b"", "/etc/passwd")], "Link"),
+        (vec![("b/", Directory, b"", ""), ("b/zero", Char, b"", "")], "Char"),
+        (vec![("b/", Directory, b"", ""), ("b/disk", Block, b"", "")], "Block"),
+        (vec![("b/", Directory, b"", ""), ("b/pipe", Fifo, b"", "")], "Fifo"),
+        (vec![("b/../../escaped", Regular, b"x", "")], "not a plain relative path"),
+        (vec![("/tmp/excite-escaped-absolute", Regular, b"x", "")], "not a plain relative path"),
+        (vec![("b/a", Regular, b"x", ""), ("c/a", Regular, b"x", "")], "outside the bundle folder"),
+        (vec![], "empty"),
+    ];
+    for (entries, want) in &cases {
+        let tarball = archive(&dir, entries);
+        let e = extract_into(&tarball, &cache, &limits).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+        std::fs::remove_file(&tarball).unwrap();
+        // nothing left in the cache, nothing written beside it
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "{want}: a partial folder was left");
+    }
+    assert!(!dir.join("escaped").exists() && !std::path::Path::new("/tmp/excite-escaped-absolute").exists());
+
+    // too many entries, and a bomb: both stop at the cap while streaming
+    let many: Vec<String> = (0..100_000).map(|i| format!("b/{i}")).collect();
+    let entries: Vec<_> = many.iter().map(|n| (n.as_str(), Regular, &b""[..], "")).collect();
+    let start = Instant::now();
+    let e = extract_into(&archive(&dir, &entries), &cache, &limits).unwrap_err().to_string();
+    assert!(e.contains("more than 10000 entries"), "{e}");
+    let zeros = vec![0u8; 4 << 20];
+    let bomb = archive(&dir, &[("b/bomb", Regular, &zeros, "")]);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 100_000, "a compressible bomb");
+    let small = Limits { total_bytes: 1 << 20, ..Limits::default() };
+    let e = extract_into(&bomb, &cache, &small).unwrap_err().to_string();
+    assert!(e.contains("passes the limit"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+
+    // a plain one unpacks, once, into a folder named by its digest
+    let ok = archive(&dir, &[("b/", Directory, b"", ""), ("b/f.txt", Regular, b"hello", "")]);
+    let top = extract_into(&ok, &cache, &limits).unwrap();
+    assert_eq!(std::fs::read(top.join("f.txt")).unwrap(), b"hello");
+    assert_eq!(extract_into(&ok, &cache, &limits).unwrap(), top);
+}
+
+/// Manifests from elsewhere name paths: one that leaves its folder is refused
+/// before anything is read through it, and a bundle holding a link is refused.
+#[test]
+fn manifest_paths_stay_inside_their_folder() {
+    let dir = scratch("hostile-manifest");
+    for bad in ["/etc/passwd", "../../etc/passwd", "a/../../b", ""] {
+        let e = excite::fsio::confined(&dir, bad, "bundle.json `model`").unwrap_err().to_string();
+        assert!(e.contains("bundle.json `model`") && e.contains("not a plain relative path"), "{bad}: {e}");
+    }
+    assert_eq!(excite::fsio::confined(&dir, "engines/cpu-fp32", "x").unwrap(), dir.join("engines/cpu-fp32"));
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    std::fs::write(dir.join("b/ok"), b"1").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("b/model.onnx")).unwrap();
+    let e = excite::fsio::file_hashes(&dir.join("b")).unwrap_err().to_string();
+    assert!(e.contains("model.onnx") && e.contains("link or special file"), "{e}");
+}

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use excite::onnx::Model;
 use excite::engine::native::NativeEngine;
 use excite::engine::ort::OrtEngine;
 use excite::onnx::Interpreter;
