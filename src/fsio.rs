@@ -146,15 +146,49 @@ pub fn confined(root: &Path, rel: &str, what: &str) -> Result<PathBuf, Error> {
     Ok(root.join(p))
 }
 
+static EMBEDDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the process as a host application that loaded excite as a library
+/// (the C ABI calls this): from then on [`search_roots`] ignores the working
+/// directory and [`embedded`] tells lookups not to start processes.
+pub fn set_embedded() {
+    EMBEDDED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether excite runs inside a host application ([`set_embedded`]).
+pub fn embedded() -> bool {
+    EMBEDDED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Where project-local files (`.deps/`, `scripts/`) are looked for: the
 /// working directory, then every folder above the running executable (so a
-/// `target/release/excite` finds its checkout).
+/// `target/release/excite` finds its checkout). Inside a host application
+/// ([`embedded`]) only the folders above this library's own file: a host's
+/// working directory is no place to load libraries from.
 pub fn search_roots() -> Vec<PathBuf> {
+    if embedded() {
+        return library_file().map(|f| f.ancestors().skip(1).map(PathBuf::from).collect()).unwrap_or_default();
+    }
     let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(PathBuf::from));
     }
     roots
+}
+
+/// The file this code was loaded from (libexcite.so in a host application).
+fn library_file() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables for an address of this
+    // library; `info` is a plain struct it fills in.
+    let found = unsafe { libc::dladdr(library_file as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()));
+    path.canonicalize().ok()
 }
 
 /// `rows` as CSV with a header row from the row type's field names.

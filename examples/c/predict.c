@@ -24,7 +24,7 @@ int main(int argc, char **argv) {
     enum { ROWS = 6 };
     float x[ROWS], *y = malloc(sizeof(float) * ROWS * n_out);
     for (int i = 0; i < ROWS; i++) x[i] = 5.0f * (float)i;
-    if (excite_surrogate_predict(s, x, ROWS, y) != 0) {
+    if (excite_surrogate_predict(s, x, ROWS * n_in, ROWS, y, ROWS * n_out) != 0) {
         fprintf(stderr, "error: %s\n", excite_last_error());
         free(y);
         excite_surrogate_free(s);

@@ -111,7 +111,7 @@ pub fn open_path(
 
 /// A built surrogate that evaluates batches: `x` row-major [rows, inputs]
 /// in physical units → [rows, outputs].
-pub trait Engine {
+pub trait Engine: Send {
     fn info(&self) -> EngineInfo;
     fn run(&mut self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error>;
 }

@@ -74,6 +74,10 @@ fn find_library() -> Option<PathBuf> {
             .iter()
             .map(|r| r.join(".deps/python/onnxruntime/capi")),
     );
+    // a host application's PATH decides which python3 would run: not from a library
+    if crate::fsio::embedded() {
+        return dirs.into_iter().find_map(|d| crate::fsio::files_starting_with(&d, "libonnxruntime.so").pop());
+    }
     if let Ok(out) = std::process::Command::new("python3")
         .args([
             "-c",

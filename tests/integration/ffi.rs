@@ -109,3 +109,63 @@ fn a_bundle_with_one_flipped_byte_is_refused() {
     let e = excite::Surrogate::load(&edited).err().expect("refused");
     assert!(e.to_string().contains("bundle.json") && e.to_string().contains("SHA256SUMS"), "{e}");
 }
+
+/// C callers that get things wrong: NULLs, short or long buffers, row counts
+/// whose products overflow. Each call returns -1 with a message, never
+/// crashes or writes past a buffer; one handle shared by threads gives every
+/// thread the same answers.
+#[test]
+fn the_c_abi_checks_every_argument_and_serves_several_threads() {
+    use excite::bundle::ffi::*;
+    use std::ffi::{CStr, CString};
+    let dir = scratch("ffi-hostile");
+    let bundle = quick_bundle(&dir.join("run"));
+    let last = || unsafe { CStr::from_ptr(excite_last_error()) }.to_string_lossy().into_owned();
+    unsafe {
+        assert!(excite_surrogate_load(std::ptr::null()).is_null());
+        assert!(last().contains("path is NULL"));
+        let path = CString::new(bundle.to_str().unwrap()).unwrap();
+        let s = excite_surrogate_load(path.as_ptr());
+        assert!(!s.is_null(), "{}", last());
+        let (n_in, n_out) = (excite_surrogate_inputs(s), excite_surrogate_outputs(s));
+        assert_eq!((n_in, n_out), (1, 2));
+        let x = [0.0f32, 5.0, 10.0];
+        // a guard word after y shows nothing is written past its length
+        let mut y = [7.0f32; 7];
+        assert_eq!(excite_surrogate_predict(std::ptr::null(), x.as_ptr(), 3, 3, y.as_mut_ptr(), 6), -1);
+        assert!(last().contains("surrogate is NULL"));
+        assert_eq!(excite_surrogate_predict(s, std::ptr::null(), 3, 3, y.as_mut_ptr(), 6), -1);
+        assert!(last().contains("NULL"));
+        assert_eq!(excite_surrogate_predict(s, x.as_ptr(), 2, 3, y.as_mut_ptr(), 6), -1);
+        assert!(last().contains("x_len 2 is not rows 3"), "{}", last());
+        assert_eq!(excite_surrogate_predict(s, x.as_ptr(), 3, 3, y.as_mut_ptr(), 5), -1);
+        assert!(last().contains("y_len 5 is less than"), "{}", last());
+        // rows × inputs and rows × outputs past usize: refused, not wrapped
+        assert_eq!(excite_surrogate_predict(s, x.as_ptr(), 3, usize::MAX / 2 + 1, y.as_mut_ptr(), 6), -1);
+        assert_eq!(y, [7.0; 7], "a refused call wrote into y");
+        assert_eq!(excite_surrogate_predict(s, x.as_ptr(), 3, 3, y.as_mut_ptr(), 6), 0, "{}", last());
+        assert_eq!(y[6], 7.0, "written past y_len");
+        let want = y[..6].to_vec();
+        // zero rows: nothing to do, NULL buffers allowed
+        assert_eq!(excite_surrogate_predict(s, std::ptr::null(), 0, 0, std::ptr::null_mut(), 0), 0);
+        // one handle, four threads
+        let handle = s as usize;
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let want = &want;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        let mut out = [0.0f32; 6];
+                        let rc = excite_surrogate_predict(handle as *const ExciteSurrogate, x.as_ptr(), 3, 3, out.as_mut_ptr(), 6);
+                        assert_eq!(rc, 0);
+                        assert_eq!(&out[..], &want[..]);
+                    }
+                });
+            }
+        });
+        excite_surrogate_free(s);
+        excite_surrogate_free(std::ptr::null_mut());
+        assert!(excite_surrogate_engine(std::ptr::null()).is_null());
+        assert_eq!(excite_surrogate_inputs(std::ptr::null()), 0);
+    }
+}
