@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -144,6 +145,25 @@ pub fn confined(root: &Path, rel: &str, what: &str) -> Result<PathBuf, Error> {
         return Err(Error::format(root, format!("{what} names `{rel}`, which is not a plain relative path inside the folder"), "the manifest was altered; rebuild or re-package it"));
     }
     Ok(root.join(p))
+}
+
+/// Checks files `found` in `dir` (from [`file_hashes`], so none is a link)
+/// against the hashes `listed` in the manifest `list`: every listed file must
+/// be there with its hash and, when `exact`, nothing else may be. `fix` is the
+/// hint for a mismatch.
+pub fn check_hashes(dir: &Path, list: &str, listed: &BTreeMap<String, String>, found: &BTreeMap<String, String>, exact: bool, fix: &str) -> Result<(), Error> {
+    for (file, want) in listed {
+        let path = confined(dir, file, list)?;
+        match found.get(file) {
+            None => return Err(Error::format(path, format!("listed in {list} but missing"), fix)),
+            Some(got) if got != want => return Err(Error::format(path, format!("sha256 {got} does not match {want} in {list}: the file changed after it was written"), fix)),
+            _ => {}
+        }
+    }
+    if let Some(extra) = found.keys().find(|f| exact && !listed.contains_key(*f)) {
+        return Err(Error::format(dir.join(extra), format!("not listed in {list}"), fix));
+    }
+    Ok(())
 }
 
 static EMBEDDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -26,6 +26,8 @@ pub const BUNDLE_FILE: &str = "bundle.json";
 pub const SUMS_FILE: &str = "SHA256SUMS";
 pub const FORMAT: &str = "excite-bundle/1";
 
+const REPACKAGE: &str = "re-package the bundle with `excite pipeline`, or get it again from its source";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleEngine {
     /// Folder inside the bundle.
@@ -126,8 +128,11 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
         versions: [("excite".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("onnxruntime".to_string(), engine.runtime.version.clone())].into(),
         files,
     };
-    write_atomic(&bundle.join(BUNDLE_FILE), &serde_json::to_vec_pretty(&manifest).expect("serialises"))?;
-    write_atomic(&bundle.join(SUMS_FILE), sums_text(&crate::fsio::file_hashes(&bundle)?).as_bytes())?;
+    let json = serde_json::to_vec_pretty(&manifest).expect("serialises");
+    write_atomic(&bundle.join(BUNDLE_FILE), &json)?;
+    let mut sums = manifest.files.clone();
+    sums.insert(BUNDLE_FILE.into(), crate::hash::sha256_hex(&json));
+    write_atomic(&bundle.join(SUMS_FILE), sums_text(&sums).as_bytes())?;
     if c.tar {
         let tarball = staging.path().join(format!("{}.tar.gz", c.name));
         let mut bytes = Vec::new();
@@ -150,11 +155,13 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
 pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
     let dir = if path.is_file() { archive::extract(path, &archive::Limits::from_env())? } else { path.to_path_buf() };
     let mut found = crate::fsio::file_hashes(&dir)?;
-    if let Some(sums) = found.remove(SUMS_FILE).map(|_| dir.join(SUMS_FILE)) {
-        let text = std::fs::read_to_string(&sums).map_err(|e| Error::io(&sums, e))?;
-        let listed = parse_sums(&text).ok_or_else(|| Error::format(&sums, "not a list of `sha256  file` lines", "re-package the bundle"))?;
-        check_listed(&dir, SUMS_FILE, &listed, &found)?;
+    let sums = dir.join(SUMS_FILE);
+    if found.remove(SUMS_FILE).is_none() {
+        return Err(Error::format(&sums, "missing: the bundle's checksums of every file", REPACKAGE));
     }
+    let text = std::fs::read_to_string(&sums).map_err(|e| Error::io(&sums, e))?;
+    let listed = parse_sums(&text).ok_or_else(|| Error::format(&sums, "not a list of `sha256  file` lines", REPACKAGE))?;
+    crate::fsio::check_hashes(&dir, SUMS_FILE, &listed, &found, true, REPACKAGE)?;
     let mpath = dir.join(BUNDLE_FILE);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
     let m: BundleManifest = serde_json::from_str(&text).map_err(|e| Error::format(&mpath, format!("not a bundle manifest ({FORMAT}): {e}"), "package one with `excite pipeline`"))?;
@@ -163,24 +170,8 @@ pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
         crate::fsio::confined(&dir, &e.dir, "bundle.json `engines[].dir`")?;
     }
     found.remove(BUNDLE_FILE);
-    check_listed(&dir, BUNDLE_FILE, &m.files, &found)?;
+    crate::fsio::check_hashes(&dir, BUNDLE_FILE, &m.files, &found, true, REPACKAGE)?;
     Ok((dir, m))
-}
-
-/// Checks that `listed` (from `list`, a file in `dir`) names exactly the files `found`, with their hashes.
-fn check_listed(dir: &Path, list: &str, listed: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> Result<(), Error> {
-    for (file, want) in listed {
-        let path = crate::fsio::confined(dir, file, list)?;
-        match found.get(file) {
-            None => return Err(Error::format(path, format!("listed in {list} but missing"), "re-package the bundle")),
-            Some(got) if got != want => return Err(Error::format(path, format!("sha256 {got} does not match {want} in {list}: the file changed after packaging"), "re-package the bundle, or restore it from its source")),
-            _ => {}
-        }
-    }
-    if let Some(extra) = found.keys().find(|f| !listed.contains_key(*f)) {
-        return Err(Error::format(dir.join(extra), format!("not listed in {list}"), "re-package the bundle"));
-    }
-    Ok(())
 }
 
 /// `SHA256SUMS` in sha256sum's format: `<hex>  <file>` a line.

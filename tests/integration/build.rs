@@ -138,6 +138,12 @@ fn fp32_fp16_and_int8_cpu_engines_build_verify_and_run() {
         e.to_string().contains("model.onnx") && e.to_string().contains("does not match"),
         "{e}"
     );
+    // a listed file replaced by a link out of the folder is refused, not followed
+    let linked = dir.join("engine-fp16");
+    std::fs::remove_file(linked.join("model.onnx")).unwrap();
+    std::os::unix::fs::symlink(dir.join("engine-fp32/model.onnx"), linked.join("model.onnx")).unwrap();
+    let e = Manifest::load(&linked).unwrap_err().to_string();
+    assert!(e.contains("model.onnx") && e.contains("link or special file"), "{e}");
 }
 
 #[test]

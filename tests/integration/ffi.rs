@@ -108,6 +108,10 @@ fn a_bundle_with_one_flipped_byte_is_refused() {
     std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     let e = excite::Surrogate::load(&edited).err().expect("refused");
     assert!(e.to_string().contains("bundle.json") && e.to_string().contains("SHA256SUMS"), "{e}");
+    // and removing the checksums does not get around them
+    std::fs::remove_file(edited.join("SHA256SUMS")).unwrap();
+    let e = excite::Surrogate::load(&edited).err().expect("refused");
+    assert!(e.to_string().contains("SHA256SUMS") && e.to_string().contains("missing"), "{e}");
 }
 
 /// C callers that get things wrong: NULLs, short or long buffers, row counts
