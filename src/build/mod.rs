@@ -141,6 +141,8 @@ pub fn build(
         source.outputs[0].name.clone(),
     );
     let (n_in, n_out) = (problem.inputs.len(), problem.outputs.len());
+    // how each engine below is loaded: the settings engine.json will record
+    let engine_spec = |precision: Precision, batch: BatchProfile| Spec { target: spec.target, precision, batch, input: input.clone(), features: n_in };
     let precisions: Vec<Precision> = match spec.precision {
         PrecisionChoice::Fixed(p) => {
             if !supported(spec.target).contains(&p) {
@@ -212,9 +214,8 @@ pub fn build(
         if let Some((_, cache)) = &v.calibration {
             write_atomic(&cdir.join(CALIBRATION_FILE), cache.as_bytes())?;
         }
-        let engine_spec = Spec { target: spec.target, precision: prec, batch: initial_batch, input: input.clone(), features: n_in };
         let optimized = (spec.target == Target::Cpu).then(|| cdir.join("model.optimized.onnx"));
-        let mut engine = crate::engine::load(&engine_spec, &cdir, &model, 0, Phase::Build, optimized)?;
+        let mut engine = crate::engine::load(&engine_spec(prec, initial_batch), &cdir, &model, 0, Phase::Build, optimized)?;
         let report = match &spec.verify {
             Some(s) => {
                 reporter.phase(&format!(
@@ -280,8 +281,7 @@ pub fn build(
             max_latency_ms,
         } => {
             reporter.phase(&format!("tuning the batch size (1 … {cap})"));
-            let engine_spec = Spec { target: spec.target, precision: prec, batch: initial_batch, input: input.clone(), features: n_in };
-            let mut engine = crate::engine::load(&engine_spec, &dir, &model_path, 0, Phase::Build, None)?;
+            let mut engine = crate::engine::load(&engine_spec(prec, initial_batch), &dir, &model_path, 0, Phase::Build, None)?;
             let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), &batch::csv(&points))?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
@@ -293,8 +293,7 @@ pub fn build(
             };
             if spec.target == Target::Tensorrt && tuned != initial_batch {
                 // rebuild with the tuned profile, as the engine will be reopened with it
-                let engine_spec = Spec { target: spec.target, precision: prec, batch: tuned, input: input.clone(), features: n_in };
-                crate::engine::load(&engine_spec, &dir, &model_path, 0, Phase::Build, None)?;
+                crate::engine::load(&engine_spec(prec, tuned), &dir, &model_path, 0, Phase::Build, None)?;
             }
             tuned
         }
