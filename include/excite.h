@@ -32,6 +32,15 @@ extern "C" {
 // `path` must be NULL or a NUL-terminated string.
 struct ExciteSurrogate *excite_surrogate_load(const char *path);
 
+// Loads a bundle that must be signed by the key in `public_key` (a minisign
+// public key file, as `excite keygen` or `minisign -G` writes it). An
+// unsigned bundle, another key's signature, or a file changed after signing
+// is refused: NULL, and `excite_last_error` says which.
+//
+// # Safety
+// `path` and `public_key` must each be NULL or a NUL-terminated string.
+struct ExciteSurrogate *excite_surrogate_load_trusted(const char *path, const char *public_key);
+
 // Evaluates `rows` rows: `x` holds `x_len` floats, exactly rows × inputs;
 // `y` has room for `y_len` floats, at least rows × outputs, and receives
 // rows × outputs. Returns 0 on success, -1 on failure (see `excite_last_error`;

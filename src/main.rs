@@ -52,13 +52,30 @@ enum Command {
     /// stops the pipeline with exit code 1, naming the stage and the budget.
     Pipeline(commands::pipeline::PipelineArgs),
     /// Show a bundle's manifest after checking every file's sha256.
-    Inspect {
-        /// Bundle folder or .tar.gz.
-        bundle: PathBuf,
-        /// Print bundle.json.
-        #[arg(long)]
-        json: bool,
-    },
+    ///
+    /// Also says whether the bundle is signed. With --trusted-key the
+    /// signature must be there and made by that key (exit code 2 otherwise,
+    /// naming why: unsigned, signed by another key, or changed after signing).
+    Inspect(commands::inspect::InspectArgs),
+    /// Sign a bundle with a minisign secret key.
+    ///
+    /// Checks every file of the bundle (folder or .tar.gz), then signs its
+    /// SHA256SUMS, which lists the sha256 of every other file, bundle.json
+    /// included: SHA256SUMS.minisig is written into the folder, or the archive
+    /// is rewritten with it inside. The format is minisign's (Ed25519), so
+    /// `minisign -Vm BUNDLE/SHA256SUMS -p KEY.pub` checks it too, and keys made
+    /// by `minisign -G` sign here. An encrypted key's password comes from
+    /// EXCITE_KEY_PASSWORD, or is asked for on the terminal.
+    Sign(commands::sign::SignArgs),
+    /// Make a key pair for signing bundles (minisign's format).
+    ///
+    /// Writes NAME.key (the secret key, mode 0600, encrypted with a password
+    /// unless --unencrypted) and NAME.pub (the public key to hand to those who
+    /// load your bundles: `excite inspect --trusted-key NAME.pub`,
+    /// `Surrogate::load_trusted`, `excite_surrogate_load_trusted`). The
+    /// password comes from EXCITE_KEY_PASSWORD, or is asked for on the
+    /// terminal. Existing files are never replaced.
+    Keygen(commands::keygen::KeygenArgs),
     /// Solve a cell model with the Euler reference and write a dataset.
     ///
     /// Samples initial states and parameters as the config says (Latin
@@ -236,7 +253,9 @@ fn main() -> ExitCode {
         ),
         Command::Export { run, out } => commands::export::run(&run, &out),
         Command::Pipeline(a) => commands::pipeline::run(&a),
-        Command::Inspect { bundle, json } => commands::inspect::run(&bundle, json),
+        Command::Inspect(a) => commands::inspect::run(&a),
+        Command::Sign(a) => commands::sign::run(&a),
+        Command::Keygen(a) => commands::keygen::run(&a),
         Command::Build(a) => commands::build::run(&a),
         Command::Verify(a) => commands::verify::run(&a),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),

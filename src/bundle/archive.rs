@@ -113,6 +113,20 @@ pub fn extract_into(tarball: &Path, root: &Path, limits: &Limits) -> Result<Path
     }
 }
 
+/// Writes the folder `folder` as `out`, a `.tar.gz` whose one top folder is
+/// `name` (deterministic headers: the same files give the same bytes).
+pub fn pack(folder: &Path, name: &str, out: &Path) -> Result<(), Error> {
+    let mut bytes = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.mode(tar::HeaderMode::Deterministic);
+        tar.append_dir_all(name, folder).map_err(|e| Error::io(out, e))?;
+        tar.into_inner().and_then(|gz| gz.finish()).map_err(|e| Error::io(out, e))?;
+    }
+    crate::fsio::write_atomic(out, &bytes)
+}
+
 /// Streams the archive into `dir`, entry by entry, within `limits`.
 fn unpack(tarball: &Path, dir: &Path, limits: &Limits) -> Result<(), Error> {
     let bad = |problem: String| Error::format(tarball, problem, HINT);

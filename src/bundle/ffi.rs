@@ -70,16 +70,44 @@ fn describe(e: crate::Error) -> String {
 #[no_mangle]
 pub unsafe extern "C" fn excite_surrogate_load(path: *const c_char) -> *mut ExciteSurrogate {
     guard(std::ptr::null_mut(), None, || {
-        if path.is_null() {
-            return Err("excite_surrogate_load: path is NULL".into());
-        }
+        let path = c_str(path, "excite_surrogate_load", "path")?;
         crate::fsio::set_embedded();
-        let path = CStr::from_ptr(path).to_str().map_err(|_| "excite_surrogate_load: path is not UTF-8".to_string())?;
-        let inner = Surrogate::load(path).map_err(describe)?;
-        let engine = CString::new(inner.engine()).unwrap_or_default();
-        let (inputs, outputs) = (inner.inputs(), inner.outputs());
-        Ok(Box::into_raw(Box::new(ExciteSurrogate { inner: Mutex::new(inner), inputs, outputs, engine, broken: AtomicBool::new(false) })))
+        Ok(into_handle(Surrogate::load(path).map_err(describe)?))
     })
+}
+
+/// Loads a bundle that must be signed by the key in `public_key` (a minisign
+/// public key file, as `excite keygen` or `minisign -G` writes it). An
+/// unsigned bundle, another key's signature, or a file changed after signing
+/// is refused: NULL, and `excite_last_error` says which.
+///
+/// # Safety
+/// `path` and `public_key` must each be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn excite_surrogate_load_trusted(path: *const c_char, public_key: *const c_char) -> *mut ExciteSurrogate {
+    guard(std::ptr::null_mut(), None, || {
+        let path = c_str(path, "excite_surrogate_load_trusted", "path")?;
+        let key = c_str(public_key, "excite_surrogate_load_trusted", "public_key")?;
+        crate::fsio::set_embedded();
+        let key = crate::bundle::sign::TrustedKey::from_file(std::path::Path::new(key)).map_err(describe)?;
+        Ok(into_handle(Surrogate::load_trusted(path, &key).map_err(describe)?))
+    })
+}
+
+/// `p` as a UTF-8 string, or the error naming `function`'s `arg`.
+unsafe fn c_str<'a>(p: *const c_char, function: &str, arg: &str) -> Result<&'a str, String> {
+    if p.is_null() {
+        return Err(format!("{function}: {arg} is NULL"));
+    }
+    CStr::from_ptr(p).to_str().map_err(|_| format!("{function}: {arg} is not UTF-8"))
+}
+
+/// A handle for C code to a surrogate made in Rust (for example one with
+/// an engine of the host's own); free it with `excite_surrogate_free`.
+pub fn into_handle(inner: Surrogate) -> *mut ExciteSurrogate {
+    let engine = CString::new(inner.engine()).unwrap_or_default();
+    let (inputs, outputs) = (inner.inputs(), inner.outputs());
+    Box::into_raw(Box::new(ExciteSurrogate { inner: Mutex::new(inner), inputs, outputs, engine, broken: AtomicBool::new(false) }))
 }
 
 /// Evaluates `rows` rows: `x` holds `x_len` floats, exactly rows × inputs;

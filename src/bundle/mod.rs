@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod ffi;
+pub mod sign;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::fsio::{write_atomic, StagingDir};
 use crate::train::Mode;
 use crate::verify::{Budget, Problem, Report};
 use crate::Error;
+use sign::{Signed, SigningKey, TrustedKey, SIGNATURE_FILE};
 
 pub const BUNDLE_FILE: &str = "bundle.json";
 /// sha256 of every file of the bundle, `bundle.json` included, as sha256sum writes them.
@@ -134,33 +136,38 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
     sums.insert(BUNDLE_FILE.into(), crate::hash::sha256_hex(&json));
     write_atomic(&bundle.join(SUMS_FILE), sums_text(&sums).as_bytes())?;
     if c.tar {
-        let tarball = staging.path().join(format!("{}.tar.gz", c.name));
-        let mut bytes = Vec::new();
-        {
-            let gz = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::default());
-            let mut tar = tar::Builder::new(gz);
-            tar.mode(tar::HeaderMode::Deterministic);
-            tar.append_dir_all(c.name, &bundle).map_err(|e| Error::io(&tarball, e))?;
-            tar.into_inner().and_then(|gz| gz.finish()).map_err(|e| Error::io(&tarball, e))?;
-        }
-        write_atomic(&tarball, &bytes)?;
+        archive::pack(&bundle, c.name, &staging.path().join(format!("{}.tar.gz", c.name)))?;
     }
     staging.commit()
+}
+
+/// A bundle opened and checked by [`open`].
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The bundle folder (for an archive, its unpacked copy in the cache).
+    pub dir: PathBuf,
+    pub manifest: BundleManifest,
+    pub signed: Signed,
 }
 
 /// Opens a bundle folder or `.tar.gz` (unpacked once into the per-user
 /// cache, [`archive::extract`]) and checks it: every path its manifest names
 /// stays inside it, only regular files are present, and every file matches
 /// `SHA256SUMS` (which covers `bundle.json` too) and `bundle.json`'s list.
-pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
+/// With a `trusted` key, the bundle must carry that key's signature over
+/// `SHA256SUMS` ([`sign`]); an unsigned or otherwise signed bundle is refused.
+pub fn open(path: &Path, trusted: Option<&TrustedKey>) -> Result<Opened, Error> {
     let dir = if path.is_file() { archive::extract(path, &archive::Limits::from_env())? } else { path.to_path_buf() };
     let mut found = crate::fsio::file_hashes(&dir)?;
     let sums = dir.join(SUMS_FILE);
     if found.remove(SUMS_FILE).is_none() {
         return Err(Error::format(&sums, "missing: the bundle's checksums of every file", REPACKAGE));
     }
-    let text = std::fs::read_to_string(&sums).map_err(|e| Error::io(&sums, e))?;
-    let listed = parse_sums(&text).ok_or_else(|| Error::format(&sums, "not a list of `sha256  file` lines", REPACKAGE))?;
+    found.remove(SIGNATURE_FILE);
+    // one read: the bytes whose signature is checked are the bytes parsed
+    let bytes = std::fs::read(&sums).map_err(|e| Error::io(&sums, e))?;
+    let signed = sign::check(&dir, &bytes, trusted)?;
+    let listed = std::str::from_utf8(&bytes).ok().and_then(parse_sums).ok_or_else(|| Error::format(&sums, "not a list of `sha256  file` lines", REPACKAGE))?;
     crate::fsio::check_hashes(&dir, SUMS_FILE, &listed, &found, true, REPACKAGE)?;
     let mpath = dir.join(BUNDLE_FILE);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
@@ -171,7 +178,34 @@ pub fn open(path: &Path) -> Result<(PathBuf, BundleManifest), Error> {
     }
     found.remove(BUNDLE_FILE);
     crate::fsio::check_hashes(&dir, BUNDLE_FILE, &m.files, &found, true, REPACKAGE)?;
-    Ok((dir, m))
+    Ok(Opened { dir, manifest: m, signed })
+}
+
+/// Signs a bundle folder or `.tar.gz` with `key` ([`sign`] has the format):
+/// checks every file first, then writes `SHA256SUMS.minisig` into the folder,
+/// or rewrites the archive with it inside (atomically; the old archive stays
+/// on any failure). `comment` is the signed comment; by default the time,
+/// the file and the bundle's name.
+pub fn sign_bundle(path: &Path, key: &SigningKey, comment: Option<&str>) -> Result<sign::Signature, Error> {
+    let opened = open(path, None)?;
+    let comment = comment.map_or_else(|| sign::default_comment(&opened.manifest.name), str::to_string);
+    let sums = opened.dir.join(SUMS_FILE);
+    let bytes = std::fs::read(&sums).map_err(|e| Error::io(&sums, e))?;
+    if !path.is_file() {
+        return sign::sign_sums(&opened.dir, &bytes, key, &comment);
+    }
+    // an archive: a signed copy of its folder, packed again in its place
+    let scratch = sign::scratch_dir()?;
+    let result = (|| {
+        let name = opened.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let copy = scratch.join(&name);
+        crate::fsio::copy_dir(&opened.dir, &copy)?;
+        let signature = sign::sign_sums(&copy, &bytes, key, &comment)?;
+        archive::pack(&copy, &name, path)?;
+        Ok(signature)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// `SHA256SUMS` in sha256sum's format: `<hex>  <file>` a line.
@@ -195,7 +229,18 @@ impl Surrogate {
     /// works here: TensorRT, then CUDA, then ONNX Runtime CPU, then excite's
     /// own reference interpreter, which needs no runtime library.
     pub fn load(path: impl AsRef<Path>) -> Result<Surrogate, Error> {
-        let (dir, manifest) = open(path.as_ref())?;
+        Self::from_opened(open(path.as_ref(), None)?)
+    }
+
+    /// [`Surrogate::load`] for a bundle that must be signed by `trusted`:
+    /// an unsigned bundle, another key's signature or any change after
+    /// signing is refused, naming which.
+    pub fn load_trusted(path: impl AsRef<Path>, trusted: &TrustedKey) -> Result<Surrogate, Error> {
+        Self::from_opened(open(path.as_ref(), Some(trusted))?)
+    }
+
+    fn from_opened(opened: Opened) -> Result<Surrogate, Error> {
+        let Opened { dir, manifest, .. } = opened;
         let rank = |t: Target| match t {
             Target::Tensorrt => 0,
             Target::NativeCuda => 1,
@@ -214,6 +259,12 @@ impl Surrogate {
         }
         let engine = crate::onnx::Interpreter::load(&crate::fsio::confined(&dir, &manifest.model, "bundle.json `model`")?)?;
         Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into() })
+    }
+
+    /// A surrogate of `manifest`'s inputs and outputs that predicts with
+    /// `engine` (one the host built), named `name` in [`Surrogate::engine`].
+    pub fn with_engine(manifest: BundleManifest, engine: Box<dyn Engine>, name: &str) -> Surrogate {
+        Surrogate { manifest, engine, engine_name: name.to_string() }
     }
 
     /// Outputs for `x`: rows of `inputs()` values in physical units, row-major.

@@ -54,7 +54,7 @@ pub fn run(a: &PipelineArgs) -> Result<ExitCode> {
     }
     let bundle = out.join("package").join(&p.name);
     if !a.dry_run && bundle.join(excite::bundle::BUNDLE_FILE).exists() {
-        let (_, m) = excite::bundle::open(&bundle)?;
+        let m = excite::bundle::open(&bundle, None)?.manifest;
         let mae: Vec<String> = m.validated.mae.iter().map(|(k, v)| format!("{k} {v:.2e}")).collect();
         println!("bundle {} (and {}.tar.gz): validated MAE {}, {:.2e} samples/s", bundle.display(), bundle.display(), mae.join(", "), m.validated.engine_samples_per_s);
     }

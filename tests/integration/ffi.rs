@@ -172,4 +172,39 @@ fn the_c_abi_checks_every_argument_and_serves_several_threads() {
         assert!(excite_surrogate_engine(std::ptr::null()).is_null());
         assert_eq!(excite_surrogate_inputs(std::ptr::null()), 0);
     }
+
+    // an engine that panics: the call returns -1 with a message, the handle
+    // refuses every later call (its state is unknown), other handles go on
+    struct Panicking;
+    impl excite::engine::Engine for Panicking {
+        fn info(&self) -> excite::engine::EngineInfo {
+            excite::engine::EngineInfo { backend: "panicking".into(), precision: "fp32".into(), inputs: 1, outputs: 2, runtime: "none".into() }
+        }
+        fn run(&mut self, x: &[f32], _rows: usize) -> Result<Vec<f32>, excite::Error> {
+            if x[0] > 1.0 {
+                panic!("engine bug");
+            }
+            Ok(vec![0.5; 2 * x.len()])
+        }
+    }
+    let manifest = excite::bundle::open(&bundle, None).unwrap().manifest;
+    let bad = into_handle(excite::Surrogate::with_engine(manifest, Box::new(Panicking), "panicking test engine"));
+    let cpath = CString::new(bundle.to_str().unwrap()).unwrap();
+    let good = unsafe { excite_surrogate_load(cpath.as_ptr()) };
+    unsafe {
+        assert_eq!(CStr::from_ptr(excite_surrogate_engine(bad)).to_str().unwrap(), "panicking test engine");
+        let mut y = [0f32; 2];
+        assert_eq!(excite_surrogate_predict(bad, [0.5f32].as_ptr(), 1, 1, y.as_mut_ptr(), 2), 0, "{}", last());
+        assert_eq!(y, [0.5, 0.5]);
+        let mut y = [9f32; 2];
+        assert_eq!(excite_surrogate_predict(bad, [5.0f32].as_ptr(), 1, 1, y.as_mut_ptr(), 2), -1);
+        assert!(last().contains("panic") && last().contains("load the bundle again"), "{}", last());
+        assert_eq!(y, [9.0, 9.0], "a failed call wrote into y");
+        assert_eq!(excite_surrogate_predict(bad, [0.5f32].as_ptr(), 1, 1, y.as_mut_ptr(), 2), -1);
+        assert!(last().contains("earlier call on this handle failed"), "{}", last());
+        assert_eq!(excite_surrogate_inputs(bad), 1, "getters still answer");
+        assert_eq!(excite_surrogate_predict(good, [0.5f32].as_ptr(), 1, 1, y.as_mut_ptr(), 2), 0, "{}", last());
+        excite_surrogate_free(bad);
+        excite_surrogate_free(good);
+    }
 }

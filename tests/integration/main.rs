@@ -10,6 +10,7 @@ mod layers;
 mod native;
 mod pipeline;
 mod reference;
+mod signing;
 mod solver;
 mod train;
 mod util;
