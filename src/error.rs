@@ -112,3 +112,26 @@ impl Error {
         (!h.is_empty()).then_some(h.as_str())
     }
 }
+
+/// `text` safe to show on a terminal: control characters other than line
+/// breaks and tabs (an escape sequence in a crafted file's names, echoed in
+/// an error) are written as escapes, e.g. `\u{1b}`.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escape_sequences_from_crafted_names_are_not_printed_raw() {
+        assert_eq!(super::printable("node `a\u{1b}[2Jb`\nnext\tcol\0"), "node `a\\u{1b}[2Jb`\nnext\tcol\\u{0}");
+    }
+}

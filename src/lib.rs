@@ -34,4 +34,4 @@ pub mod verify;
 pub mod yaml;
 
 pub use bundle::Surrogate;
-pub use error::Error;
+pub use error::{printable, Error};

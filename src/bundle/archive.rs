@@ -43,6 +43,9 @@ impl Limits {
     }
 }
 
+/// A long name or pax header: names are at most a few KiB, metadata little more.
+const MAX_METADATA_BYTES: u64 = 64 << 10;
+
 const HINT: &str = "a bundle archive holds one folder of regular files, as `excite pipeline` packages it; get the bundle again from its source";
 
 /// The per-user folder archives unpack into: `EXCITE_BUNDLE_CACHE`, else
@@ -133,13 +136,38 @@ fn unpack(tarball: &Path, dir: &Path, limits: &Limits) -> Result<(), Error> {
     let file = std::fs::File::open(tarball).map_err(|e| Error::io(tarball, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
     let (mut count, mut total, mut top): (usize, u64, Option<std::ffi::OsString>) = (0, 0, None);
-    for entry in archive.entries().map_err(|e| bad(format!("not a readable .tar.gz: {e}")))? {
+    // raw entries: the tar crate would read a long-name or pax header whole
+    // into memory, whatever size it claims; here each is capped
+    let mut long_name: Option<Vec<u8>> = None;
+    for entry in archive.entries().map_err(|e| bad(format!("not a readable .tar.gz: {e}")))?.raw(true) {
         let mut entry = entry.map_err(|e| bad(format!("not a readable .tar.gz: {e}")))?;
         count += 1;
         if count > limits.entries {
             return Err(bad(format!("more than {} entries", limits.entries)));
         }
-        let path = entry.path().map_err(|e| bad(format!("entry {count}: unreadable path: {e}")))?.into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            let size = entry.header().size().map_err(|e| bad(format!("entry {count}: bad size: {e}")))?;
+            if size > MAX_METADATA_BYTES {
+                return Err(bad(format!("entry {count}: a {kind:?} header of {size} bytes, over the {MAX_METADATA_BYTES}-byte limit of names and metadata")));
+            }
+            let mut data = Vec::new();
+            (&mut entry).take(size).read_to_end(&mut data).map_err(|e| bad(format!("entry {count}: {e}")))?;
+            if kind.is_gnu_longname() {
+                long_name = Some(data.split(|&b| b == 0).next().unwrap_or_default().to_vec());
+            } else if kind.is_pax_local_extensions() {
+                for ext in tar::PaxExtensions::new(&data) {
+                    let ext = ext.map_err(|e| bad(format!("entry {count}: a malformed pax header: {e}")))?;
+                    if ext.key_bytes() == b"path" {
+                        long_name = Some(ext.value_bytes().to_vec());
+                    }
+                }
+            }
+            // a global header (git archive writes one) or a long link name: nothing to create
+            continue;
+        }
+        let name = long_name.take().unwrap_or_else(|| entry.path_bytes().into_owned());
+        let path = PathBuf::from(std::str::from_utf8(&name).map_err(|_| bad(format!("entry {count}: the name is not UTF-8")))?);
         let shown = path.display().to_string();
         if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(bad(format!("entry `{shown}` is not a plain relative path (absolute, or with `..`)")));
@@ -153,7 +181,6 @@ fn unpack(tarball: &Path, dir: &Path, limits: &Limits) -> Result<(), Error> {
             _ => {}
         }
         let target = dir.join(parts.iter().collect::<PathBuf>());
-        let kind = entry.header().entry_type();
         if kind.is_dir() {
             std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
             continue;

@@ -20,6 +20,10 @@ pub const SIGNATURE_FILE: &str = "SHA256SUMS.minisig";
 /// Key and signature files are a few hundred bytes; anything far larger is not one.
 const MAX_SMALL_FILE: u64 = 64 << 10;
 
+/// minisign's (libsodium's "sensitive") scrypt limits, the most a key may ask for.
+const MAX_KDF_OPS: u64 = 1 << 25;
+const MAX_KDF_MEM: u64 = 1 << 30;
+
 const SIGN_HINT: &str = "sign it with `excite sign BUNDLE --key KEY`, or load it without a trusted key";
 
 /// minisign's key id: the key number as a little-endian u64, in hex.
@@ -102,6 +106,13 @@ impl SigningKey {
             boxed = minisign::SecretKeyBox::from_string(&format!("untrusted comment: minisign secret key\n{fixed}\n")).map_err(|e| bad(e.to_string()))?;
         }
         let key = if parsed.is_encrypted() {
+            // scrypt's cost comes from the file: at most what minisign itself
+            // writes (libsodium's "sensitive" limits, 1 GiB and a few seconds)
+            let le = |r: std::ops::Range<usize>| bytes.get(r).and_then(|b| b.try_into().ok()).map_or(u64::MAX, u64::from_le_bytes);
+            let (ops, mem) = (le(38..46), le(46..54));
+            if ops > MAX_KDF_OPS || mem > MAX_KDF_MEM {
+                return Err(bad(format!("its password hashing asks for {ops} operations and {mem} bytes, beyond minisign's {MAX_KDF_OPS} and {MAX_KDF_MEM}")));
+            }
             let Some(password) = password() else {
                 return Err(Error::invalid("secret key", format!("{} is encrypted with a password", path.display()), "set EXCITE_KEY_PASSWORD, or run `excite sign` on a terminal, which asks for it"));
             };
@@ -221,22 +232,48 @@ pub(crate) fn check(dir: &Path, sums: &[u8], trusted: Option<&TrustedKey>) -> Re
         if !present {
             return Ok(Signed::Unsigned);
         }
-        let key_id = read_small(&path, "signature file").ok().and_then(|t| SignatureBox::from_string(&t).ok()).map(|s| key_id(s.keynum()));
+        let key_id = read_small(&path, "signature file").ok().and_then(|t| parse_signature(&t).ok()).map(|s| key_id(s.keynum()));
         return Ok(Signed::Unchecked { key_id });
     };
     if !present {
         return Err(Error::format(dir, format!("unsigned: no {SIGNATURE_FILE}, and a signature by key {} is required", trusted.id), SIGN_HINT));
     }
     let text = read_small(&path, "signature file")?;
-    let sig = SignatureBox::from_string(&text).map_err(|e| Error::format(&path, format!("not a minisign signature ({e})"), SIGN_HINT))?;
+    let sig = parse_signature(&text).map_err(|why| Error::format(&path, format!("not a minisign signature ({why})"), SIGN_HINT))?;
     let signer = key_id(sig.keynum());
     if signer != trusted.id {
         return Err(Error::format(&path, format!("signed by key {signer}, not by the trusted key {} ({})", trusted.id, trusted.source), "get the bundle from the source whose key you trust, or trust the key that signed it"));
     }
-    minisign::verify(&trusted.key, &sig, std::io::Cursor::new(sums), true, false, false)
+    // the crate is handed only well-formed signatures (parse_signature); a
+    // panic inside it would still be an error here, not the caller's crash
+    std::panic::catch_unwind(|| minisign::verify(&trusted.key, &sig, std::io::Cursor::new(sums), true, false, false))
+        .unwrap_or_else(|_| Err(minisign::PError::new(minisign::ErrorKind::Verify, "malformed signature")))
         .map_err(|e| Error::format(&path, format!("the signature does not match the bundle's SHA256SUMS ({e}): the bundle was changed after signing"), "get the bundle again from its source"))?;
     let trusted_comment = sig.trusted_comment().unwrap_or_default();
     Ok(Signed::Verified(Signature { key_id: signer, trusted_comment }))
+}
+
+/// A minisign signature file, its layout checked before the crate reads it:
+/// minisign 0.10 panics on a global signature shorter than 64 bytes (found
+/// by tests/fuzz.rs). Four lines: untrusted comment, the signature (2-byte
+/// algorithm, 8-byte key number, 64 bytes), `trusted comment: …`, the
+/// 64-byte signature over signature and comment.
+fn parse_signature(text: &str) -> Result<SignatureBox, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() < 4 {
+        return Err(format!("{} lines, not 4", lines.len()));
+    }
+    let decoded = |line: &str, what: &str, len: usize| match Base64::decode_to_vec(line.trim(), None) {
+        Ok(b) if b.len() == len => Ok(()),
+        Ok(b) => Err(format!("the {what} is {} bytes, not {len}", b.len())),
+        Err(_) => Err(format!("the {what} is not base64")),
+    };
+    if !lines[0].starts_with("untrusted comment: ") || !lines[2].starts_with("trusted comment: ") {
+        return Err("the comment lines are missing".into());
+    }
+    decoded(lines[1], "signature", 74)?;
+    decoded(lines[3], "global signature", 64)?;
+    std::panic::catch_unwind(|| SignatureBox::from_string(text)).map_err(|_| "malformed".to_string())?.map_err(|e| e.to_string())
 }
 
 /// The trusted comment excite signs: when, what, which bundle.

@@ -10,9 +10,11 @@ use excite::report::Reporter;
 
 /// Prints an error chain, then the library's hint if it has one.
 pub fn error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    // messages echo names from files others made: no raw control characters
+    let show = |t: &dyn std::fmt::Display| excite::printable(&t.to_string());
+    eprintln!("error: {}", show(e));
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", show(&cause));
     }
     if let Some(hint) = e
         .chain()

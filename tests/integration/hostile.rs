@@ -1,6 +1,7 @@
-//! Hostile ONNX files: every defect ends in an error that names it, in
-//! bounded time and memory, never a panic, hang or abort. (Bundles, the C
-//! ABI and a fuzz target are still to come: see the hardening issue.)
+//! Hostile ONNX files and bundle archives: every defect ends in an error
+//! that names it, in bounded time and memory, never a panic, hang or abort.
+//! (The C ABI's callers are in ffi.rs, signatures in signing.rs, and
+//! tests/fuzz.rs mutates all of these at random.)
 
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,17 @@ fn hostile_archives_unpack_nothing_outside_and_name_the_entry() {
     assert!(start.elapsed() < Duration::from_secs(30));
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
 
+    // a long-name header claiming 64 MiB: refused at its header, never read into memory
+    let zeros = vec![0u8; 64 << 20];
+    let long = archive(&dir, &[("././@LongLink", tar::EntryType::GNULongName, &zeros, ""), ("b/f", Regular, b"x", "")]);
+    let e = extract_into(&long, &cache, &limits).unwrap_err().to_string();
+    assert!(e.contains("GNULongName header of 67108864 bytes"), "{e}");
+    // an escape sequence in an entry name is not echoed raw by the CLI
+    let evil = archive(&dir, &[("b/\x1b[2Jx", Symlink, b"", "/etc/passwd")]);
+    let o = crate::util::excite().arg("inspect").arg(&evil).env("EXCITE_BUNDLE_CACHE", &cache).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("\\u{1b}[2Jx") && !err.contains('\x1b'), "{err}");
+
     // a plain one unpacks, once, into a folder named by its digest
     let ok = archive(&dir, &[("b/", Directory, b"", ""), ("b/f.txt", Regular, b"hello", "")]);
     let top = extract_into(&ok, &cache, &limits).unwrap();
@@ -219,4 +231,42 @@ fn manifest_paths_stay_inside_their_folder() {
     std::os::unix::fs::symlink("/etc/passwd", dir.join("b/model.onnx")).unwrap();
     let e = excite::fsio::file_hashes(&dir.join("b")).unwrap_err().to_string();
     assert!(e.contains("model.onnx") && e.contains("link or special file"), "{e}");
+}
+
+/// Bundles re-packed by the usual tools unpack and load: GNU tar in its gnu
+/// and pax formats with a name past tar's 100 bytes (a long-name header, a
+/// pax header), and `git archive` (a pax global header with the commit).
+#[test]
+fn bundles_repacked_by_gnu_tar_and_git_archive_load() {
+    let dir = scratch("repacked");
+    let bundle = crate::ffi::quick_bundle(&dir.join("run"));
+    let long = "q".repeat(120);
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    assert!(std::process::Command::new("cp").arg("-r").arg(&bundle).arg(src.join(&long)).status().unwrap().success());
+    let want = excite::Surrogate::load(&bundle).unwrap().predict(&[1.0, 2.0]).unwrap();
+    let run = |cmd: &mut std::process::Command| {
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    for format in ["gnu", "pax"] {
+        let out = dir.join(format!("{format}.tar.gz"));
+        run(std::process::Command::new("tar").arg(format!("--format={format}")).arg("-czf").arg(&out).arg("-C").arg(&src).arg(&long));
+        let mut s = excite::Surrogate::load(&out).unwrap_or_else(|e| panic!("{format}: {e}"));
+        assert_eq!(s.predict(&[1.0, 2.0]).unwrap(), want);
+    }
+    let repo = dir.join("repo");
+    assert!(std::process::Command::new("cp").arg("-r").arg(&bundle).arg(&repo).status().unwrap().success());
+    let git = |args: &[&str]| {
+        let mut c = std::process::Command::new("git");
+        c.args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]).args(args).current_dir(&repo);
+        run(&mut c);
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "bundle"]);
+    let out = dir.join("git.tar.gz");
+    git(&["archive", "--format=tar.gz", "--prefix=quick/", "-o", out.to_str().unwrap(), "HEAD"]);
+    let mut s = excite::Surrogate::load(&out).unwrap();
+    assert_eq!(s.predict(&[1.0, 2.0]).unwrap(), want);
 }

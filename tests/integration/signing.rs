@@ -101,6 +101,11 @@ fn signed_bundles_round_trip_and_every_wrong_signature_is_refused() {
     assert!(refused(Surrogate::load_trusted(&stripped, &trusted)).contains("unsigned"));
     std::fs::write(stripped.join("SHA256SUMS.minisig"), "untrusted comment: x\nRWQ=\n").unwrap();
     assert!(refused(Surrogate::load_trusted(&stripped, &trusted)).contains("not a minisign signature"));
+    // a global signature cut short (found by tests/fuzz.rs: it panicked inside the minisign crate)
+    let good = std::fs::read_to_string(folder.join("SHA256SUMS.minisig")).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    std::fs::write(stripped.join("SHA256SUMS.minisig"), format!("{}\n{}\n{}\noh6l\n", lines[0], lines[1], lines[2])).unwrap();
+    assert!(refused(Surrogate::load_trusted(&stripped, &trusted)).contains("global signature is 3 bytes, not 64"));
     // a signature file that is a link is refused like any link in a bundle
     std::fs::remove_file(stripped.join("SHA256SUMS.minisig")).unwrap();
     std::os::unix::fs::symlink(folder.join("SHA256SUMS.minisig"), stripped.join("SHA256SUMS.minisig")).unwrap();
@@ -169,6 +174,14 @@ fn minisign_verifies_excite_signatures_and_the_other_way_round() {
     excite_ok(&["sign".as_ref(), bundle.as_os_str(), "--key".as_ref(), dir.join("mini.key").as_os_str()]);
     Surrogate::load_trusted(&bundle, &mini).unwrap();
     minisign(&["-V".as_ref(), "-p".as_ref(), dir.join("mini.pub").as_os_str(), "-m".as_ref(), sums.as_os_str(), "-x".as_ref(), sig.as_os_str()]);
+
+    // minisign's default key is encrypted (scrypt at libsodium's "sensitive" limits): it signs here with its password
+    let mut g = Command::new("minisign").args(["-G".as_ref(), "-p".as_ref(), dir.join("enc.pub").as_os_str(), "-s".as_ref(), dir.join("enc.key").as_os_str()]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    std::io::Write::write_all(g.stdin.as_mut().unwrap(), b"pass phrase\npass phrase\n").unwrap();
+    assert!(g.wait().unwrap().success());
+    let o = excite().args(["sign".as_ref(), bundle.as_os_str(), "--key".as_ref(), dir.join("enc.key").as_os_str()]).env("EXCITE_KEY_PASSWORD", "pass phrase").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Surrogate::load_trusted(&bundle, &TrustedKey::from_file(&dir.join("enc.pub")).unwrap()).unwrap();
 
     // minisign's own signature of SHA256SUMS is a bundle signature; the bare `RW…` key line works too
     minisign(&["-S".as_ref(), "-W".as_ref(), "-s".as_ref(), dir.join("mini.key").as_os_str(), "-m".as_ref(), sums.as_os_str(), "-x".as_ref(), sig.as_os_str(), "-t".as_ref(), "from minisign".as_ref()]);
