@@ -4,27 +4,49 @@
 
 use crate::Error;
 
-/// An instruction-set variant of a SIMD kernel.
+/// An instruction-set variant of a SIMD kernel. The x86 variants carry
+/// proof that this CPU runs them, which only [`Isa::available`] makes: a
+/// kernel given an `Isa` may use its instructions without further checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     /// AVX-512 (F) with fused multiply-add.
-    Avx512,
+    Avx512(Avx512Cpu),
     /// AVX2 with fused multiply-add (x86-64 CPUs since about 2013).
-    Avx2Fma,
+    Avx2Fma(Avx2FmaCpu),
     /// The same code compiled for the baseline target (no FMA: bit-identical
     /// to a scalar loop doing the same operations).
     Portable,
+}
+
+/// Proof that this CPU has AVX-512F, AVX2 and FMA (made only after detecting them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avx512Cpu(());
+
+/// Proof that this CPU has AVX2 and FMA (made only after detecting them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avx2FmaCpu(());
+
+impl Avx512Cpu {
+    pub fn detect() -> Option<Avx512Cpu> {
+        has_avx512().then_some(Avx512Cpu(()))
+    }
+}
+
+impl Avx2FmaCpu {
+    pub fn detect() -> Option<Avx2FmaCpu> {
+        has_avx2_fma().then_some(Avx2FmaCpu(()))
+    }
 }
 
 impl Isa {
     /// Every variant this CPU runs, fastest first.
     pub fn available() -> Vec<Isa> {
         let mut v = Vec::new();
-        if has_avx512() {
-            v.push(Isa::Avx512);
+        if let Some(cpu) = Avx512Cpu::detect() {
+            v.push(Isa::Avx512(cpu));
         }
-        if has_avx2_fma() {
-            v.push(Isa::Avx2Fma);
+        if let Some(cpu) = Avx2FmaCpu::detect() {
+            v.push(Isa::Avx2Fma(cpu));
         }
         v.push(Isa::Portable);
         v
@@ -42,8 +64,8 @@ impl Isa {
 
     pub fn name(self) -> &'static str {
         match self {
-            Isa::Avx512 => "avx512",
-            Isa::Avx2Fma => "avx2+fma",
+            Isa::Avx512(_) => "avx512",
+            Isa::Avx2Fma(_) => "avx2+fma",
             Isa::Portable => "portable",
         }
     }

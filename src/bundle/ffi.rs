@@ -33,7 +33,7 @@ thread_local! {
 }
 
 fn set_error(msg: String) {
-    let msg = CString::new(crate::printable(&msg)).unwrap_or_default();
+    let msg = CString::new(crate::error::printable(&msg)).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 

@@ -11,6 +11,8 @@
 
 use super::simd::Simd;
 use super::{Act, Layer};
+#[cfg(target_arch = "x86_64")]
+use crate::isa::{Avx2FmaCpu, Avx512Cpu};
 
 /// One tile's work: `valid` ≤ rows-per-tile rows of x (row-major) through
 /// every layer into y, with two scratch buffers of a tile × the widest layer.
@@ -26,40 +28,43 @@ pub struct Tile<'a> {
 }
 
 /// AVX-512: 64-row tiles (4 zmm per feature), 4 outputs per block.
-///
-/// # Safety
-/// The CPU has AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub unsafe fn tile_avx512(t: Tile) {
-    tile::<super::simd::Avx512, 4, 3>(t)
+pub fn tile_avx512(cpu: Avx512Cpu, t: Tile) {
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn compiled(cpu: Avx512Cpu, t: Tile) {
+        tile::<super::simd::Avx512, 4, 3>(cpu, t)
+    }
+    // SAFETY: `cpu` proves the CPU has AVX-512F, AVX2 and FMA.
+    unsafe { compiled(cpu, t) }
 }
 
 /// AVX-512 for wide networks: 32-row tiles (2 zmm per feature), 4 outputs
 /// per block, so a tile's activations stay in L1 up to H ≈ 256.
-///
-/// # Safety
-/// The CPU has AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub unsafe fn tile_avx512_wide(t: Tile) {
-    tile::<super::simd::Avx512, 2, 4>(t)
+pub fn tile_avx512_wide(cpu: Avx512Cpu, t: Tile) {
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn compiled(cpu: Avx512Cpu, t: Tile) {
+        tile::<super::simd::Avx512, 2, 4>(cpu, t)
+    }
+    // SAFETY: `cpu` proves the CPU has AVX-512F, AVX2 and FMA.
+    unsafe { compiled(cpu, t) }
 }
 
 /// AVX2: 32-row tiles (4 ymm per feature), 2 outputs per block (8 of the 16
 /// registers as accumulators).
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_avx2(t: Tile) {
-    tile::<super::simd::Avx2, 4, 2>(t)
+pub fn tile_avx2(cpu: Avx2FmaCpu, t: Tile) {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn compiled(cpu: Avx2FmaCpu, t: Tile) {
+        tile::<super::simd::Avx2, 4, 2>(cpu, t)
+    }
+    // SAFETY: `cpu` proves the CPU has AVX2 and FMA.
+    unsafe { compiled(cpu, t) }
 }
 
 /// Any CPU: 16-row tiles of scalar lanes, no FMA.
 pub fn tile_portable(t: Tile) {
-    tile::<f32, 16, 2>(t)
+    tile::<f32, 16, 2>((), t)
 }
 
 /// Rows per tile of each kernel (a divisor of the engine's task size).
@@ -72,7 +77,7 @@ pub const ROWS_PORTABLE: usize = 16;
 /// partial tile repeats its last row), run the layers ping-ponging between
 /// the buffers, transpose the outputs back.
 #[inline(always)]
-fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
+fn tile<S: Activate, const NV: usize, const J: usize>(cpu: S::Cpu, t: Tile) {
     let Tile { layers, fast, x, valid, y, a, b } = t;
     let r_tile = NV * S::LANES;
     let (n_in, n_out) = (layers[0].d_in, layers[layers.len() - 1].d_out);
@@ -81,7 +86,7 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
         for k in 0..n_in {
             for v in 0..NV {
                 // SAFETY: rows v·LANES.. of a full tile, feature k < n_in.
-                unsafe { S::gather(x.as_ptr().add(v * S::LANES * n_in + k), n_in).store(a.as_mut_ptr().add(k * r_tile + v * S::LANES)) };
+                unsafe { S::gather(cpu, x.as_ptr().add(v * S::LANES * n_in + k), n_in).store(a.as_mut_ptr().add(k * r_tile + v * S::LANES)) };
             }
         }
     } else {
@@ -98,17 +103,17 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
         // one instantiation per activation, so each layer's loop holds only
         // its own constants
         match l.act {
-            Act::Tanh if fast => layer::<S, NV, J, TanhFast>(l, src, dst, 0.0),
-            Act::Sigmoid if fast => layer::<S, NV, J, SigmoidFast>(l, src, dst, 0.0),
-            Act::Silu if fast => layer::<S, NV, J, SiluFast>(l, src, dst, 0.0),
-            Act::Linear => layer::<S, NV, J, Linear>(l, src, dst, 0.0),
-            Act::Relu => layer::<S, NV, J, Relu>(l, src, dst, 0.0),
-            Act::LeakyRelu(a) => layer::<S, NV, J, LeakyRelu>(l, src, dst, a),
-            Act::Elu(a) => layer::<S, NV, J, Elu>(l, src, dst, a),
-            Act::Tanh => layer::<S, NV, J, Tanh>(l, src, dst, 0.0),
-            Act::Sigmoid => layer::<S, NV, J, Sigmoid>(l, src, dst, 0.0),
-            Act::Silu => layer::<S, NV, J, Silu>(l, src, dst, 0.0),
-            Act::Gelu => layer::<S, NV, J, Gelu>(l, src, dst, 0.0),
+            Act::Tanh if fast => layer::<S, NV, J, TanhFast>(cpu, l, src, dst, 0.0),
+            Act::Sigmoid if fast => layer::<S, NV, J, SigmoidFast>(cpu, l, src, dst, 0.0),
+            Act::Silu if fast => layer::<S, NV, J, SiluFast>(cpu, l, src, dst, 0.0),
+            Act::Linear => layer::<S, NV, J, Linear>(cpu, l, src, dst, 0.0),
+            Act::Relu => layer::<S, NV, J, Relu>(cpu, l, src, dst, 0.0),
+            Act::LeakyRelu(a) => layer::<S, NV, J, LeakyRelu>(cpu, l, src, dst, a),
+            Act::Elu(a) => layer::<S, NV, J, Elu>(cpu, l, src, dst, a),
+            Act::Tanh => layer::<S, NV, J, Tanh>(cpu, l, src, dst, 0.0),
+            Act::Sigmoid => layer::<S, NV, J, Sigmoid>(cpu, l, src, dst, 0.0),
+            Act::Silu => layer::<S, NV, J, Silu>(cpu, l, src, dst, 0.0),
+            Act::Gelu => layer::<S, NV, J, Gelu>(cpu, l, src, dst, 0.0),
         }
         std::mem::swap(&mut src, &mut dst);
     }
@@ -116,7 +121,7 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
         for v in 0..NV {
             // SAFETY: rows v·LANES.. of a full tile; y holds 2·r_tile floats.
             unsafe {
-                let (u, w) = (S::load(src.as_ptr().add(v * S::LANES)), S::load(src.as_ptr().add(r_tile + v * S::LANES)));
+                let (u, w) = (S::load(cpu, src.as_ptr().add(v * S::LANES)), S::load(cpu, src.as_ptr().add(r_tile + v * S::LANES)));
                 S::store_pairs(u, w, y.as_mut_ptr().add(2 * v * S::LANES));
             }
         }
@@ -132,7 +137,7 @@ fn tile<S: Activate, const NV: usize, const J: usize>(t: Tile) {
 
 /// One layer in blocks of J outputs, then 2 and 1 for the remainder.
 #[inline(always)]
-fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(l: &Layer, src: &[f32], dst: &mut [f32], param: f32) {
+fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(cpu: S::Cpu, l: &Layer, src: &[f32], dst: &mut [f32], param: f32) {
     // full blocks, but a remainder of one output joins the last block as 2 + 2
     // (a lone output has too few accumulators to hide the FMA latency)
     let mut full = l.d_out / J;
@@ -141,15 +146,15 @@ fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(l: &Layer,
     }
     let mut j0 = 0;
     for _ in 0..full {
-        block::<S, NV, J, A>(l, src, dst, j0, param);
+        block::<S, NV, J, A>(cpu, l, src, dst, j0, param);
         j0 += J;
     }
     while J > 2 && j0 + 2 <= l.d_out {
-        block::<S, NV, 2, A>(l, src, dst, j0, param);
+        block::<S, NV, 2, A>(cpu, l, src, dst, j0, param);
         j0 += 2;
     }
     while j0 < l.d_out {
-        block::<S, NV, 1, A>(l, src, dst, j0, param);
+        block::<S, NV, 1, A>(cpu, l, src, dst, j0, param);
         j0 += 1;
     }
 }
@@ -157,21 +162,21 @@ fn layer<S: Activate, const NV: usize, const J: usize, A: Activation>(l: &Layer,
 /// Outputs j0..j0 + C for the tile: `act(b[j] + Σ_k w[k][j]·src[k])`.
 /// The caller asserted the buffer and weight sizes and j0 + C ≤ d_out.
 #[inline(always)]
-fn block<S: Activate, const NV: usize, const C: usize, A: Activation>(l: &Layer, src: &[f32], dst: &mut [f32], j0: usize, param: f32) {
+fn block<S: Activate, const NV: usize, const C: usize, A: Activation>(cpu: S::Cpu, l: &Layer, src: &[f32], dst: &mut [f32], j0: usize, param: f32) {
     let r_tile = NV * S::LANES;
     let (xs, ws) = (src.as_ptr(), l.w.as_ptr());
-    let mut acc = [[S::splat(0.0); NV]; C];
+    let mut acc = [[S::splat(cpu, 0.0); NV]; C];
     for (j, a) in acc.iter_mut().enumerate() {
-        *a = [S::splat(l.b[j0 + j]); NV];
+        *a = [S::splat(cpu, l.b[j0 + j]); NV];
     }
     for k in 0..l.d_in {
         // SAFETY: k < d_in, so feature k of the tile and w[k][j0 + j] are in bounds.
-        let mut x = [S::splat(0.0); NV];
+        let mut x = [S::splat(cpu, 0.0); NV];
         for (v, xv) in x.iter_mut().enumerate() {
-            *xv = unsafe { S::load(xs.add(k * r_tile + v * S::LANES)) };
+            *xv = unsafe { S::load(cpu, xs.add(k * r_tile + v * S::LANES)) };
         }
         for (j, a) in acc.iter_mut().enumerate() {
-            let w = S::splat(unsafe { *ws.add(k * l.d_out + j0 + j) });
+            let w = S::splat(cpu, unsafe { *ws.add(k * l.d_out + j0 + j) });
             for v in 0..NV {
                 a[v] = w.mul_add(x[v], a[v]);
             }
@@ -186,9 +191,8 @@ fn block<S: Activate, const NV: usize, const C: usize, A: Activation>(l: &Layer,
         }
     }
     if !A::IN_REGISTERS {
-        // SAFETY: `out` holds C·NV whole vectors; the instruction set is the
-        // caller's.
-        unsafe { S::activate::<A>(out, param) };
+        // SAFETY: `out` holds C·NV whole vectors.
+        unsafe { S::activate::<A>(cpu, out, param) };
     }
 }
 
@@ -197,51 +201,49 @@ fn block<S: Activate, const NV: usize, const C: usize, A: Activation>(l: &Layer,
 /// loop and pushed accumulators onto the stack (2.3× slower at H = 64).
 pub trait Activate: Simd {
     /// # Safety
-    /// `v.len()` is a multiple of LANES and the CPU has the instruction set.
-    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32);
+    /// `v.len()` is a multiple of LANES.
+    unsafe fn activate<A: Activation>(cpu: Self::Cpu, v: &mut [f32], p: f32);
 }
 
 #[inline(always)]
-fn activate_slice<S: Simd, A: Activation>(v: &mut [f32], p: f32) {
+fn activate_slice<S: Simd, A: Activation>(cpu: S::Cpu, v: &mut [f32], p: f32) {
     for i in (0..v.len()).step_by(S::LANES) {
         // SAFETY: v.len() is a multiple of LANES.
-        unsafe { A::apply(S::load(v.as_ptr().add(i)), p).store(v.as_mut_ptr().add(i)) };
+        unsafe { A::apply(S::load(cpu, v.as_ptr().add(i)), p).store(v.as_mut_ptr().add(i)) };
     }
 }
 
 impl Activate for f32 {
     #[inline(never)]
-    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
-        activate_slice::<f32, A>(v, p)
+    unsafe fn activate<A: Activation>(cpu: (), v: &mut [f32], p: f32) {
+        activate_slice::<f32, A>(cpu, v, p)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Activate for super::simd::Avx512 {
     #[inline(never)]
-    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
-        unsafe { activate512::<A>(v, p) }
+    unsafe fn activate<A: Activation>(cpu: Avx512Cpu, v: &mut [f32], p: f32) {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn compiled<A: Activation>(cpu: Avx512Cpu, v: &mut [f32], p: f32) {
+            activate_slice::<super::simd::Avx512, A>(cpu, v, p)
+        }
+        // SAFETY: `cpu` proves the CPU has AVX-512F, AVX2 and FMA.
+        unsafe { compiled::<A>(cpu, v, p) }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn activate512<A: Activation>(v: &mut [f32], p: f32) {
-    activate_slice::<super::simd::Avx512, A>(v, p)
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Activate for super::simd::Avx2 {
     #[inline(never)]
-    unsafe fn activate<A: Activation>(v: &mut [f32], p: f32) {
-        unsafe { activate256::<A>(v, p) }
+    unsafe fn activate<A: Activation>(cpu: Avx2FmaCpu, v: &mut [f32], p: f32) {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn compiled<A: Activation>(cpu: Avx2FmaCpu, v: &mut [f32], p: f32) {
+            activate_slice::<super::simd::Avx2, A>(cpu, v, p)
+        }
+        // SAFETY: `cpu` proves the CPU has AVX2 and FMA.
+        unsafe { compiled::<A>(cpu, v, p) }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn activate256<A: Activation>(v: &mut [f32], p: f32) {
-    activate_slice::<super::simd::Avx2, A>(v, p)
 }
 
 /// An activation as a type, so the kernel is instantiated per activation
@@ -270,7 +272,7 @@ macro_rules! activation {
 }
 
 activation!(Linear, true, |x, p| x);
-activation!(Relu, true, |x, p| x.max(S::splat(0.0)));
+activation!(Relu, true, |x, p| x.max(x.splat_as(0.0)));
 activation!(LeakyRelu, true, |x, p| leaky_relu(x, p));
 activation!(Elu, false, |x, p| elu(x, p));
 activation!(Tanh, true, |x, p| tanh(x));
@@ -284,15 +286,15 @@ activation!(SiluFast, false, |x, p| x.mul(sigmoid_fast(x)));
 /// max(x, 0) + a·min(x, 0), i.e. x for x ≥ 0 and a·x below.
 #[inline(always)]
 fn leaky_relu<S: Simd>(x: S, a: f32) -> S {
-    x.max(S::splat(0.0)).add(S::splat(a).mul(x.min(S::splat(0.0))))
+    x.max(x.splat_as(0.0)).add(x.splat_as(a).mul(x.min(x.splat_as(0.0))))
 }
 
 /// x for x > 0, a·(eˣ − 1) below: the exponential of min(x, 0) is 1 exactly
 /// for positive x, so no select is needed.
 #[inline(always)]
 fn elu<S: Simd>(x: S, a: f32) -> S {
-    let neg = exp(x.min(S::splat(0.0))).sub(S::splat(1.0));
-    x.max(S::splat(0.0)).add(S::splat(a).mul(neg))
+    let neg = exp(x.min(x.splat_as(0.0))).sub(x.splat_as(1.0));
+    x.max(x.splat_as(0.0)).add(x.splat_as(a).mul(neg))
 }
 
 /// Eigen's rational tanh: numerator (odd, in x²) and denominator
@@ -305,20 +307,20 @@ const TANH_CLAMP: f32 = 7.905_311;
 /// reciprocal, refined on x86, since a division costs ~5 FMAs).
 #[inline(always)]
 pub fn tanh<S: Simd>(x: S) -> S {
-    let x = x.min(S::splat(TANH_CLAMP)).max(S::splat(-TANH_CLAMP));
+    let x = x.min(x.splat_as(TANH_CLAMP)).max(x.splat_as(-TANH_CLAMP));
     let x2 = x.mul(x);
-    let mut p = S::splat(TANH_P[6]);
+    let mut p = x.splat_as(TANH_P[6]);
     for a in TANH_P[..6].iter().rev() {
-        p = p.mul_add(x2, S::splat(*a));
+        p = p.mul_add(x2, x.splat_as(*a));
     }
-    let q = S::splat(TANH_Q[3]).mul_add(x2, S::splat(TANH_Q[2])).mul_add(x2, S::splat(TANH_Q[1])).mul_add(x2, S::splat(TANH_Q[0]));
+    let q = x.splat_as(TANH_Q[3]).mul_add(x2, x.splat_as(TANH_Q[2])).mul_add(x2, x.splat_as(TANH_Q[1])).mul_add(x2, x.splat_as(TANH_Q[0]));
     p.mul(x).mul(q.recip())
 }
 
 /// σ(x) = ½·tanh(x/2) + ½.
 #[inline(always)]
 fn sigmoid<S: Simd>(x: S) -> S {
-    let h = S::splat(0.5);
+    let h = x.splat_as(0.5);
     tanh(x.mul(h)).mul_add(h, h)
 }
 
@@ -331,29 +333,29 @@ const FAST_CLAMP: f32 = 6.0;
 
 #[inline(always)]
 pub fn tanh_fast<S: Simd>(x: S) -> S {
-    let x = x.min(S::splat(FAST_CLAMP)).max(S::splat(-FAST_CLAMP));
+    let x = x.min(x.splat_as(FAST_CLAMP)).max(x.splat_as(-FAST_CLAMP));
     let y = x.mul(x);
-    let p = S::splat(FAST_P[3]).mul_add(y, S::splat(FAST_P[2])).mul_add(y, S::splat(FAST_P[1])).mul_add(y, S::splat(FAST_P[0]));
-    let q = S::splat(FAST_Q[3]).mul_add(y, S::splat(FAST_Q[2])).mul_add(y, S::splat(FAST_Q[1])).mul_add(y, S::splat(FAST_Q[0]));
+    let p = x.splat_as(FAST_P[3]).mul_add(y, x.splat_as(FAST_P[2])).mul_add(y, x.splat_as(FAST_P[1])).mul_add(y, x.splat_as(FAST_P[0]));
+    let q = x.splat_as(FAST_Q[3]).mul_add(y, x.splat_as(FAST_Q[2])).mul_add(y, x.splat_as(FAST_Q[1])).mul_add(y, x.splat_as(FAST_Q[0]));
     p.mul(x).mul(q.recip_fast())
 }
 
 #[inline(always)]
 fn sigmoid_fast<S: Simd>(x: S) -> S {
-    let h = S::splat(0.5);
+    let h = x.splat_as(0.5);
     tanh_fast(x.mul(h)).mul_add(h, h)
 }
 
 /// eˣ by range reduction and a degree-6 polynomial (≤ 3 ulp for |x| < 87).
 #[inline(always)]
 pub fn exp<S: Simd>(x: S) -> S {
-    let x = x.min(S::splat(88.0)).max(S::splat(-87.0));
-    let n = x.mul(S::splat(std::f32::consts::LOG2_E)).round();
-    let r = n.mul_add(S::splat(-0.693_145_75), x);
-    let r = n.mul_add(S::splat(-1.428_606_8e-6), r);
-    let mut p = S::splat(1.0 / 720.0);
+    let x = x.min(x.splat_as(88.0)).max(x.splat_as(-87.0));
+    let n = x.mul(x.splat_as(std::f32::consts::LOG2_E)).round();
+    let r = n.mul_add(x.splat_as(-0.693_145_75), x);
+    let r = n.mul_add(x.splat_as(-1.428_606_8e-6), r);
+    let mut p = x.splat_as(1.0 / 720.0);
     for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p.mul_add(r, S::splat(c));
+        p = p.mul_add(r, x.splat_as(c));
     }
     p.scale2(n)
 }
@@ -362,20 +364,20 @@ pub fn exp<S: Simd>(x: S) -> S {
 #[inline(always)]
 pub fn erf<S: Simd>(x: S) -> S {
     let a = x.abs();
-    let t = S::splat(0.327_591_1).mul_add(a, S::splat(1.0)).recip();
-    let mut p = S::splat(1.061_405_4);
+    let t = x.splat_as(0.327_591_1).mul_add(a, x.splat_as(1.0)).recip();
+    let mut p = x.splat_as(1.061_405_4);
     for c in [-1.453_152_1, 1.421_413_7, -0.284_496_74, 0.254_829_6] {
-        p = p.mul_add(t, S::splat(c));
+        p = p.mul_add(t, x.splat_as(c));
     }
-    let e = exp(S::splat(0.0).sub(a.mul(a)));
-    S::splat(1.0).sub(p.mul(t).mul(e)).copysign(x)
+    let e = exp(x.splat_as(0.0).sub(a.mul(a)));
+    x.splat_as(1.0).sub(p.mul(t).mul(e)).copysign(x)
 }
 
 /// ½·x·(1 + erf(x/√2)), the exact GELU `excite export` writes.
 #[inline(always)]
 fn gelu<S: Simd>(x: S) -> S {
-    let h = S::splat(0.5);
-    let e = erf(x.mul(S::splat(std::f32::consts::FRAC_1_SQRT_2)));
+    let h = x.splat_as(0.5);
+    let e = erf(x.mul(x.splat_as(std::f32::consts::FRAC_1_SQRT_2)));
     h.mul(x).mul_add(e, h.mul(x))
 }
 
@@ -385,12 +387,12 @@ pub mod probe {
     use super::*;
 
     #[inline(always)]
-    fn all<S: Simd>(v: &[f32]) -> [Vec<f32>; 4] {
+    fn all<S: Simd>(cpu: S::Cpu, v: &[f32]) -> [Vec<f32>; 4] {
         let (mut t, mut e, mut f, mut tf) = (v.to_vec(), v.to_vec(), v.to_vec(), v.to_vec());
         for i in (0..v.len()).step_by(S::LANES) {
             // SAFETY: v.len() is a multiple of LANES.
             unsafe {
-                let x = S::load(v.as_ptr().add(i));
+                let x = S::load(cpu, v.as_ptr().add(i));
                 tanh(x).store(t.as_mut_ptr().add(i));
                 exp(x).store(e.as_mut_ptr().add(i));
                 erf(x).store(f.as_mut_ptr().add(i));
@@ -400,31 +402,29 @@ pub mod probe {
         [t, e, f, tf]
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn all512(v: &[f32]) -> [Vec<f32>; 4] {
-        all::<crate::engine::native::simd::Avx512>(v)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn all256(v: &[f32]) -> [Vec<f32>; 4] {
-        all::<crate::engine::native::simd::Avx2>(v)
-    }
-
     /// (kernel, [tanh, exp, erf, fast tanh] of `v`) for every kernel this CPU runs;
     /// `v.len()` must be a multiple of 16.
     pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 4])> {
-        let mut out = vec![("portable", all::<f32>(v))];
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn all512(cpu: Avx512Cpu, v: &[f32]) -> [Vec<f32>; 4] {
+            all::<crate::engine::native::simd::Avx512>(cpu, v)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn all256(cpu: Avx2FmaCpu, v: &[f32]) -> [Vec<f32>; 4] {
+            all::<crate::engine::native::simd::Avx2>(cpu, v)
+        }
+        let mut out = vec![("portable", all::<f32>((), v))];
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::isa::has_avx512() {
-                // SAFETY: checked just above.
-                out.push(("avx512", unsafe { all512(v) }));
+            if let Some(cpu) = Avx512Cpu::detect() {
+                // SAFETY: `cpu` proves the features.
+                out.push(("avx512", unsafe { all512(cpu, v) }));
             }
-            if crate::isa::has_avx2_fma() {
-                // SAFETY: checked just above.
-                out.push(("avx2+fma", unsafe { all256(v) }));
+            if let Some(cpu) = Avx2FmaCpu::detect() {
+                // SAFETY: `cpu` proves the features.
+                out.push(("avx2+fma", unsafe { all256(cpu, v) }));
             }
         }
         out

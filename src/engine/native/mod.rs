@@ -162,12 +162,11 @@ impl NativeEngine {
     fn run_into(&self, x: &[f32], rows: usize, y: &mut [f32], isa: Isa) -> Result<(), Error> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::available` lists only what this CPU supports.
-            Isa::Avx512 if self.widest > WIDE => self.tiles::<{ kernel::ROWS_AVX512_WIDE }>(x, rows, y, |t| unsafe { kernel::tile_avx512_wide(t) }),
+            Isa::Avx512(cpu) if self.widest > WIDE => self.tiles::<{ kernel::ROWS_AVX512_WIDE }>(x, rows, y, |t| kernel::tile_avx512_wide(cpu, t)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => self.tiles::<{ kernel::ROWS_AVX512 }>(x, rows, y, |t| unsafe { kernel::tile_avx512(t) }),
+            Isa::Avx512(cpu) => self.tiles::<{ kernel::ROWS_AVX512 }>(x, rows, y, |t| kernel::tile_avx512(cpu, t)),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => self.tiles::<{ kernel::ROWS_AVX2 }>(x, rows, y, |t| unsafe { kernel::tile_avx2(t) }),
+            Isa::Avx2Fma(cpu) => self.tiles::<{ kernel::ROWS_AVX2 }>(x, rows, y, |t| kernel::tile_avx2(cpu, t)),
             _ => self.tiles::<{ kernel::ROWS_PORTABLE }>(x, rows, y, kernel::tile_portable),
         }
     }

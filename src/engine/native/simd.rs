@@ -3,17 +3,29 @@
 //! `f32` (one lane, left to the compiler), so the kernel and its activation
 //! functions exist once. A new instruction set (NEON, SVE) is one more impl.
 //!
-//! The x86 implementations call intrinsics from `#[inline(always)]` methods:
-//! they are only sound inside a function compiled with the matching
-//! `#[target_feature]` on a CPU that has it, which is how `kernel.rs` uses them.
+//! The x86 vectors are made only from a proof that the CPU runs their
+//! instructions ([`crate::isa::Avx512Cpu`], [`crate::isa::Avx2FmaCpu`], which
+//! only detection makes) and carry it (a zero-sized field), so their safe
+//! methods are sound wherever they are called. `kernel.rs` calls them inside
+//! functions compiled with the matching `#[target_feature]`, where the
+//! `#[inline(always)]` intrinsics become single instructions.
 
 /// One vector of f32 lanes.
 pub trait Simd: Copy {
     const LANES: usize;
-    fn splat(x: f32) -> Self;
+    /// Proof that the CPU runs this instruction set: needed to make a vector.
+    type Cpu: Copy;
+    /// The proof this vector was made with.
+    fn cpu(self) -> Self::Cpu;
+    fn splat(cpu: Self::Cpu, x: f32) -> Self;
+    /// `x` in every lane, on the instruction set of `self`.
+    #[inline(always)]
+    fn splat_as(self, x: f32) -> Self {
+        Self::splat(self.cpu(), x)
+    }
     /// # Safety
     /// `p` points at LANES readable floats.
-    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn load(cpu: Self::Cpu, p: *const f32) -> Self;
     /// # Safety
     /// `p` points at LANES writable floats.
     unsafe fn store(self, p: *mut f32);
@@ -44,7 +56,7 @@ pub trait Simd: Copy {
     ///
     /// # Safety
     /// Every p[i·stride], i < LANES, is readable.
-    unsafe fn gather(p: *const f32, stride: usize) -> Self;
+    unsafe fn gather(cpu: Self::Cpu, p: *const f32, stride: usize) -> Self;
     /// Writes a₀ b₀ a₁ b₁ … (2·LANES floats): two outputs back into rows.
     ///
     /// # Safety
@@ -56,12 +68,15 @@ pub trait Simd: Copy {
 /// reference interpreter.
 impl Simd for f32 {
     const LANES: usize = 1;
+    type Cpu = ();
     #[inline(always)]
-    fn splat(x: f32) -> f32 {
+    fn cpu(self) {}
+    #[inline(always)]
+    fn splat(_: (), x: f32) -> f32 {
         x
     }
     #[inline(always)]
-    unsafe fn load(p: *const f32) -> f32 {
+    unsafe fn load(_: (), p: *const f32) -> f32 {
         unsafe { *p }
     }
     #[inline(always)]
@@ -113,7 +128,7 @@ impl Simd for f32 {
         self * f32::from_bits(((n as i32 + 127) as u32) << 23)
     }
     #[inline(always)]
-    unsafe fn gather(p: *const f32, _stride: usize) -> f32 {
+    unsafe fn gather(_: (), p: *const f32, _stride: usize) -> f32 {
         unsafe { *p }
     }
     #[inline(always)]
@@ -133,27 +148,47 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::Simd;
+    use crate::isa::{Avx2FmaCpu, Avx512Cpu};
 
-    /// 16 lanes (AVX-512F).
+    /// 16 lanes (AVX-512F), with the proof that the CPU runs them.
     #[derive(Clone, Copy)]
-    pub struct Avx512(__m512);
+    pub struct Avx512(__m512, Avx512Cpu);
 
-    /// 8 lanes (AVX2 + FMA).
+    /// 8 lanes (AVX2 + FMA), with the proof that the CPU runs them.
     #[derive(Clone, Copy)]
-    pub struct Avx2(__m256);
+    pub struct Avx2(__m256, Avx2FmaCpu);
+
+    impl Avx512 {
+        #[inline(always)]
+        fn wrap(self, v: __m512) -> Self {
+            Avx512(v, self.1)
+        }
+    }
+
+    impl Avx2 {
+        #[inline(always)]
+        fn wrap(self, v: __m256) -> Self {
+            Avx2(v, self.1)
+        }
+    }
 
     // SAFETY (every `unsafe` block below): the intrinsics need AVX-512F
-    // resp. AVX2 + FMA, which the callers' #[target_feature] guarantees
-    // (see the module comment).
+    // resp. AVX2 + FMA, which the CPU has: every vector carries the proof
+    // (its second field), and the constructors take it.
     impl Simd for Avx512 {
         const LANES: usize = 16;
+        type Cpu = Avx512Cpu;
         #[inline(always)]
-        fn splat(x: f32) -> Self {
-            Avx512(unsafe { _mm512_set1_ps(x) })
+        fn cpu(self) -> Avx512Cpu {
+            self.1
         }
         #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Avx512(unsafe { _mm512_loadu_ps(p) })
+        fn splat(cpu: Avx512Cpu, x: f32) -> Self {
+            Avx512(unsafe { _mm512_set1_ps(x) }, cpu)
+        }
+        #[inline(always)]
+        unsafe fn load(cpu: Avx512Cpu, p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_loadu_ps(p) }, cpu)
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -161,64 +196,64 @@ mod x86 {
         }
         #[inline(always)]
         fn add(self, o: Self) -> Self {
-            Avx512(unsafe { _mm512_add_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm512_add_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn sub(self, o: Self) -> Self {
-            Avx512(unsafe { _mm512_sub_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm512_sub_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn mul(self, o: Self) -> Self {
-            Avx512(unsafe { _mm512_mul_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm512_mul_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
-            Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+            self.wrap(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
         }
         #[inline(always)]
         fn min(self, o: Self) -> Self {
-            Avx512(unsafe { _mm512_min_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm512_min_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn max(self, o: Self) -> Self {
-            Avx512(unsafe { _mm512_max_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm512_max_ps(self.0, o.0) })
         }
         /// A true division: IEEE-exact, the same on every CPU (the hardware
         /// estimate `rcp14` is not specified to the bit and differs between vendors).
         #[inline(always)]
         fn recip(self) -> Self {
-            Avx512(unsafe { _mm512_div_ps(_mm512_set1_ps(1.0), self.0) })
+            self.wrap(unsafe { _mm512_div_ps(_mm512_set1_ps(1.0), self.0) })
         }
         #[inline(always)]
         fn recip_fast(self) -> Self {
-            Avx512(unsafe { _mm512_rcp14_ps(self.0) })
+            self.wrap(unsafe { _mm512_rcp14_ps(self.0) })
         }
         #[inline(always)]
         fn abs(self) -> Self {
-            Avx512(unsafe { _mm512_abs_ps(self.0) })
+            self.wrap(unsafe { _mm512_abs_ps(self.0) })
         }
         #[inline(always)]
         fn copysign(self, sign: Self) -> Self {
             unsafe {
                 let mag = _mm512_castps_si512(_mm512_abs_ps(self.0));
                 let s = _mm512_and_si512(_mm512_castps_si512(sign.0), _mm512_set1_epi32(i32::MIN));
-                Avx512(_mm512_castsi512_ps(_mm512_or_si512(mag, s)))
+                self.wrap(_mm512_castsi512_ps(_mm512_or_si512(mag, s)))
             }
         }
         #[inline(always)]
         fn round(self) -> Self {
-            Avx512(unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
+            self.wrap(unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
         }
         #[inline(always)]
         fn scale2(self, n: Self) -> Self {
-            Avx512(unsafe { _mm512_scalef_ps(self.0, n.0) })
+            self.wrap(unsafe { _mm512_scalef_ps(self.0, n.0) })
         }
         #[inline(always)]
-        unsafe fn gather(p: *const f32, stride: usize) -> Self {
+        unsafe fn gather(cpu: Avx512Cpu, p: *const f32, stride: usize) -> Self {
             unsafe {
                 let s = stride as i32;
                 let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(s));
-                Avx512(_mm512_i32gather_ps::<4>(idx, p))
+                Avx512(_mm512_i32gather_ps::<4>(idx, p), cpu)
             }
         }
         #[inline(always)]
@@ -234,13 +269,18 @@ mod x86 {
 
     impl Simd for Avx2 {
         const LANES: usize = 8;
+        type Cpu = Avx2FmaCpu;
         #[inline(always)]
-        fn splat(x: f32) -> Self {
-            Avx2(unsafe { _mm256_set1_ps(x) })
+        fn cpu(self) -> Avx2FmaCpu {
+            self.1
         }
         #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Avx2(unsafe { _mm256_loadu_ps(p) })
+        fn splat(cpu: Avx2FmaCpu, x: f32) -> Self {
+            Avx2(unsafe { _mm256_set1_ps(x) }, cpu)
+        }
+        #[inline(always)]
+        unsafe fn load(cpu: Avx2FmaCpu, p: *const f32) -> Self {
+            Avx2(unsafe { _mm256_loadu_ps(p) }, cpu)
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -248,61 +288,61 @@ mod x86 {
         }
         #[inline(always)]
         fn add(self, o: Self) -> Self {
-            Avx2(unsafe { _mm256_add_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm256_add_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn sub(self, o: Self) -> Self {
-            Avx2(unsafe { _mm256_sub_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm256_sub_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn mul(self, o: Self) -> Self {
-            Avx2(unsafe { _mm256_mul_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm256_mul_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
-            Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+            self.wrap(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
         }
         #[inline(always)]
         fn min(self, o: Self) -> Self {
-            Avx2(unsafe { _mm256_min_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm256_min_ps(self.0, o.0) })
         }
         #[inline(always)]
         fn max(self, o: Self) -> Self {
-            Avx2(unsafe { _mm256_max_ps(self.0, o.0) })
+            self.wrap(unsafe { _mm256_max_ps(self.0, o.0) })
         }
         /// A true division: IEEE-exact, the same on every CPU (`rcp` differs
         /// between vendors, and an Intel CPU's put erf over its stated error).
         #[inline(always)]
         fn recip(self) -> Self {
-            Avx2(unsafe { _mm256_div_ps(_mm256_set1_ps(1.0), self.0) })
+            self.wrap(unsafe { _mm256_div_ps(_mm256_set1_ps(1.0), self.0) })
         }
         #[inline(always)]
         fn abs(self) -> Self {
-            Avx2(unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0) })
+            self.wrap(unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0) })
         }
         #[inline(always)]
         fn copysign(self, sign: Self) -> Self {
             unsafe {
                 let m = _mm256_set1_ps(-0.0);
-                Avx2(_mm256_or_ps(_mm256_andnot_ps(m, self.0), _mm256_and_ps(m, sign.0)))
+                self.wrap(_mm256_or_ps(_mm256_andnot_ps(m, self.0), _mm256_and_ps(m, sign.0)))
             }
         }
         #[inline(always)]
         fn round(self) -> Self {
-            Avx2(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
+            self.wrap(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
         }
         #[inline(always)]
         fn scale2(self, n: Self) -> Self {
             unsafe {
                 let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127)));
-                Avx2(_mm256_mul_ps(self.0, _mm256_castsi256_ps(e)))
+                self.wrap(_mm256_mul_ps(self.0, _mm256_castsi256_ps(e)))
             }
         }
         #[inline(always)]
-        unsafe fn gather(p: *const f32, stride: usize) -> Self {
+        unsafe fn gather(cpu: Avx2FmaCpu, p: *const f32, stride: usize) -> Self {
             unsafe {
                 let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride as i32));
-                Avx2(_mm256_i32gather_ps::<4>(p, idx))
+                Avx2(_mm256_i32gather_ps::<4>(p, idx), cpu)
             }
         }
         #[inline(always)]
