@@ -8,6 +8,8 @@
 #     whose ptxas the tests use to assemble every kernel's PTX for sm_90;
 #   - onnxruntime: its libonnxruntime.so is excite's ONNX Runtime engine, and with
 #     onnx it is the independent reader the export tests check files with;
+#   - scikit-learn and skl2onnx: real exporters' files for the tests of models
+#     trained elsewhere (tests/integration/foreign.rs);
 #   - minisign, the one system-wide install (below).
 # Safe to re-run: it does nothing when .deps/ already matches this list.
 set -euo pipefail
@@ -26,7 +28,7 @@ if ! command -v minisign >/dev/null 2>&1; then
     fi
 fi
 
-requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2"
+requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0"
 python="${PYTHON:-python3}"
 target=.deps/python
 stamp=.deps/installed.txt

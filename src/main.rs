@@ -131,6 +131,15 @@ enum Command {
     /// verification, sha256 of every file). CUDA and TensorRT need the GPU build
     /// of ONNX Runtime; without it the error names the missing library.
     Build(commands::build::BuildArgs),
+    /// Record in a model trained elsewhere the problem it solves.
+    ///
+    /// Reads any MLP-shaped ONNX file (torch.onnx, skl2onnx, tf2onnx, keras,
+    /// jax2onnx), rewrites it in excite's form (Gemm layers, input scaling
+    /// folded in) and writes into its metadata the problem of the dataset it
+    /// was trained on: cell model and constants, inputs and outputs in column
+    /// order with their ranges, time grid. `verify`, `build` and bundles then
+    /// need no --problem.
+    Annotate(commands::annotate::AnnotateArgs),
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -255,6 +264,7 @@ fn main() -> ExitCode {
         Command::Pipeline(a) => commands::pipeline::run(&a),
         Command::Inspect(a) => commands::inspect::run(&a),
         Command::Sign(a) => commands::sign::run(&a),
+        Command::Annotate(a) => commands::annotate::run(&a),
         Command::Keygen(a) => commands::keygen::run(&a),
         Command::Build(a) => commands::build::run(&a),
         Command::Verify(a) => commands::verify::run(&a),

@@ -267,6 +267,8 @@ fn onnx(b: &[u8]) -> Outcome {
     let m = excite::onnx::Model::parse(b)?;
     let err = |e: excite::Error| e.to_string();
     let rows = 3;
+    // excite's form of any exporter's MLP, and the interpreter on it
+    let m = excite::onnx::canonical(m).map_err(err)?;
     let i = excite::onnx::Interpreter::new(m.clone()).map_err(err)?;
     let x: Vec<f32> = (0..i.inputs() * rows).map(|k| k as f32 * 0.37 - 1.0).collect();
     let y = i.run(&x, rows).map_err(err)?;
@@ -440,6 +442,7 @@ fn seeds(work: &Path) -> (Ctx, Vec<Target>) {
     let amax: BTreeMap<String, f32> = m.nodes.iter().flat_map(|n| n.outputs.iter().chain(n.inputs.iter())).map(|t| (t.clone(), 4.0)).collect();
     onnx_seeds.push(excite::build::precision::to_qdq(&m, &amax).unwrap().to_bytes());
     onnx_seeds.extend(files.iter().filter(|(k, _)| k.ends_with(".onnx")).map(|(_, b)| b.clone()));
+    onnx_seeds.extend(foreign_seeds());
     // keys and a signed copy of the bundle
     generate_keys(&work.join("k.key"), &work.join("k.pub"), None).unwrap();
     generate_keys(&work.join("e.key"), &work.join("e.pub"), Some("pw".into())).unwrap();
@@ -472,6 +475,63 @@ fn seeds(work: &Path) -> (Ctx, Vec<Target>) {
         target("npz", npz, vec![read(run.join("simulate/dataset.npz"))]),
     ];
     (Ctx { work: work.to_path_buf(), signed, trusted, files }, targets)
+}
+
+/// MLPs as other exporters write them (see tests/integration/foreign_models.py):
+/// torch's Gemm with transB and GELU through Erf with Constant nodes, and
+/// MatMul + Add with input scaling, SiLU, Scaler and a final Reshape.
+fn foreign_seeds() -> Vec<Vec<u8>> {
+    use excite::onnx::graph::{Attr, Init, Io, Model, Node, FLOAT, INT64};
+    let io = |n: &str, d: usize| Io { name: n.into(), dtype: FLOAT, dims: vec![None, Some(d)] };
+    let w = |name: &str, r: usize, c: usize| Init::f32(name, &[r, c], &(0..r * c).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect::<Vec<_>>());
+    let konst = |name: &str, v: f32| Node::new("Constant", &format!("{name}_node"), &[], &[name], vec![Attr::Tensor("value".into(), Init::f32(name, &[], &[v]))]);
+    let model = |nodes: Vec<Node>, inits: Vec<Init>, domains: Vec<(String, i64)>| Model {
+        opset: 17,
+        producer_version: "fuzz".into(),
+        name: "foreign".into(),
+        nodes,
+        inits,
+        inputs: vec![io("input", 3)],
+        outputs: vec![io("output", 2)],
+        metadata: vec![],
+        domains,
+    };
+    let torch = model(
+        vec![
+            Node::new("Gemm", "g0", &["input", "W0", "B0"], &["z"], vec![Attr::Int("transB".into(), 1)]),
+            konst("sqrt2", std::f32::consts::SQRT_2),
+            Node::new("Div", "div", &["z", "sqrt2"], &["d"], vec![]),
+            Node::new("Erf", "erf", &["d"], &["e"], vec![]),
+            konst("one", 1.0),
+            Node::new("Add", "add", &["e", "one"], &["p"], vec![]),
+            Node::new("Mul", "mul", &["z", "p"], &["m"], vec![]),
+            konst("half", 0.5),
+            Node::new("Mul", "mul1", &["m", "half"], &["a"], vec![]),
+            Node::new("Gemm", "g1", &["a", "W1", "B1"], &["output"], vec![Attr::Int("transB".into(), 1), Attr::Float("alpha".into(), 0.5)]),
+        ],
+        vec![w("W0", 8, 3), Init::f32("B0", &[8], &[0.1; 8]), w("W1", 2, 8), Init::f32("B1", &[2], &[0.0, 1.0])],
+        vec![],
+    );
+    let mut scaler = Node::new("Scaler", "scaler", &["input"], &["s"], vec![Attr::Floats("offset".into(), vec![0.5, 0.1, -0.2]), Attr::Floats("scale".into(), vec![2.0, 1.0, 0.5])]);
+    scaler.domain = "ai.onnx.ml".into();
+    let shape = Init { name: "shape".into(), dims: vec![2], dtype: INT64, raw: [-1i64, 1].iter().flat_map(|v| v.to_le_bytes()).collect(), external: false };
+    let sklearn = model(
+        vec![
+            scaler,
+            Node::new("Cast", "cast", &["s"], &["c"], vec![Attr::Int("to".into(), 1)]),
+            Node::new("Sub", "center", &["c", "mean"], &["x0"], vec![]),
+            Node::new("MatMul", "mm0", &["x0", "W0"], &["h0"], vec![]),
+            Node::new("Add", "b0", &["h0", "B0"], &["z"], vec![]),
+            Node::new("Sigmoid", "sig", &["z"], &["sg"], vec![]),
+            Node::new("Mul", "silu", &["sg", "z"], &["a"], vec![]),
+            Node::new("MatMul", "mm1", &["a", "W1"], &["h1"], vec![]),
+            Node::new("Add", "b1", &["h1", "B1"], &["y"], vec![]),
+            Node::new("Reshape", "reshape", &["y", "shape"], &["output"], vec![]),
+        ],
+        vec![Init::f32("mean", &[1, 3], &[0.1, 0.2, 0.3]), w("W0", 3, 8), Init::f32("B0", &[1, 8], &[0.1; 8]), w("W1", 8, 2), Init::f32("B1", &[1, 2], &[0.0, 1.0]), shape],
+        vec![("ai.onnx.ml".into(), 1)],
+    );
+    vec![torch.to_bytes(), sklearn.to_bytes()]
 }
 
 // ---------------------------------------------------------------- the loop

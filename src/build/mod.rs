@@ -94,6 +94,9 @@ pub struct BuildSpec {
     pub verify: Option<Settings>,
     /// Seconds per timing measurement (batch sweep).
     pub seconds: f64,
+    /// The problem of a model that does not record it (`--problem`): written
+    /// into the engine's model.onnx, as `excite annotate` would.
+    pub problem: Option<crate::data::problem::ProblemMeta>,
 }
 
 /// Precisions a target can run.
@@ -134,13 +137,38 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<Manifest, Error> {
     let bytes = crate::onnx::read_bytes(onnx)?;
-    let source = crate::onnx::parse_file(onnx, &bytes)?;
-    let problem = Problem::from_onnx(onnx)?;
+    // any exporter's MLP, in the one form every target and pass takes
+    let mut source = crate::onnx::canonical(crate::onnx::parse_file(onnx, &bytes)?).map_err(|e| e.in_file(onnx))?;
+    if let Some(meta) = &spec.problem {
+        for (k, v) in meta.to_props() {
+            source.set_meta(&k, &v);
+        }
+    }
+    let problem = if source.meta(crate::data::problem::MODEL).is_some() {
+        Some(Problem::from_props(&source.metadata).map_err(|e| e.in_file(onnx))?)
+    } else {
+        None
+    };
+    let needs_problem = |what: &str| {
+        Error::invalid(what, format!("needs the problem the model solves (cell model, inputs and their ranges), which {} does not record", onnx.display()), "pass --problem DATASET (the dataset folder the model was trained on), or write it into the file once with `excite annotate`; without it, build with --no-verify, a fixed --batch and fp32 or fp16")
+    };
+    if problem.is_none() && spec.verify.is_some() {
+        return Err(needs_problem("verification"));
+    }
+    if problem.is_none() && matches!(spec.batch, BatchChoice::Auto { .. }) {
+        return Err(needs_problem("--batch auto"));
+    }
     let (input, output) = (
         source.inputs[0].name.clone(),
         source.outputs[0].name.clone(),
     );
-    let (n_in, n_out) = (problem.inputs.len(), problem.outputs.len());
+    let width = |io: &crate::onnx::graph::Io| io.dims.get(1).copied().flatten().unwrap_or(0);
+    let (n_in, n_out) = (width(&source.inputs[0]), width(&source.outputs[0]));
+    if let Some(p) = &problem {
+        if (p.inputs.len(), p.outputs.len()) != (n_in, n_out) {
+            return Err(Error::invalid("--problem", format!("the problem has {} inputs and {} outputs, the model {n_in} and {n_out}", p.inputs.len(), p.outputs.len()), "pass the dataset the model was trained on"));
+        }
+    }
     // how each engine below is loaded: the settings engine.json will record
     let engine_spec = |precision: Precision, batch: BatchProfile| Spec { target: spec.target, precision, batch, input: input.clone(), features: n_in };
     let precisions: Vec<Precision> = match spec.precision {
@@ -206,7 +234,7 @@ pub fn build(
     let mut candidates: Vec<(Variant, Option<verify::Report>, PathBuf)> = Vec::new();
     for &prec in &precisions {
         reporter.phase(&format!("building {} {}", spec.target.name(), prec.name()));
-        let v = variant(&source, &problem, prec, spec)?;
+        let v = variant(&source, problem.as_ref(), prec, spec)?;
         let cdir = dir.join(format!("candidate-{}", prec.name()));
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
         let model = cdir.join("model.onnx");
@@ -282,7 +310,7 @@ pub fn build(
         } => {
             reporter.phase(&format!("tuning the batch size (1 … {cap})"));
             let mut engine = crate::engine::load(&engine_spec(prec, initial_batch), &dir, &model_path, 0, Phase::Build, None)?;
-            let points = batch::sweep(&problem, engine.as_mut(), cap, spec.seconds)?;
+            let points = batch::sweep(problem.as_ref().ok_or_else(|| needs_problem("--batch auto"))?, engine.as_mut(), cap, spec.seconds)?;
             write_atomic(&dir.join("batch.csv"), &batch::csv(&points))?;
             write_atomic(&dir.join("batch.svg"), batch::svg(&points).as_bytes())?;
             let opt = batch::choose(&points, max_latency_ms)?;

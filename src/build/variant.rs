@@ -10,8 +10,8 @@ use crate::verify::Problem;
 use crate::Error;
 
 /// The calibration set: rows of inputs in physical units.
-fn calibration_set(p: &Problem, spec: &BuildSpec) -> Result<(Vec<f32>, usize, String), Error> {
-    let n_in = p.inputs.len();
+fn calibration_set(source: &Model, p: Option<&Problem>, spec: &BuildSpec) -> Result<(Vec<f32>, usize, String), Error> {
+    let n_in = source.inputs[0].dims.get(1).copied().flatten().unwrap_or(0);
     if let Some(dir) = &spec.calibration_data {
         let d = crate::data::load(dir)?;
         let x = d
@@ -48,6 +48,9 @@ fn calibration_set(p: &Problem, spec: &BuildSpec) -> Result<(Vec<f32>, usize, St
             format!("{} (x_train, {rows} random rows)", dir.display()),
         ));
     }
+    let Some(p) = p else {
+        return Err(Error::invalid("int8", "calibration needs inputs: the model records no input ranges", "pass --calibration-data DATASET, or --problem DATASET"));
+    };
     let rows = spec.calibration_rows.max(1);
     let mut rng = crate::data::sampling::Rng::new(0xCA11);
     let ranges: Vec<[f64; 2]> = p.inputs.iter().map(|v| [v.min, v.max]).collect();
@@ -72,7 +75,7 @@ pub(super) struct Variant {
 
 pub(super) fn variant(
     source: &Model,
-    p: &Problem,
+    p: Option<&Problem>,
     prec: Precision,
     spec: &BuildSpec,
 ) -> Result<Variant, Error> {
@@ -95,7 +98,7 @@ pub(super) fn variant(
             calibration: None,
         },
         Precision::Int8 => {
-            let (x, rows, from) = calibration_set(p, spec)?;
+            let (x, rows, from) = calibration_set(source, p, spec)?;
             let amax = precision::calibrate(source, &x, rows, spec.calibrator)?;
             let graph = if spec.target == Target::Tensorrt {
                 // implicit quantisation: the fp32 graph with the calibration

@@ -371,6 +371,12 @@ pub struct EngineArgs {
     /// Cells the Euler reference is timed on.
     #[arg(long, default_value_t = 100_000)]
     reference_cells: usize,
+    /// For models that do not record their problem: the dataset they were
+    /// trained on, for realistic inputs and the Euler reference's rate.
+    /// Without either, engines are timed on uniform inputs in [0, 1) and
+    /// there is no reference line.
+    #[arg(long, value_name = "DATASET")]
+    problem: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -385,20 +391,39 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     // after each run, and idle sessions beside the timed one would steal its cores.
     let mut engines = Vec::new();
     let mut runs: Vec<Vec<Vec<(f64, Latency)>>> = vec![vec![Vec::new(); a.batches.len()]; a.models.len()];
+    let given = a.problem.as_deref().map(|d| excite::data::problem::ProblemMeta::from_dataset(d, "ddnn").and_then(Problem::from_meta)).transpose()?;
     for round in 0..a.repeat {
         for (e, path) in a.models.iter().enumerate() {
             let (mut engine, onnx, _) = excite::engine::open_path(path, a.threads)?;
-            let problem = Problem::from_onnx(&onnx)?;
-            let cells = problem.cells(256, 7);
+            // the file's problem, else --problem, else uniform inputs and no reference
+            let problem = match Problem::from_onnx(&onnx) {
+                Ok(p) => Some(p),
+                Err(_) => given.as_ref().map(|g| Problem::from_meta(g.meta())).transpose()?,
+            };
             for (j, &b) in a.batches.iter().enumerate() {
-                runs[e][j].push(time_engine_for(&problem, engine.as_mut(), &cells, b, timing)?);
+                let measured = match &problem {
+                    Some(p) => time_engine_for(p, engine.as_mut(), &p.cells(256, 7), b, timing)?,
+                    None => {
+                        let n_in = engine.info().inputs;
+                        let pool: Vec<f32> = (0..256 * n_in).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+                        excite::verify::time_rows(engine.as_mut(), &pool, n_in, b, timing)?
+                    }
+                };
+                runs[e][j].push(measured);
             }
             if round == 0 {
                 engines.push((path.clone(), engine.info(), problem));
             }
         }
     }
-    let (cell_steps, ref_rate) = reference_rate(&engines[0].2, a.reference_cells, 11, 0)?;
+    let reference = match engines.iter().find_map(|e| e.2.as_ref()) {
+        Some(p) if a.reference_cells > 0 => Some((reference_rate(p, a.reference_cells, 11, 0)?, p.grid.steps_per_sample)),
+        _ => None,
+    };
+    let (cell_steps, ref_rate, steps_per_sample) = match reference {
+        Some(((c, r), s)) => (Some(c), Some(r), Some(s)),
+        None => (None, None, None),
+    };
     let median = |v: &[(f64, Latency)]| {
         let mut s = v.to_vec();
         s.sort_by(|x, y| x.0.total_cmp(&y.0));
@@ -410,11 +435,11 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
             let (r, lat) = median(&runs[e][j]);
             // side by side: each engine's median over the first engine's
             let first = median(&runs[0][j]).0;
-            serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat, "ratio_to_reference": r / ref_rate, "ratio_to_first": r / first})
+            serde_json::json!({"batch": b, "samples_per_s": r, "latency_ms": lat, "ratio_to_reference": ref_rate.map(|f| r / f), "ratio_to_first": r / first})
         }).collect();
         report.push(serde_json::json!({"model": path, "engine": info, "rows": rows}));
     }
-    let out = serde_json::json!({"engines": report, "reference_cell_steps_per_s": cell_steps, "reference_samples_per_s": ref_rate, "steps_per_sample": engines[0].2.grid.steps_per_sample, "repeat": a.repeat});
+    let out = serde_json::json!({"engines": report, "reference_cell_steps_per_s": cell_steps, "reference_samples_per_s": ref_rate, "steps_per_sample": steps_per_sample, "repeat": a.repeat});
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -425,7 +450,8 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
         println!("{:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>12} {:>9}", "batch", "samples/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "÷ reference", "÷ first");
         for r in e["rows"].as_array().unwrap() {
             let l = |k: &str| r["latency_ms"][k].as_f64().unwrap();
-            println!("{:>7} {:>13} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>12.4} {:>9.3}", r["batch"].as_u64().unwrap_or(0), rate(r["samples_per_s"].as_f64().unwrap()), l("mean"), l("p50"), l("p90"), l("p99"), r["ratio_to_reference"].as_f64().unwrap(), r["ratio_to_first"].as_f64().unwrap());
+            let to_ref = r["ratio_to_reference"].as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
+            println!("{:>7} {:>13} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>12} {:>9.3}", r["batch"].as_u64().unwrap_or(0), rate(r["samples_per_s"].as_f64().unwrap()), l("mean"), l("p50"), l("p90"), l("p99"), to_ref, r["ratio_to_first"].as_f64().unwrap());
         }
     }
     if report.len() > 1 {
@@ -433,6 +459,9 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
         let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
         println!("geometric mean of the ratios to the first engine: {geo:.3}×");
     }
-    println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {} steps per sample, all threads); medians of {} interleaved rounds", rate(ref_rate), rate(cell_steps), engines[0].2.grid.steps_per_sample, a.repeat);
+    match (ref_rate, cell_steps, steps_per_sample) {
+        (Some(r), Some(c), Some(s)) => println!("Euler reference: {} sample-equivalents/s ({} cell-steps/s, {s} steps per sample, all threads); medians of {} interleaved rounds", rate(r), rate(c), a.repeat),
+        _ => println!("no Euler reference: no model records its problem (pass --problem DATASET); medians of {} interleaved rounds, uniform inputs", a.repeat),
+    }
     Ok(ExitCode::SUCCESS)
 }

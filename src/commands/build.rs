@@ -14,8 +14,17 @@ use super::printer::{rate, Progress};
 
 #[derive(Args)]
 pub struct BuildArgs {
-    /// The exported model (`excite export`).
+    /// The model: an ONNX file from `excite export`, or any MLP-shaped ONNX
+    /// from torch.onnx, skl2onnx, tf2onnx, keras or jax2onnx (see README,
+    /// "Bring your own model").
     model: PathBuf,
+    /// For a model that does not record its problem (one trained elsewhere):
+    /// the dataset it was trained on (its folder or dataset.json), which
+    /// names the cell model, the inputs and outputs in column order, their
+    /// ranges and the time grid. Needed to verify, to tune --batch auto and
+    /// to calibrate int8 from input ranges.
+    #[arg(long, value_name = "DATASET")]
+    problem: Option<PathBuf>,
     /// Where the engine runs: ONNX Runtime's CPU, CUDA or TensorRT execution provider.
     #[arg(long, value_enum, default_value = "cpu")]
     target: Target,
@@ -92,6 +101,7 @@ pub fn run(a: &BuildArgs) -> Result<ExitCode> {
         calibration_rows: a.calibration_rows,
         verify,
         seconds: a.seconds,
+        problem: a.problem.as_deref().map(|p| excite::data::problem::ProblemMeta::from_dataset(p, "ddnn")).transpose()?,
     };
     let out = a.out.clone().unwrap_or_else(|| super::default_out(&a.model, "build"));
     let m = build::build(&a.model, &out, &spec, &Progress::new())?;

@@ -1,5 +1,6 @@
 //! One file per command; each takes resolved arguments and returns an exit code.
 
+pub mod annotate;
 pub mod bench;
 pub mod bench_gpu;
 pub mod build;

@@ -11,8 +11,14 @@ use super::printer::{rate, Progress};
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The exported model (`excite export`) or an engine directory (`excite build`).
+    /// The exported model (`excite export`), any MLP-shaped ONNX file, or an
+    /// engine directory (`excite build`).
     model: PathBuf,
+    /// For a model that does not record its problem (trained elsewhere): the
+    /// dataset it was trained on (folder or dataset.json), which names the
+    /// cell model, the inputs and outputs in column order and the time grid.
+    #[arg(long, value_name = "DATASET")]
+    problem: Option<PathBuf>,
     /// Report folder [default: runs/<model name>/verify].
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -70,7 +76,11 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         threads: 0,
     };
     let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
-    let report = verify::verify(&onnx, engine.as_mut(), &settings, &Progress::new())?;
+    let problem = match &a.problem {
+        Some(d) => excite::verify::Problem::from_meta(excite::data::problem::ProblemMeta::from_dataset(d, "ddnn")?)?,
+        None => excite::verify::Problem::from_onnx(&onnx)?,
+    };
+    let report = verify::verify_on(&problem, &onnx, engine.as_mut(), &settings, &Progress::new())?;
     let out = a.out.clone().unwrap_or_else(|| super::default_out(&a.model, "verify"));
     verify::write(&report, &out)?;
     if a.json {

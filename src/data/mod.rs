@@ -4,6 +4,7 @@
 //! `y_test`) plus `dataset.json` (everything needed to reproduce and trust it).
 
 pub mod npz;
+pub mod problem;
 pub mod sampling;
 pub mod spec;
 

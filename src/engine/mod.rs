@@ -70,7 +70,7 @@ pub fn load(spec: &Spec, dir: &std::path::Path, model: &std::path::Path, threads
         Target::Reference => Box::new(crate::onnx::Interpreter::load(model)?),
         Target::NativeCpu => Box::new(native::NativeEngine::load(model, threads)?.with_fast_activations(spec.precision == Precision::Fp32Fast)),
         Target::NativeCuda => Box::new(native_cuda::NativeCudaEngine::load_with(model, spec.precision.tensor_core())?),
-        Target::Cpu | Target::Cuda | Target::Tensorrt => Box::new(ort::OrtEngine::load(model, &ort::Options { target: ort_options(spec, dir, phase), threads, optimized_model })?),
+        Target::Cpu | Target::Cuda | Target::Tensorrt => Box::new(ort::OrtEngine::load(model, &ort::Options { target: ort_options(spec, dir, phase), threads, optimized_model, model_bytes: None })?),
     })
 }
 
@@ -98,10 +98,13 @@ pub fn open_path(
         let model = crate::fsio::confined(path, &m.model, "engine.json `model`")?;
         Ok((e, model, Some(m)))
     } else {
+        // excite's form of the file (any exporter's MLP), as `excite build` would build it
+        let canonical = crate::onnx::canonical(crate::onnx::read(path)?).map_err(|e| e.in_file(path))?;
         let e = ort::OrtEngine::load(
             path,
             &ort::Options {
                 threads,
+                model_bytes: Some(canonical.to_bytes()),
                 ..Default::default()
             },
         )?;

@@ -100,6 +100,8 @@ pub struct Options {
     /// Write the graph after ONNX Runtime's optimisations here.
     pub optimized_model: Option<PathBuf>,
     pub target: TargetOptions,
+    /// Load these bytes (excite's form of the model at the path) instead of the file.
+    pub model_bytes: Option<Vec<u8>>,
 }
 
 /// The execution provider and its settings.
@@ -358,9 +360,11 @@ impl OrtEngine {
                 .with_disable_cpu_fallback()
                 .map_err(|e| gpu_fail(e.into()))?;
         }
-        let session = builder
-            .commit_from_file(opts.target.model_to_load(model))
-            .map_err(|e| fail("not a model ONNX Runtime can load", e))?;
+        let session = match &opts.model_bytes {
+            Some(bytes) => builder.commit_from_memory(bytes),
+            None => builder.commit_from_file(opts.target.model_to_load(model)),
+        }
+        .map_err(|e| fail("not a model ONNX Runtime can load", e))?;
         let dims = |outlets: &[ort::value::Outlet], what: &str| -> Result<usize, Error> {
             let o = outlets.first().ok_or_else(|| {
                 Error::format(

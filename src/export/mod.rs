@@ -12,10 +12,12 @@
 use std::path::Path;
 
 
+use crate::data::problem::ProblemMeta;
 use crate::fsio::write_atomic;
 use crate::train::{Activation, TrainedSurrogate, SurrogateMeta, SURROGATE_FILE};
 use crate::Error;
-use crate::onnx::proto::{self, Attr, Msg};
+use crate::onnx::graph::{Attr, Init, Io, Model, Node, FLOAT, INT64};
+use crate::onnx::mlp;
 
 /// The ONNX opset excite writes.
 pub const OPSET: i64 = 17;
@@ -81,106 +83,32 @@ fn fold_normalization(layers: &mut [Dense], meta: &SurrogateMeta) {
     }
 }
 
-/// Nodes and initializers of one window's network, from `input` to `output`.
-fn network(
-    prefix: &str,
-    layers: &[Dense],
-    acts: &[Activation],
-    input: &str,
-    output: &str,
-    nodes: &mut Vec<Msg>,
-    inits: &mut Vec<Msg>,
-) {
-    let mut cur = input.to_string();
-    for (l, layer) in layers.iter().enumerate() {
-        let (w, b) = (format!("{prefix}w{l}"), format!("{prefix}b{l}"));
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
-        inits.push(proto::tensor(
-            &w,
-            &[layer.d_in, layer.d_out],
-            &f32s(&layer.w),
-        ));
-        inits.push(proto::tensor(&b, &[layer.d_out], &f32s(&layer.b)));
-        let last = l + 1 == layers.len();
-        let z = if last {
-            output.to_string()
-        } else {
-            format!("{prefix}z{l}")
-        };
-        nodes.push(proto::node(
-            "Gemm",
-            &format!("{prefix}gemm{l}"),
-            &[&cur, &w, &b],
-            &[&z],
-            &[],
-        ));
-        if last {
-            break;
-        }
-        let a = format!("{prefix}a{l}");
-        let n = |s: &str| format!("{prefix}{s}{l}");
-        match acts[l] {
-            Activation::Relu => nodes.push(proto::node("Relu", &n("relu"), &[&z], &[&a], &[])),
-            Activation::Tanh => nodes.push(proto::node("Tanh", &n("tanh"), &[&z], &[&a], &[])),
-            Activation::Sigmoid => {
-                nodes.push(proto::node("Sigmoid", &n("sigmoid"), &[&z], &[&a], &[]))
-            }
-            Activation::LeakyRelu => nodes.push(proto::node(
-                "LeakyRelu",
-                &n("leaky"),
-                &[&z],
-                &[&a],
-                &[Attr::Float("alpha", Activation::LEAKY_SLOPE as f32)],
-            )),
-            Activation::Elu => nodes.push(proto::node(
-                "Elu",
-                &n("elu"),
-                &[&z],
-                &[&a],
-                &[Attr::Float("alpha", 1.0)],
-            )),
-            Activation::Silu => {
-                let s = n("sig");
-                nodes.push(proto::node(
-                    "Sigmoid",
-                    &n("silu_sigmoid"),
-                    &[&z],
-                    &[&s],
-                    &[],
-                ));
-                nodes.push(proto::node("Mul", &n("silu_mul"), &[&z, &s], &[&a], &[]));
-            }
-            Activation::Gelu => {
-                // 0.5·z·(1 + erf(z/√2))
-                let (c, one, half) = (
-                    format!("{prefix}inv_sqrt2"),
-                    format!("{prefix}one"),
-                    format!("{prefix}half"),
-                );
-                if !inits
-                    .iter()
-                    .any(|t| t.0.windows(c.len()).any(|w| w == c.as_bytes()))
-                {
-                    inits.push(proto::tensor(&c, &[], &[std::f32::consts::FRAC_1_SQRT_2]));
-                    inits.push(proto::tensor(&one, &[], &[1.0]));
-                    inits.push(proto::tensor(&half, &[], &[0.5]));
+/// One window's layers as the one dense-network form ([`mlp::emit`] writes
+/// it): hidden layers with their activations, the last one linear.
+fn dense(layers: &[Dense], acts: &[Activation]) -> Vec<mlp::Dense> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(l, d)| mlp::Dense {
+            d_in: d.d_in,
+            d_out: d.d_out,
+            w: d.w.iter().map(|&x| x as f32).collect(),
+            b: d.b.iter().map(|&x| x as f32).collect(),
+            act: if l + 1 == layers.len() {
+                mlp::Act::Linear
+            } else {
+                match acts[l] {
+                    Activation::Relu => mlp::Act::Relu,
+                    Activation::Tanh => mlp::Act::Tanh,
+                    Activation::Sigmoid => mlp::Act::Sigmoid,
+                    Activation::LeakyRelu => mlp::Act::LeakyRelu(Activation::LEAKY_SLOPE as f32),
+                    Activation::Elu => mlp::Act::Elu(1.0),
+                    Activation::Silu => mlp::Act::Silu,
+                    Activation::Gelu => mlp::Act::Gelu,
                 }
-                let (s, e, p, m) = (n("gelu_s"), n("gelu_e"), n("gelu_p"), n("gelu_m"));
-                nodes.push(proto::node("Mul", &n("gelu_scale"), &[&z, &c], &[&s], &[]));
-                nodes.push(proto::node("Erf", &n("gelu_erf"), &[&s], &[&e], &[]));
-                nodes.push(proto::node("Add", &n("gelu_add"), &[&e, &one], &[&p], &[]));
-                nodes.push(proto::node("Mul", &n("gelu_mul"), &[&z, &p], &[&m], &[]));
-                nodes.push(proto::node(
-                    "Mul",
-                    &n("gelu_half"),
-                    &[&m, &half],
-                    &[&a],
-                    &[],
-                ));
-            }
-        }
-        cur = a;
-    }
+            },
+        })
+        .collect()
 }
 
 /// The ONNX bytes of the surrogate in run folder `dir`.
@@ -193,77 +121,36 @@ pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
     for w in 0..k {
         let mut layers = layers_of(&s, w);
         fold_normalization(&mut layers, meta);
-        let out = if k == 1 {
-            OUTPUT.to_string()
-        } else {
-            format!("y{w}")
-        };
-        network(
-            &format!("w{w}_"),
-            &layers,
-            &acts,
-            INPUT,
-            &out,
-            &mut nodes,
-            &mut inits,
-        );
+        let out = if k == 1 { OUTPUT.to_string() } else { format!("y{w}") };
+        mlp::emit(&format!("w{w}_"), &dense(&layers, &acts), INPUT, &out, &mut nodes, &mut inits);
     }
     if k > 1 {
         // t = x[:, 0:1]; y = Where(t < t1_0, y0, Where(t < t1_1, y1, … y_{K−1}))
-        inits.push(proto::tensor_i64("t_index", &[1], &[0]));
-        nodes.push(proto::node(
-            "Gather",
-            "take_t",
-            &[INPUT, "t_index"],
-            &["t"],
-            &[Attr::Int("axis", 1)],
-        ));
+        inits.push(Init { name: "t_index".into(), dims: vec![1], dtype: INT64, raw: 0i64.to_le_bytes().to_vec(), external: false });
+        nodes.push(Node::new("Gather", "take_t", &[INPUT, "t_index"], &["t"], vec![Attr::Int("axis".into(), 1)]));
         let mut rest = format!("y{}", k - 1);
         for w in (0..k - 1).rev() {
             let (bound, cond) = (format!("t1_{w}"), format!("in_window{w}"));
-            inits.push(proto::tensor(&bound, &[1], &[meta.windows[w].t1 as f32]));
-            nodes.push(proto::node(
-                "Less",
-                &format!("less{w}"),
-                &["t", &bound],
-                &[&cond],
-                &[],
-            ));
-            let out = if w == 0 {
-                OUTPUT.to_string()
-            } else {
-                format!("pick{w}")
-            };
-            nodes.push(proto::node(
-                "Where",
-                &format!("where{w}"),
-                &[&cond, &format!("y{w}"), &rest],
-                &[&out],
-                &[],
-            ));
+            inits.push(Init::f32(&bound, &[1], &[meta.windows[w].t1 as f32]));
+            nodes.push(Node::new("Less", &format!("less{w}"), &["t", &bound], &[&cond], vec![]));
+            let out = if w == 0 { OUTPUT.to_string() } else { format!("pick{w}") };
+            nodes.push(Node::new("Where", &format!("where{w}"), &[&cond, &format!("y{w}"), &rest], &[&out], vec![]));
             rest = out;
         }
     }
-    let graph = proto::graph(
-        &meta.name,
-        &nodes,
-        &inits,
-        &[proto::value_info(
-            INPUT,
-            &[None, Some(meta.architecture.inputs)],
-        )],
-        &[proto::value_info(
-            OUTPUT,
-            &[None, Some(meta.architecture.outputs)],
-        )],
-    );
-    let model = proto::model(
-        &graph,
-        OPSET,
-        env!("CARGO_PKG_VERSION"),
-        &metadata(dir, meta)?,
-    );
-    Ok(model.0)
+    let io = |name: &str, d: usize| Io { name: name.into(), dtype: FLOAT, dims: vec![None, Some(d)] };
+    let model = Model {
+        opset: OPSET,
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        name: meta.name.clone(),
+        nodes,
+        inits,
+        inputs: vec![io(INPUT, meta.architecture.inputs)],
+        outputs: vec![io(OUTPUT, meta.architecture.outputs)],
+        metadata: metadata(dir, meta)?,
+        domains: vec![],
+    };
+    Ok(model.to_bytes())
 }
 
 /// Writes the ONNX file atomically; returns its sha256.
@@ -283,51 +170,22 @@ fn metadata(dir: &Path, meta: &SurrogateMeta) -> Result<Vec<(String, String)>, E
         run.extend(std::fs::read(&p).map_err(|e| Error::io(&p, e))?);
     }
     let run_hash = crate::hash::sha256_hex(&run);
-    let json = |v: serde_json::Value| v.to_string();
-    Ok(vec![
-        ("excite.version".into(), env!("CARGO_PKG_VERSION").into()),
-        (
-            "excite.kind".into(),
-            serde_json::to_value(meta.mode)
-                .expect("serialises")
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        (
-            "excite.model".into(),
-            json(serde_json::to_value(&meta.model).expect("serialises")),
-        ),
-        (
-            "excite.inputs".into(),
-            json(serde_json::to_value(&meta.normalization.inputs).expect("serialises")),
-        ),
-        (
-            "excite.outputs".into(),
-            json(serde_json::to_value(&meta.normalization.outputs).expect("serialises")),
-        ),
-        (
-            "excite.windows".into(),
-            json(serde_json::json!(meta
-                .windows
-                .iter()
-                .map(|w| [w.t0, w.t1])
-                .collect::<Vec<_>>())),
-        ),
-        (
-            "excite.time".into(),
-            json(serde_json::to_value(&meta.time).expect("serialises")),
-        ),
-        (
-            "excite.initial".into(),
-            json(serde_json::to_value(&meta.initial).expect("serialises")),
-        ),
-        (
-            "excite.sampling".into(),
-            json(serde_json::to_value(&meta.sampling).expect("serialises")),
-        ),
-        ("excite.architecture".into(), meta.architecture.summary()),
-        ("excite.dataset_sha256".into(), meta.dataset_sha256.clone()),
-        ("excite.run_sha256".into(), run_hash),
-    ])
+    let problem = ProblemMeta {
+        kind: serde_json::to_value(meta.mode).expect("serialises").as_str().unwrap_or_default().to_string(),
+        model: meta.model.clone(),
+        inputs: meta.normalization.inputs.clone(),
+        outputs: meta.normalization.outputs.clone(),
+        time: meta.time.clone(),
+        initial: meta.initial.clone(),
+        sampling: meta.sampling.clone(),
+    };
+    let windows: Vec<[f64; 2]> = meta.windows.iter().map(|w| [w.t0, w.t1]).collect();
+    let mut props = problem.to_props();
+    props.extend([
+        ("excite.windows".to_string(), serde_json::json!(windows).to_string()),
+        ("excite.architecture".to_string(), meta.architecture.summary()),
+        ("excite.dataset_sha256".to_string(), meta.dataset_sha256.clone()),
+        ("excite.run_sha256".to_string(), run_hash),
+    ]);
+    Ok(props)
 }

@@ -1,24 +1,42 @@
 //! The graph IR: an ONNX model as plain data, read from and written back to
-//! protobuf, so excite can rewrite graphs (precision, quantisation) and run
-//! them without an ONNX library. It covers what excite writes: nodes with
-//! float/int attributes, initializers with raw data, 2-D inputs and outputs.
+//! protobuf, so excite can rewrite graphs (precision, quantisation,
+//! normalising other exporters' MLPs) and run them without an ONNX library.
+//! It reads what the common exporters write: attributes of every kind but
+//! graphs, node domains, initializers in raw or typed fields (data kept in
+//! external files is refused by name), inputs and outputs with their shapes.
 
 use super::proto::{self, Msg, Value};
 
 pub const FLOAT: i32 = 1;
 pub const INT8: i32 = 3;
+pub const INT32: i32 = 6;
 pub const INT64: i32 = 7;
+pub const DOUBLE: i32 = 11;
 pub const FLOAT16: i32 = 10;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attr {
     Float(String, f32),
     Int(String, i64),
+    Floats(String, Vec<f32>),
+    Ints(String, Vec<i64>),
+    Str(String, String),
+    Tensor(String, Init),
+}
+
+impl Attr {
+    pub fn name(&self) -> &str {
+        match self {
+            Attr::Float(n, _) | Attr::Int(n, _) | Attr::Floats(n, _) | Attr::Ints(n, _) | Attr::Str(n, _) | Attr::Tensor(n, _) => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub op: String,
+    /// The operator's domain: "" for ONNX's, `ai.onnx.ml` for its ML operators.
+    pub domain: String,
     pub name: String,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
@@ -42,9 +60,15 @@ impl Node {
         }).unwrap_or(default)
     }
 
+    /// The attribute called `k`, of any kind.
+    pub fn attr(&self, k: &str) -> Option<&Attr> {
+        self.attrs.iter().find(|a| a.name() == k)
+    }
+
     pub fn new(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr>) -> Node {
         Node {
             op: op.into(),
+            domain: String::new(),
             name: name.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
@@ -53,13 +77,16 @@ impl Node {
     }
 }
 
-/// An initializer: element type and little-endian raw data.
+/// An initializer: element type and little-endian raw data (the typed
+/// fields of the file, `float_data` and the like, are read into it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Init {
     pub name: String,
     pub dims: Vec<usize>,
     pub dtype: i32,
     pub raw: Vec<u8>,
+    /// The file keeps the data in another file (`data_location: EXTERNAL`).
+    pub external: bool,
 }
 
 impl Init {
@@ -69,6 +96,16 @@ impl Init {
             dims: dims.to_vec(),
             dtype: FLOAT,
             raw: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            external: false,
+        }
+    }
+
+    /// The values as i64 (INT64, INT32), e.g. a Reshape's shape.
+    pub fn ints(&self) -> Option<Vec<i64>> {
+        match self.dtype {
+            INT64 => Some(self.raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()),
+            INT32 => Some(self.raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect()),
+            _ => None,
         }
     }
 
@@ -100,6 +137,8 @@ pub struct Model {
     pub inputs: Vec<Io>,
     pub outputs: Vec<Io>,
     pub metadata: Vec<(String, String)>,
+    /// Opset versions of other operator domains the nodes use (`ai.onnx.ml`).
+    pub domains: Vec<(String, i64)>,
 }
 
 /// A message's fields, read once, with typed look-ups by field number.
@@ -128,6 +167,55 @@ impl<'a> Fields<'a> {
         self.varints(n).next()
     }
 
+    /// A repeated float field, packed or not.
+    fn floats(&self, n: u32) -> Option<Vec<f32>> {
+        let mut out = Vec::new();
+        for (f, v) in &self.0 {
+            match v {
+                Value::Fixed32(x) if *f == n => out.push(f32::from_bits(*x)),
+                Value::Bytes(b) if *f == n => {
+                    if b.len() % 4 != 0 {
+                        return None;
+                    }
+                    out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                }
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// A repeated fixed64 field (doubles), packed or not, as raw little-endian bytes.
+    fn fixed64s(&self, n: u32) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for (f, v) in &self.0 {
+            match v {
+                Value::Fixed64(x) if *f == n => out.extend(x.to_le_bytes()),
+                Value::Bytes(b) if *f == n => {
+                    if b.len() % 8 != 0 {
+                        return None;
+                    }
+                    out.extend_from_slice(b);
+                }
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// A repeated varint field, packed or not.
+    fn ints(&self, n: u32) -> Option<Vec<u64>> {
+        let mut out = Vec::new();
+        for (f, v) in &self.0 {
+            match v {
+                Value::Varint(x) if *f == n => out.push(*x),
+                Value::Bytes(b) if *f == n => out.extend(proto::packed_varints(b)?),
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
     fn fixed32(&self, n: u32) -> Option<u32> {
         self.0.iter().find_map(|(f, v)| match v {
             Value::Fixed32(x) if *f == n => Some(*x),
@@ -142,6 +230,53 @@ impl<'a> Fields<'a> {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// AttributeProto: name 1, f 2, i 3, s 4, t 5, floats 7, ints 8, type 20
+/// (older files leave the type out). Graph-valued attributes (control flow)
+/// are left out: no MLP has them, and their node is refused where it is run.
+fn read_attr(b: &[u8]) -> Option<Option<Attr>> {
+    let af = Fields::of(b)?;
+    let name = af.text(1);
+    let ty = af.varint(20);
+    let attr = match ty {
+        Some(1) => Attr::Float(name, f32::from_bits(af.fixed32(2)?)),
+        Some(2) => Attr::Int(name, af.varint(3)? as i64),
+        Some(3) => Attr::Str(name, af.text(4)),
+        Some(4) => Attr::Tensor(name, read_tensor(af.bytes(5).next()?)?),
+        Some(6) => Attr::Floats(name, af.floats(7)?),
+        Some(7) => Attr::Ints(name, af.ints(8)?.into_iter().map(|v| v as i64).collect()),
+        Some(_) => return Some(None),
+        None => match (af.fixed32(2), af.varint(3)) {
+            (Some(bits), _) => Attr::Float(name, f32::from_bits(bits)),
+            (None, Some(i)) => Attr::Int(name, i as i64),
+            _ => return Some(None),
+        },
+    };
+    Some(Some(attr))
+}
+
+/// TensorProto: dims 1, data_type 2, float_data 4, int32_data 5,
+/// int64_data 7, name 8, raw_data 9, double_data 10, data_location 14.
+/// Typed fields become little-endian raw data of the element type.
+fn read_tensor(b: &[u8]) -> Option<Init> {
+    let f = Fields::of(b)?;
+    let dims = f.varints(1).map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+    let dtype = f.varint(2).unwrap_or(0) as i32;
+    let mut raw = f.bytes(9).last().unwrap_or_default().to_vec();
+    if f.bytes(9).next().is_none() {
+        raw = match dtype {
+            FLOAT => f.floats(4)?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            INT64 => f.ints(7)?.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+            // int32, int8, uint8, float16 and the like all travel in int32_data
+            INT32 => f.ints(5)?.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+            INT8 | 2 => f.ints(5)?.iter().map(|&x| x as u8).collect(),
+            FLOAT16 | 16 => f.ints(5)?.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
+            DOUBLE => f.fixed64s(10)?,
+            _ => Vec::new(),
+        };
+    }
+    Some(Init { name: f.text(8), dims, dtype, raw, external: f.varint(14) == Some(1) })
 }
 
 /// Most elements one initializer may have (2³¹, 8 GiB of float32): a larger
@@ -164,6 +299,7 @@ fn element_size(dtype: i32) -> Option<usize> {
 /// (others are refused by name where they are run).
 fn min_inputs(op: &str) -> usize {
     match op {
+        "Constant" => 0,
         "Where" => 3,
         "Gemm" | "Add" | "Mul" | "Less" | "Gather" | "QuantizeLinear" | "DequantizeLinear" => 2,
         _ => 1,
@@ -195,6 +331,9 @@ impl Model {
             }
         }
         for t in &self.inits {
+            if t.external {
+                return Err(format!("initializer `{}` keeps its data in an external file, which excite does not read; save the model with its data inside (onnx.save_model(m, path, save_as_external_data=False))", t.name));
+            }
             let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| c <= MAX_ELEMENTS);
             let Some(count) = count else {
                 return Err(format!("initializer `{}` declares shape {:?}, over {MAX_ELEMENTS} elements", t.name, t.dims));
@@ -212,10 +351,17 @@ impl Model {
     fn read(bytes: &[u8]) -> Option<Model> {
         let top = Fields::of(bytes)?;
         let graph = Fields::of(top.bytes(7).next()?)?;
-        let opset = match top.bytes(8).next() {
-            Some(o) => Fields::of(o)?.varint(2).unwrap_or(0) as i64,
-            None => 0,
-        };
+        // opset_import: domain 1, version 2; "" (or "ai.onnx") is ONNX's own
+        let (mut opset, mut domains) = (0, Vec::new());
+        for o in top.bytes(8) {
+            let o = Fields::of(o)?;
+            let (domain, version) = (o.text(1), o.varint(2).unwrap_or(0) as i64);
+            if domain.is_empty() || domain == "ai.onnx" {
+                opset = version;
+            } else {
+                domains.push((domain, version));
+            }
+        }
         let metadata = proto::metadata_props(bytes)?;
         let mut m = Model {
             opset,
@@ -226,21 +372,19 @@ impl Model {
             inputs: vec![],
             outputs: vec![],
             metadata,
+            domains,
         };
         for body in graph.bytes(1) {
             let f = Fields::of(body)?;
             let mut attrs = Vec::new();
             for a in f.bytes(5) {
-                // AttributeProto: name 1, f 2 (fixed32), i 3
-                let af = Fields::of(a)?;
-                if let Some(bits) = af.fixed32(2) {
-                    attrs.push(Attr::Float(af.text(1), f32::from_bits(bits)));
-                } else if let Some(i) = af.varint(3) {
-                    attrs.push(Attr::Int(af.text(1), i as i64));
+                if let Some(attr) = read_attr(a)? {
+                    attrs.push(attr);
                 }
             }
             m.nodes.push(Node {
                 op: f.text(4),
+                domain: f.text(7),
                 name: f.text(3),
                 inputs: f.bytes(1).map(text).collect(),
                 outputs: f.bytes(2).map(text).collect(),
@@ -248,15 +392,7 @@ impl Model {
             });
         }
         for body in graph.bytes(5) {
-            // TensorProto: dims 1, data_type 2, name 8, raw_data 9
-            let f = Fields::of(body)?;
-            let dims = f.varints(1).map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
-            m.inits.push(Init {
-                name: f.text(8),
-                dims,
-                dtype: f.varint(2).unwrap_or(0) as i32,
-                raw: f.bytes(9).last().unwrap_or_default().to_vec(),
-            });
+            m.inits.push(read_tensor(body)?);
         }
         for (field, list) in [(11, &mut m.inputs), (12, &mut m.outputs)] {
             for body in graph.bytes(field) {
@@ -278,28 +414,31 @@ impl Model {
 
     /// Serialises the model (IR 8).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let tensor = |t: &Init| proto::tensor_raw(&t.name, &t.dims, t.dtype as i64, &t.raw);
         let nodes: Vec<Msg> = self
             .nodes
             .iter()
             .map(|n| {
                 let ins: Vec<&str> = n.inputs.iter().map(String::as_str).collect();
                 let outs: Vec<&str> = n.outputs.iter().map(String::as_str).collect();
+                let tensors: Vec<Msg> = n.attrs.iter().map(|a| if let Attr::Tensor(_, t) = a { tensor(t) } else { Msg::default() }).collect();
                 let attrs: Vec<proto::Attr> = n
                     .attrs
                     .iter()
-                    .map(|a| match a {
+                    .zip(&tensors)
+                    .map(|(a, t)| match a {
                         Attr::Float(k, v) => proto::Attr::Float(k, *v),
                         Attr::Int(k, v) => proto::Attr::Int(k, *v),
+                        Attr::Floats(k, v) => proto::Attr::Floats(k, v),
+                        Attr::Ints(k, v) => proto::Attr::Ints(k, v),
+                        Attr::Str(k, v) => proto::Attr::Str(k, v),
+                        Attr::Tensor(k, _) => proto::Attr::Tensor(k, t),
                     })
                     .collect();
-                proto::node(&n.op, &n.name, &ins, &outs, &attrs)
+                proto::node_in(&n.op, &n.domain, &n.name, &ins, &outs, &attrs)
             })
             .collect();
-        let inits: Vec<Msg> = self
-            .inits
-            .iter()
-            .map(|t| proto::tensor_raw(&t.name, &t.dims, t.dtype as i64, &t.raw))
-            .collect();
+        let inits: Vec<Msg> = self.inits.iter().map(tensor).collect();
         let io = |v: &[Io]| {
             v.iter()
                 .map(|i| proto::value_info_typed(&i.name, i.dtype as i64, &i.dims))
@@ -312,7 +451,7 @@ impl Model {
             &io(&self.inputs),
             &io(&self.outputs),
         );
-        proto::model(&graph, self.opset, &self.producer_version, &self.metadata).0
+        proto::model(&graph, self.opset, &self.domains, &self.producer_version, &self.metadata).0
     }
 
     pub fn init(&self, name: &str) -> Option<&Init> {

@@ -39,6 +39,9 @@ impl Value {
     }
 }
 
+/// The operators the interpreter runs: excite's graphs in every precision.
+pub const OPS: [&str; 16] = ["Gemm", "Tanh", "Sigmoid", "Relu", "Softplus", "LeakyRelu", "Elu", "Erf", "Mul", "Add", "Less", "Gather", "Where", "Cast", "QuantizeLinear", "DequantizeLinear"];
+
 /// The interpreter, holding the model's initializers decoded to f32.
 pub struct Interpreter {
     model: Model,
@@ -120,8 +123,9 @@ impl Interpreter {
         })
     }
 
+    /// Loads an ONNX file, in excite's form ([`super::canonical`]).
     pub fn load(path: &Path) -> Result<Interpreter, Error> {
-        Self::new(super::read(path)?).map_err(|e| e.in_file(path))
+        super::canonical(super::read(path)?).and_then(Self::new).map_err(|e| e.in_file(path))
     }
 
     /// Runs the graph on `x` [rows, inputs]; returns every tensor computed, by name.
@@ -224,6 +228,7 @@ impl Interpreter {
                 "Tanh" => map(get(0)?, &|x| x.tanh()),
                 "Sigmoid" => map(get(0)?, &|x| 1.0 / (1.0 + (-x).exp())),
                 "Relu" => map(get(0)?, &|x| x.max(0.0)),
+                "Softplus" => map(get(0)?, &|x| x.max(0.0) + (-x.abs()).exp().ln_1p()),
                 "LeakyRelu" => {
                     let al = n.attr_f("alpha", 0.01);
                     map(get(0)?, &|x| if x >= 0.0 { x } else { al * x })

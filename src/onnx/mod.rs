@@ -5,6 +5,7 @@
 
 pub mod graph;
 pub mod interp;
+pub mod mlp;
 pub mod proto;
 
 pub use graph::Model;
@@ -37,6 +38,39 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
 /// [`Model::parse`] of `bytes` read from `path`, the defect named with the file.
 pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Model, Error> {
     Model::parse(bytes).map_err(|problem| Error::format(path, format!("not a usable ONNX model: {problem}"), HINT))
+}
+
+/// `m` in excite's form ([`mlp::Mlp::to_model`]): an MLP from any common
+/// exporter is rewritten into it; a graph of excite's own that is more than
+/// one fp32 MLP (time windows, fp16 and int8 variants) stays as it is.
+/// Anything else is an error naming what is not an MLP.
+pub fn canonical(m: Model) -> Result<Model, Error> {
+    match mlp::Mlp::from_model(&m) {
+        Ok(net) => Ok(net.to_model(&m)),
+        Err(_) if m.nodes.iter().all(|n| interp::OPS.contains(&n.op.as_str()) && n.domain.is_empty()) => Ok(m),
+        Err(problem) => Err(Error::format("<model>", problem, "excite reads MLPs: Gemm or MatMul + Add layers with the activations listed in README (Bring your own model); export yours in that shape, or run it with --target cpu through ONNX Runtime")),
+    }
+}
+
+/// `m` in excite's form ([`canonical`]) recording `problem` in its
+/// metadata, so that verification, bundles and every later command know what
+/// it computes. Refused when the widths disagree.
+pub fn annotate(m: Model, problem: &crate::data::problem::ProblemMeta) -> Result<Model, Error> {
+    let mut m = canonical(m)?;
+    let width = |io: &[graph::Io]| io.first().and_then(|i| i.dims.get(1).copied().flatten()).unwrap_or(0);
+    let (n_in, n_out) = (width(&m.inputs), width(&m.outputs));
+    if (n_in, n_out) != (problem.inputs.len(), problem.outputs.len()) {
+        let names = |v: &[crate::data::VarRange]| v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(Error::invalid(
+            "--problem",
+            format!("the model takes {n_in} inputs and gives {n_out} outputs; the problem has {} ({}) and {} ({})", problem.inputs.len(), names(&problem.inputs), problem.outputs.len(), names(&problem.outputs)),
+            "pass the dataset the model was trained on, with its columns in the same order",
+        ));
+    }
+    for (k, v) in problem.to_props() {
+        m.set_meta(&k, &v);
+    }
+    Ok(m)
 }
 
 /// Checks that `x` holds `rows` rows of `inputs` values.

@@ -104,10 +104,19 @@ pub fn value_info_typed(name: &str, dtype: i64, dims: &[Option<usize>]) -> Msg {
 pub enum Attr<'a> {
     Float(&'a str, f32),
     Int(&'a str, i64),
+    Floats(&'a str, &'a [f32]),
+    Ints(&'a str, &'a [i64]),
+    Str(&'a str, &'a str),
+    Tensor(&'a str, &'a Msg),
 }
 
 /// NodeProto.
 pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[Attr]) -> Msg {
+    node_in(op, "", name, inputs, outputs, attrs)
+}
+
+/// NodeProto of an operator in `domain` ("" = the default ONNX domain).
+pub fn node_in(op: &str, domain: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[Attr]) -> Msg {
     let mut m = Msg::default();
     for i in inputs {
         m = m.str(1, i);
@@ -118,11 +127,24 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[At
     m = m.str(3, name).str(4, op);
     for a in attrs {
         let attr = match *a {
-            // AttributeProto: name 1, f 2, i 3, type 20 (FLOAT = 1, INT = 2)
+            // AttributeProto: name 1, f 2, i 3, s 4, t 5, floats 7, ints 8, type 20
             Attr::Float(n, v) => Msg::default().str(1, n).float(2, v).int(20, 1),
             Attr::Int(n, v) => Msg::default().str(1, n).int(3, v).int(20, 2),
+            Attr::Str(n, v) => Msg::default().str(1, n).str(4, v).int(20, 3),
+            Attr::Tensor(n, t) => Msg::default().str(1, n).msg(5, t).int(20, 4),
+            Attr::Floats(n, v) => Msg::default().str(1, n).bytes(7, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).int(20, 6),
+            Attr::Ints(n, v) => {
+                let mut packed = Msg::default();
+                for &i in v {
+                    packed.varint(i as u64);
+                }
+                Msg::default().str(1, n).bytes(8, &packed.0).int(20, 7)
+            }
         };
         m = m.msg(5, &attr);
+    }
+    if !domain.is_empty() {
+        m = m.str(7, domain);
     }
     m
 }
@@ -156,6 +178,7 @@ pub fn graph(
 pub fn model(
     graph: &Msg,
     opset: i64,
+    domains: &[(String, i64)],
     producer_version: &str,
     metadata: &[(String, String)],
 ) -> Msg {
@@ -166,6 +189,9 @@ pub fn model(
         .str(3, producer_version)
         .msg(7, graph)
         .msg(8, &opset_id);
+    for (domain, version) in domains {
+        m = m.msg(8, &Msg::default().str(1, domain).int(2, *version));
+    }
     for (k, v) in metadata {
         m = m.msg(14, &Msg::default().str(1, k).str(2, v));
     }
@@ -225,6 +251,16 @@ pub fn read(b: &[u8]) -> Option<Vec<(u32, Value<'_>)>> {
     Some(out)
 }
 
+/// A packed repeated varint field's values.
+pub fn packed_varints(b: &[u8]) -> Option<Vec<u64>> {
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < b.len() {
+        out.push(read_varint(b, &mut pos)?);
+    }
+    Some(out)
+}
+
 /// The length-delimited fields of a message: (field number, payload).
 pub fn fields(b: &[u8]) -> Option<Vec<(u32, &[u8])>> {
     Some(
@@ -280,6 +316,7 @@ mod tests {
         let m = model(
             &g,
             17,
+            &[],
             "0",
             &[("a".into(), "1".into()), ("b".into(), "two".into())],
         );

@@ -141,6 +141,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
                 calibration_rows: b.calibration_rows,
                 verify: Some(Settings { cells: p.verify.cells.min(100), reference_cells: 20_000, seconds: 0.3, ..p.verify.settings() }),
                 seconds: 0.3,
+                problem: None,
             };
             crate::build::build(&dir(Stage::Export).join("model.onnx"), &dir(Stage::Build), &spec, reporter)?;
         }

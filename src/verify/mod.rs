@@ -20,7 +20,7 @@ use crate::train::Mode;
 use crate::Error;
 pub use problem::Problem;
 pub use report::write;
-pub use timing::{reference_rate, time_engine, time_engine_for, Timing};
+pub use timing::{reference_rate, time_engine, time_engine_for, time_rows, Timing};
 
 /// Error limits; a variable passes when every given limit holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -131,20 +131,31 @@ pub struct Example {
     pub reference: Vec<Vec<f64>>,
 }
 
-/// Verifies `engine` (built from the ONNX file `model`) against the Euler reference.
+/// Verifies `engine` (built from the ONNX file `model`) against the Euler
+/// reference, on the problem the file records.
 pub fn verify(
     model: &Path,
     engine: &mut dyn Engine,
     s: &Settings,
     reporter: &dyn Reporter,
 ) -> Result<Report, Error> {
-    let p = Problem::from_onnx(model)?;
+    verify_on(&Problem::from_onnx(model)?, model, engine, s, reporter)
+}
+
+/// [`verify`] on problem `p` (for a model that does not record it).
+pub fn verify_on(
+    p: &Problem,
+    model: &Path,
+    engine: &mut dyn Engine,
+    s: &Settings,
+    reporter: &dyn Reporter,
+) -> Result<Report, Error> {
     let info = engine.info();
     if info.inputs != p.inputs.len() || info.outputs != p.outputs.len() {
         return Err(Error::format(
             model,
             format!(
-                "engine takes {} inputs and gives {} outputs; the metadata says {} and {}",
+                "engine takes {} inputs and gives {} outputs; the problem has {} and {}",
                 info.inputs,
                 info.outputs,
                 p.inputs.len(),

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::cell::{self, Model};
 use crate::data::sampling::{self, Method, Rng};
+use crate::data::problem::ProblemMeta;
 use crate::data::{ModelMeta, TimeMeta, VarRange};
 use crate::solve::{Cells, Column, TimeGrid};
 use crate::train::Mode;
@@ -26,50 +27,51 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The problem recorded in the ONNX file `path` ([`ProblemMeta`]).
     pub fn from_onnx(path: &Path) -> Result<Problem, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let hint = "export the surrogate with `excite export`, which records the cell model and ranges in the file";
+        let bytes = crate::onnx::read_bytes(path)?;
         let props = crate::onnx::proto::metadata_props(&bytes)
-            .ok_or_else(|| Error::format(path, "not an ONNX model file", hint))?;
-        let get = |k: &str| {
-            props
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| Error::format(path, format!("no `{k}` in metadata_props"), hint))
-        };
-        let parse = |k: &str| -> Result<serde_json::Value, Error> {
-            serde_json::from_str(&get(k)?)
-                .map_err(|e| Error::format(path, format!("`{k}` is not valid JSON: {e}"), hint))
-        };
-        let de = |k: &str| -> Result<_, Error> { Ok(parse(k)?) };
-        let model_meta: ModelMeta = serde_json::from_value(de("excite.model")?)
-            .map_err(|e| Error::format(path, format!("excite.model: {e}"), hint))?;
-        let inputs: Vec<VarRange> = serde_json::from_value(de("excite.inputs")?)
-            .map_err(|e| Error::format(path, format!("excite.inputs: {e}"), hint))?;
-        let outputs: Vec<VarRange> = serde_json::from_value(de("excite.outputs")?)
-            .map_err(|e| Error::format(path, format!("excite.outputs: {e}"), hint))?;
-        let time: TimeMeta = serde_json::from_value(de("excite.time")?)
-            .map_err(|e| Error::format(path, format!("excite.time: {e}"), hint))?;
-        let initial = serde_json::from_value(de("excite.initial")?)
-            .map_err(|e| Error::format(path, format!("excite.initial: {e}"), hint))?;
-        let sampling = serde_json::from_value(de("excite.sampling")?)
-            .map_err(|e| Error::format(path, format!("excite.sampling: {e}"), hint))?;
-        let kind: Mode = serde_json::from_value(serde_json::Value::String(get("excite.kind")?))
-            .map_err(|e| Error::format(path, format!("excite.kind: {e}"), hint))?;
-        let model = cell::by_name(&model_meta.name)?;
-        let grid = TimeGrid::new(time.t_end, time.dt, time.sample_every)?;
+            .ok_or_else(|| Error::format(path, "not an ONNX model file", "pass an ONNX model"))?;
+        Self::from_props(&props).map_err(|e| e.in_file(path))
+    }
+
+    /// The problem in `metadata_props` entries.
+    pub fn from_props(props: &[(String, String)]) -> Result<Problem, Error> {
+        let meta = ProblemMeta::from_props(props).map_err(|problem| {
+            Error::format("<model>", problem, "a model from `excite export` records its problem; for one trained elsewhere pass --problem DATASET (the dataset it was trained on), or write it into the file once with `excite annotate MODEL --problem DATASET -o OUT`")
+        })?;
+        Self::from_meta(meta)
+    }
+
+    pub fn from_meta(meta: ProblemMeta) -> Result<Problem, Error> {
+        let kind: Mode = serde_json::from_value(serde_json::Value::String(meta.kind.clone()))
+            .map_err(|e| Error::format("<model>", format!("excite.kind: {e}"), "one of ddnn, pinn, itnn"))?;
+        let model = cell::by_name(&meta.model.name)?;
+        let grid = TimeGrid::new(meta.time.t_end, meta.time.dt, meta.time.sample_every)?;
         Ok(Problem {
             model,
-            model_meta,
+            model_meta: meta.model,
             kind,
-            inputs,
-            outputs,
-            time,
+            inputs: meta.inputs,
+            outputs: meta.outputs,
+            time: meta.time,
             grid,
-            initial,
-            sampling,
+            initial: meta.initial,
+            sampling: meta.sampling,
         })
+    }
+
+    /// The [`ProblemMeta`] this problem was read from.
+    pub fn meta(&self) -> ProblemMeta {
+        ProblemMeta {
+            kind: serde_json::to_value(self.kind).expect("serialises").as_str().unwrap_or_default().to_string(),
+            model: self.model_meta.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            time: self.time.clone(),
+            initial: self.initial.clone(),
+            sampling: self.sampling.clone(),
+        }
     }
 
     /// `n` fresh cells: the sampled initial states and parameters drawn by

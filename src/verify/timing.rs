@@ -69,6 +69,15 @@ pub fn time_engine_for(
             .collect(),
         _ => trajectory_inputs(p, cells),
     };
+    time_rows(engine, &pool, n_in, batch, timing)
+}
+
+/// Times `engine` on batches of `batch` rows cut from `pool` (rows of `n_in`
+/// values, repeated as needed): samples per second and latency percentiles.
+pub fn time_rows(engine: &mut dyn Engine, pool: &[f32], n_in: usize, batch: usize, timing: Timing) -> Result<(f64, Latency), Error> {
+    if pool.is_empty() || n_in == 0 {
+        return Err(Error::invalid("timing", "no input rows", "give the engine at least one row"));
+    }
     let x: Vec<f32> = pool.iter().copied().cycle().take(batch * n_in).collect();
     for _ in 0..3 {
         engine.run(&x, batch)?;

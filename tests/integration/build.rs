@@ -41,6 +41,7 @@ fn spec(precision: PrecisionChoice, batch: BatchChoice, data: Option<&Path>) -> 
             ..Settings::default()
         }),
         seconds: 0.02,
+        problem: None,
     }
 }
 

@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod export;
+mod foreign;
 mod hostile;
 mod ffi;
 mod kernels;

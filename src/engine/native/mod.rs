@@ -2,9 +2,9 @@
 //! keeps a tile of rows in an L1-sized buffer through every layer, instead of
 //! a runtime's one operator (and one memory pass) per layer.
 //!
-//! This file loads the ONNX files excite writes (Gemm and the seven
-//! activations, SiLU and GELU as the patterns `excite export` emits; any other
-//! operator is refused by name) and shares a batch among threads;
+//! This file loads any MLP-shaped ONNX model ([`crate::onnx::mlp`] reads
+//! excite's exports and other exporters' into dense layers; anything else is
+//! refused by name) and shares a batch among threads;
 //! `kernel.rs` is the fused kernel, written once over the vector operations
 //! of `simd.rs` (AVX-512, AVX2 + FMA, portable; chosen at run time).
 //! Activations use vectorisable approximations with stated errors against
@@ -16,7 +16,8 @@
 
 use std::path::Path;
 
-use crate::onnx::graph::{Model, Node};
+use crate::onnx::graph::Model;
+use crate::onnx::mlp::{Act as MlpAct, Mlp};
 use crate::engine::{Engine, EngineInfo};
 use crate::isa::Isa;
 use crate::Error;
@@ -102,48 +103,25 @@ impl NativeEngine {
         })
     }
 
+    /// The network of any MLP-shaped model ([`crate::onnx::mlp`]: excite's
+    /// exports and other exporters' alike).
     pub fn from_model(m: &Model, threads: usize) -> Result<NativeEngine, Error> {
         let bad = |p: String| Error::format("<model>", p, "");
-        let input = m.inputs.first().ok_or_else(|| bad("the model has no input".into()))?;
-        let output = m.outputs.first().ok_or_else(|| bad("the model has no output".into()))?;
-        let mut layers: Vec<Layer> = Vec::new();
-        let mut cur = input.name.clone();
-        let mut i = 0;
-        let nodes = &m.nodes;
-        while i < nodes.len() {
-            let n = &nodes[i];
-            if n.op != "Gemm" || n.inputs.first() != Some(&cur) {
-                return Err(bad(format!("operator `{}` (node `{}`) is not supported by the native engine", n.op, n.name)));
-            }
-            if n.attr_i("transA", 0) != 0 || n.attr_i("transB", 0) != 0 {
-                return Err(bad(format!("Gemm `{}` with transposed operands is not supported", n.name)));
-            }
-            let wname = n.inputs.get(1).map(String::as_str).unwrap_or_default();
-            let (dims, wv) = m.init(wname).and_then(|t| t.floats().map(|v| (t.dims.clone(), v))).ok_or_else(|| bad(format!("Gemm `{}`: weight `{wname}` is not a float32 initializer", n.name)))?;
-            let [d_in, d_out] = dims[..] else {
-                return Err(bad(format!("Gemm `{}`: weight `{wname}` has shape {dims:?}, not [inputs, outputs]", n.name)));
+        let mlp = Mlp::from_model(m).map_err(bad)?;
+        let mut layers = Vec::with_capacity(mlp.layers.len());
+        for d in mlp.layers {
+            let act = match d.act {
+                MlpAct::Linear => Act::Linear,
+                MlpAct::Relu => Act::Relu,
+                MlpAct::LeakyRelu(a) => Act::LeakyRelu(a),
+                MlpAct::Elu(a) => Act::Elu(a),
+                MlpAct::Tanh => Act::Tanh,
+                MlpAct::Sigmoid => Act::Sigmoid,
+                MlpAct::Silu => Act::Silu,
+                MlpAct::Gelu => Act::Gelu,
+                MlpAct::Softplus => return Err(bad("softplus is not in the native engine's kernels yet".into())),
             };
-            let bias = match n.inputs.get(2) {
-                Some(b) => m.init(b).and_then(|t| t.floats()).ok_or_else(|| bad(format!("Gemm `{}`: bias `{b}` is not a float32 initializer", n.name)))?,
-                None => vec![0.0; d_out],
-            };
-            let z = n.outputs.first().cloned().ok_or_else(|| bad(format!("Gemm `{}` has no output", n.name)))?;
-            i += 1;
-            let (act, out) = recognise(&nodes[i..], &z, m).map_err(bad)?;
-            i += act.1;
-            if d_in.checked_mul(d_out) != Some(wv.len()) || bias.len() != d_out {
-                return Err(bad(format!("Gemm `{}`: weight or bias sizes do not match {d_in}×{d_out}", n.name)));
-            }
-            if let Some(prev) = layers.last() {
-                if prev.d_out != d_in {
-                    return Err(bad(format!("Gemm `{}` takes {d_in} inputs after a layer of {}", n.name, prev.d_out)));
-                }
-            }
-            layers.push(Layer { d_in, d_out, w: wv, b: bias, act: act.0 });
-            cur = out;
-        }
-        if cur != output.name || layers.is_empty() {
-            return Err(bad(format!("the graph does not end in its output `{}`", output.name)));
+            layers.push(Layer { d_in: d.d_in, d_out: d.d_out, w: d.w, b: d.b, act });
         }
         let inputs = layers[0].d_in;
         let outputs = layers.last().expect("non-empty").d_out;
@@ -261,42 +239,6 @@ impl NativeEngine {
             self.run_into(x, rows, &mut y, isa)?;
         }
         Ok(y)
-    }
-}
-
-/// The activation nodes following a Gemm whose output is `z`: returns the
-/// activation, how many nodes it spans, and the name of its output.
-fn recognise(rest: &[Node], z: &str, m: &Model) -> Result<((Act, usize), String), String> {
-    let is_const = |name: &str, v: f32| m.init(name).and_then(|t| t.floats()).is_some_and(|f| f.len() == 1 && (f[0] - v).abs() < 1e-6);
-    let Some(n) = rest.first().filter(|n| n.inputs.first().map(String::as_str) == Some(z)) else {
-        return Ok(((Act::Linear, 0), z.to_string()));
-    };
-    let one = |a: Act| Ok(((a, 1), n.outputs[0].clone()));
-    match n.op.as_str() {
-        "Relu" => one(Act::Relu),
-        "Tanh" => one(Act::Tanh),
-        "LeakyRelu" => one(Act::LeakyRelu(n.attr_f("alpha", 0.01))),
-        "Elu" => one(Act::Elu(n.attr_f("alpha", 1.0))),
-        "Sigmoid" => {
-            // SiLU: Sigmoid(z) then Mul(z, s)
-            if let Some(mul) = rest.get(1) {
-                let s = &n.outputs[0];
-                if mul.op == "Mul" && mul.inputs.contains(&z.to_string()) && mul.inputs.contains(s) {
-                    return Ok(((Act::Silu, 2), mul.outputs[0].clone()));
-                }
-            }
-            one(Act::Sigmoid)
-        }
-        "Mul" if rest.len() >= 5 => {
-            // GELU: Mul(z, 1/√2) → Erf → Add(1) → Mul(z, ·) → Mul(0.5)
-            let ops: Vec<&str> = rest[..5].iter().map(|n| n.op.as_str()).collect();
-            let c = n.inputs.get(1).map(String::as_str).unwrap_or("");
-            if ops == ["Mul", "Erf", "Add", "Mul", "Mul"] && is_const(c, std::f32::consts::FRAC_1_SQRT_2) {
-                return Ok(((Act::Gelu, 5), rest[4].outputs[0].clone()));
-            }
-            Err(format!("operator `Mul` (node `{}`) is not supported by the native engine", n.name))
-        }
-        op => Err(format!("operator `{op}` (node `{}`) is not supported by the native engine", n.name)),
     }
 }
 
