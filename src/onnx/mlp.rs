@@ -56,6 +56,25 @@ impl Act {
         }
     }
 
+    /// The derivative in f64.
+    pub fn derivative(self, x: f64) -> f64 {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        match self {
+            Act::Linear => 1.0,
+            Act::Relu => if x > 0.0 { 1.0 } else { 0.0 },
+            Act::LeakyRelu(a) => if x < 0.0 { a as f64 } else { 1.0 },
+            Act::Elu(a) => if x < 0.0 { a as f64 * x.exp() } else { 1.0 },
+            Act::Tanh => 1.0 - x.tanh().powi(2),
+            Act::Sigmoid => sigmoid(x) * (1.0 - sigmoid(x)),
+            Act::Softplus => sigmoid(x),
+            Act::Silu => sigmoid(x) * (1.0 + x * (1.0 - sigmoid(x))),
+            Act::Gelu => {
+                let cdf = 0.5 * (1.0 + crate::special::erf(x / std::f64::consts::SQRT_2));
+                cdf + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Act::Linear => "linear",
@@ -103,7 +122,9 @@ fn const_of(t: &Init) -> Option<Const> {
         super::graph::DOUBLE => t.raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
         _ => return None,
     };
-    Some(Const { dims: t.dims.clone(), v })
+    // a Constant node's tensor is not checked by the reader: its shape must hold its values
+    let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    (count == v.len()).then(|| Const { dims: t.dims.clone(), v })
 }
 
 /// A per-feature affine map `x·s + o` (in f64).
@@ -153,6 +174,49 @@ impl Mlp {
 
     pub fn inputs(&self) -> usize {
         self.layers[0].d_in
+    }
+
+    /// The outputs for `rows` rows of `x`, in f64 (the scalar reference of
+    /// the network, before any engine's rounding).
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(rows * self.outputs());
+        for r in 0..rows {
+            let mut v: Vec<f64> = x[r * self.inputs()..(r + 1) * self.inputs()].iter().map(|&v| v as f64).collect();
+            for l in &self.layers {
+                v = (0..l.d_out).map(|j| l.act.eval(l.b[j] as f64 + (0..l.d_in).map(|i| v[i] * l.w[i * l.d_out + j] as f64).sum::<f64>())).collect();
+            }
+            out.extend(v);
+        }
+        out
+    }
+
+    /// d outputs / d inputs for each of `rows` rows of `x`: row-major
+    /// [rows][outputs][inputs], exact in f64, by forward-mode tangents (one
+    /// per input) carried through every layer with the activations' derivatives.
+    pub fn jacobian(&self, x: &[f32], rows: usize) -> Vec<f64> {
+        let (n_in, n_out) = (self.inputs(), self.outputs());
+        let mut out = Vec::with_capacity(rows * n_out * n_in);
+        for r in 0..rows {
+            let mut v: Vec<f64> = x[r * n_in..(r + 1) * n_in].iter().map(|&v| v as f64).collect();
+            // tangents[i][k]: d v_i / d x_k
+            let mut t: Vec<Vec<f64>> = (0..n_in).map(|i| (0..n_in).map(|k| if i == k { 1.0 } else { 0.0 }).collect()).collect();
+            for l in &self.layers {
+                let mut nv = Vec::with_capacity(l.d_out);
+                let mut nt = Vec::with_capacity(l.d_out);
+                for j in 0..l.d_out {
+                    let z = l.b[j] as f64 + (0..l.d_in).map(|i| v[i] * l.w[i * l.d_out + j] as f64).sum::<f64>();
+                    let d = l.act.derivative(z);
+                    nt.push((0..n_in).map(|k| d * (0..l.d_in).map(|i| t[i][k] * l.w[i * l.d_out + j] as f64).sum::<f64>()).collect::<Vec<f64>>());
+                    nv.push(l.act.eval(z));
+                }
+                v = nv;
+                t = nt;
+            }
+            for row in t {
+                out.extend(row);
+            }
+        }
+        out
     }
 
     pub fn outputs(&self) -> usize {
@@ -389,7 +453,7 @@ impl<'a> Walk<'a> {
                     // the affine map pending on the input folds into the weights
                     if let State::Value(a) = &state {
                         if !a.is_identity() {
-                            let (s, o) = (broadcast(&a.s, d_in), broadcast(&a.o, d_in));
+                            let (s, o) = (broadcast(&a.s, d_in).map_err(|e| format!("{} `{}`: {e}", n.op, n.name))?, broadcast(&a.o, d_in).map_err(|e| format!("{} `{}`: {e}", n.op, n.name))?);
                             for j in 0..d_out {
                                 let mut shift = 0.0;
                                 for i in 0..d_in {
@@ -434,7 +498,7 @@ impl<'a> Walk<'a> {
         if let State::Value(a) = state {
             if !a.is_identity() {
                 let d = self.width.expect("known after a layer");
-                let (s, o) = (broadcast(&a.s, d), broadcast(&a.o, d));
+                let (s, o) = (broadcast(&a.s, d)?, broadcast(&a.o, d)?);
                 let mut w = vec![0.0f32; d * d];
                 for i in 0..d {
                     w[i * d + i] = s[i] as f32;
@@ -452,7 +516,7 @@ impl<'a> Walk<'a> {
             let off = attr_floats(n, "offset").unwrap_or_else(|| vec![0.0]);
             let sc = attr_floats(n, "scale").unwrap_or_else(|| vec![1.0]);
             let d = off.len().max(sc.len());
-            let (off, sc) = (broadcast(&off, d), broadcast(&sc, d));
+            let (off, sc) = (broadcast(&off, d)?, broadcast(&sc, d)?);
             return Ok((sc.clone(), off.iter().zip(&sc).map(|(o, s)| -o * s).collect()));
         }
         let (first, second) = (n.inputs.first().map(String::as_str), n.inputs.get(1).map(String::as_str));
@@ -484,7 +548,7 @@ impl<'a> Walk<'a> {
         Ok(match state {
             State::PreActivation => {
                 let l = self.layers.last_mut().expect("a layer");
-                let (s, o) = (broadcast(&s, l.d_out), broadcast(&o, l.d_out));
+                let (s, o) = (broadcast(&s, l.d_out)?, broadcast(&o, l.d_out)?);
                 for j in 0..l.d_out {
                     for i in 0..l.d_in {
                         l.w[i * l.d_out + j] = (l.w[i * l.d_out + j] as f64 * s[j]) as f32;
@@ -495,7 +559,7 @@ impl<'a> Walk<'a> {
             }
             State::Value(a) => {
                 let d = a.s.len().max(s.len()).max(self.width.unwrap_or(0));
-                let (as_, ao, s, o) = (broadcast(&a.s, d), broadcast(&a.o, d), broadcast(&s, d), broadcast(&o, d));
+                let (as_, ao, s, o) = (broadcast(&a.s, d)?, broadcast(&a.o, d)?, broadcast(&s, d)?, broadcast(&o, d)?);
                 State::Value(Affine { s: (0..d).map(|i| as_[i] * s[i]).collect(), o: (0..d).map(|i| ao[i] * s[i] + o[i]).collect() })
             }
         })
@@ -605,7 +669,7 @@ impl<'a> Walk<'a> {
 
 /// A constant as `d` per-feature values: a scalar, [d], [1, d] or [1].
 fn per_feature(c: &Const, d: usize) -> Option<Vec<f64>> {
-    let n: usize = c.dims.iter().product();
+    let n = c.v.len();
     let feature_shaped = match c.dims.len() {
         0 => true,
         1 => true,
@@ -622,10 +686,68 @@ fn per_feature(c: &Const, d: usize) -> Option<Vec<f64>> {
     }
 }
 
-fn broadcast(v: &[f64], d: usize) -> Vec<f64> {
+/// `v` as `d` per-feature values: one value repeated, or exactly `d`.
+fn broadcast(v: &[f64], d: usize) -> Result<Vec<f64>, String> {
     match v.len() {
-        0 => vec![0.0; d],
-        1 => vec![v[0]; d],
-        _ => v.to_vec(),
+        1 => Ok(vec![v[0]; d]),
+        n if n == d => Ok(v.to_vec()),
+        n => Err(format!("{n} per-feature values where the network has {d} features")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(name: &str, d: usize) -> Io {
+        Io { name: name.into(), dtype: FLOAT, dims: vec![None, Some(d)] }
+    }
+
+    fn model(nodes: Vec<Node>, inits: Vec<Init>, d_in: usize) -> Model {
+        Model { opset: 17, producer_version: String::new(), name: "t".into(), nodes, inits, inputs: vec![io("x", d_in)], outputs: vec![io("y", 2)], metadata: vec![], domains: vec![] }
+    }
+
+    /// Found by tests/fuzz.rs: a scaling with fewer values than the input's
+    /// features indexed past them; now each mismatch is a named error.
+    #[test]
+    fn per_feature_constants_that_do_not_fit_are_named() {
+        let w = Init::f32("w", &[7, 2], &[0.5; 14]);
+        let mut scaler = Node::new("Scaler", "scale", &["x"], &["s"], vec![Attr::Floats("offset".into(), vec![0.0; 3]), Attr::Floats("scale".into(), vec![1.0; 3])]);
+        scaler.domain = "ai.onnx.ml".into();
+        let m = model(vec![scaler, Node::new("MatMul", "mm", &["s", "w"], &["y"], vec![])], vec![w.clone()], 7);
+        let e = Mlp::from_model(&m).unwrap_err();
+        assert!(e.contains("3 per-feature values") && e.contains("7 features"), "{e}");
+        // a Constant whose shape does not hold its values is not a constant
+        let bad = Init { name: "c".into(), dims: vec![2, 3], dtype: FLOAT, raw: 1f32.to_le_bytes().to_vec(), external: false };
+        let m = model(vec![Node::new("Constant", "k", &[], &["c"], vec![Attr::Tensor("value".into(), bad)]), Node::new("Gemm", "g", &["x", "c"], &["y"], vec![])], vec![], 3);
+        assert!(Mlp::from_model(&m).unwrap_err().contains("Constant `k`"));
+    }
+
+    /// The Jacobian matches central differences of the f64 forward pass for
+    /// every activation.
+    #[test]
+    fn jacobian_matches_finite_differences() {
+        for act in [Act::Relu, Act::LeakyRelu(0.1), Act::Elu(1.0), Act::Tanh, Act::Sigmoid, Act::Softplus, Act::Silu, Act::Gelu] {
+            let w0: Vec<f32> = (0..12).map(|i| ((i * 7 % 5) as f32 - 2.0) / 3.0).collect();
+            let w1: Vec<f32> = (0..8).map(|i| ((i * 3 % 7) as f32 - 3.0) / 4.0).collect();
+            let net = Mlp {
+                input: "x".into(),
+                output: "y".into(),
+                layers: vec![Dense { d_in: 3, d_out: 4, w: w0, b: vec![0.1, -0.2, 0.3, 0.05], act }, Dense { d_in: 4, d_out: 2, w: w1, b: vec![0.0, 1.0], act: Act::Linear }],
+            };
+            let x = [0.3f32, -0.7, 1.1];
+            let j = net.jacobian(&x, 1);
+            for k in 0..3 {
+                let h = 1e-3f32;
+                let (mut a, mut b) = (x, x);
+                a[k] += h;
+                b[k] -= h;
+                let (ya, yb) = (net.forward(&a, 1), net.forward(&b, 1));
+                for o in 0..2 {
+                    let fd = (ya[o] - yb[o]) / (a[k] as f64 - b[k] as f64);
+                    assert!((j[o * 3 + k] - fd).abs() < 1e-5, "{act:?} d y{o}/d x{k}: {} vs {fd}", j[o * 3 + k]);
+                }
+            }
+        }
     }
 }
