@@ -10,6 +10,7 @@
 #     onnx it is the independent reader the export tests check files with;
 #   - scikit-learn and skl2onnx: real exporters' files for the tests of models
 #     trained elsewhere (tests/integration/foreign.rs);
+#   - maturin (builds the Python package in python/) and pytest (its tests);
 #   - minisign, the one system-wide install (below).
 # Safe to re-run: it does nothing when .deps/ already matches this list.
 set -euo pipefail
@@ -28,7 +29,7 @@ if ! command -v minisign >/dev/null 2>&1; then
     fi
 fi
 
-requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0"
+requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0 maturin==1.16.0 pytest==9.0.1"
 python="${PYTHON:-python3}"
 target=.deps/python
 stamp=.deps/installed.txt

@@ -8,3 +8,10 @@ scripts/setup.sh
 # the library target, which `cargo test` alone does not produce.
 cargo build --release --lib
 cargo test --release "$@"
+# the Python package: built by maturin into a wheel, installed into
+# .deps/excite (import excite with PYTHONPATH=.deps/python:.deps/excite),
+# tested with pytest against the CLI and the Rust loader
+.deps/python/bin/maturin build --quiet --release -m python/Cargo.toml --out target/wheels --interpreter python3
+rm -rf .deps/excite
+python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .deps/excite target/wheels/excite-*.whl
+PYTHONPATH=.deps/python:.deps/excite python3 -m pytest -q python/tests

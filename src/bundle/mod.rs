@@ -18,6 +18,7 @@ use crate::data::{ModelMeta, TimeMeta, VarRange};
 use crate::engine::manifest::{BatchProfile, Manifest, Target};
 use crate::engine::Engine;
 use crate::fsio::{write_atomic, StagingDir};
+use crate::onnx::mlp::Mlp;
 use crate::train::Mode;
 use crate::verify::{Budget, Problem, Report};
 use crate::Error;
@@ -222,6 +223,9 @@ pub struct Surrogate {
     pub manifest: BundleManifest,
     engine: Box<dyn Engine>,
     engine_name: String,
+    /// The network as dense layers, for derivatives (None for a
+    /// time-windowed model, which is more than one MLP).
+    network: Option<Mlp>,
 }
 
 impl Surrogate {
@@ -241,6 +245,8 @@ impl Surrogate {
 
     fn from_opened(opened: Opened) -> Result<Surrogate, Error> {
         let Opened { dir, manifest, .. } = opened;
+        let model = crate::fsio::confined(&dir, &manifest.model, "bundle.json `model`")?;
+        let network = Mlp::from_model(&crate::onnx::read(&model)?).ok();
         let rank = |t: Target| match t {
             Target::Tensorrt => 0,
             Target::NativeCuda => 1,
@@ -254,17 +260,34 @@ impl Surrogate {
         for e in &engines {
             if let Ok((m, engine)) = crate::engine::open(&crate::fsio::confined(&dir, &e.dir, "bundle.json `engines[].dir`")?) {
                 let name = format!("{} {} ({})", engine.info().backend, m.precision.name(), e.dir);
-                return Ok(Surrogate { manifest, engine, engine_name: name });
+                return Ok(Surrogate { manifest, engine, engine_name: name, network });
             }
         }
-        let engine = crate::onnx::Interpreter::load(&crate::fsio::confined(&dir, &manifest.model, "bundle.json `model`")?)?;
-        Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into() })
+        let engine = crate::onnx::Interpreter::load(&model)?;
+        Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into(), network })
     }
 
     /// A surrogate of `manifest`'s inputs and outputs that predicts with
     /// `engine` (one the host built), named `name` in [`Surrogate::engine`].
     pub fn with_engine(manifest: BundleManifest, engine: Box<dyn Engine>, name: &str) -> Surrogate {
-        Surrogate { manifest, engine, engine_name: name.to_string() }
+        Surrogate { manifest, engine, engine_name: name.to_string(), network: None }
+    }
+
+    /// d outputs / d inputs per row of `x`: [rows][outputs][inputs], exact
+    /// derivatives of the bundled network ([`Mlp::jacobian`], f64 rounded to f32).
+    pub fn jacobian(&self, x: &[f32]) -> Result<Vec<f32>, Error> {
+        let n = self.inputs();
+        let net = self.network.as_ref().ok_or_else(|| Error::invalid("jacobian", "this bundle's model is not one MLP (a time-windowed surrogate switches networks at window edges)", "differentiate per window, or use finite differences"))?;
+        if n == 0 || x.len() % n != 0 {
+            return Err(Error::invalid("inputs", format!("{} values are not whole rows of {n} inputs", x.len()), "pass rows × inputs values"));
+        }
+        Ok(net.jacobian(x, x.len() / n).into_iter().map(|v| v as f32).collect())
+    }
+
+    /// The parts: manifest, engine, its name, and the network (for hosts
+    /// that keep the engine themselves, like the Python package).
+    pub fn into_parts(self) -> (BundleManifest, Box<dyn Engine>, String, Option<Mlp>) {
+        (self.manifest, self.engine, self.engine_name, self.network)
     }
 
     /// Outputs for `x`: rows of `inputs()` values in physical units, row-major.
