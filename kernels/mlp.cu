@@ -17,6 +17,8 @@ __device__ __forceinline__ float act_tanh(float x, float p) { return tanhf(x); }
 __device__ __forceinline__ float act_sigmoid(float x, float p) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float act_silu(float x, float p) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float act_gelu(float x, float p) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ float act_gelu_tanh(float x, float p) { return 0.5f * x * (1.0f + tanhf(0.7978845608f * fmaf(0.044715f * x * x, x, x))); }
+__device__ __forceinline__ float act_softplus(float x, float p) { return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))); }
 
 // dst[j] = act(b[j] + sum_k src[k] * w[k][j]), w row-major [in][out], summed over k in order.
 #define DENSE(IN, OUT, SRC, DST, W, B, ACT, P)                              \

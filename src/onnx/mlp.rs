@@ -35,9 +35,15 @@ pub enum Act {
     Softplus,
     /// x·sigmoid(x).
     Silu,
-    /// 0.5·x·(1 + erf(x/√2)), exact (not the tanh approximation).
+    /// 0.5·x·(1 + erf(x/√2)), exact.
     Gelu,
+    /// The tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh,
 }
+
+/// √(2/π) and the cubic coefficient of the tanh form of GELU.
+const GELU_TANH_SCALE: f64 = 0.797_884_560_802_865_4;
+const GELU_TANH_CUBIC: f64 = 0.044_715;
 
 impl Act {
     /// The function in f64, for recognition and tests.
@@ -53,6 +59,7 @@ impl Act {
             Act::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             Act::Silu => x * sigmoid(x),
             Act::Gelu => 0.5 * x * (1.0 + crate::special::erf(x / std::f64::consts::SQRT_2)),
+            Act::GeluTanh => 0.5 * x * (1.0 + (GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x)).tanh()),
         }
     }
 
@@ -72,6 +79,10 @@ impl Act {
                 let cdf = 0.5 * (1.0 + crate::special::erf(x / std::f64::consts::SQRT_2));
                 cdf + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
             }
+            Act::GeluTanh => {
+                let t = (GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_TANH_SCALE * (1.0 + 3.0 * GELU_TANH_CUBIC * x * x)
+            }
         }
     }
 
@@ -86,6 +97,7 @@ impl Act {
             Act::Softplus => "softplus",
             Act::Silu => "silu",
             Act::Gelu => "gelu",
+            Act::GeluTanh => "gelu_tanh",
         }
     }
 }
@@ -291,6 +303,23 @@ pub fn emit(prefix: &str, layers: &[Dense], input: &str, output: &str, nodes: &m
                 nodes.push(Node::new("Mul", &n("gelu_mul"), &[&z, &p], &[&m], vec![]));
                 nodes.push(Node::new("Mul", &n("gelu_half"), &[&m, &half], &[&a], vec![]));
             }
+            Act::GeluTanh => {
+                // 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³))), in operators every runtime has
+                let c = konst(format!("{prefix}gelu_cubic"), GELU_TANH_CUBIC as f32);
+                let k = konst(format!("{prefix}gelu_sqrt_2_pi"), GELU_TANH_SCALE as f32);
+                let one = konst(format!("{prefix}one"), 1.0);
+                let half = konst(format!("{prefix}half"), 0.5);
+                let t = |s: &str| n(&format!("gelu_{s}"));
+                nodes.push(Node::new("Mul", &t("sq_node"), &[&z, &z], &[&t("sq")], vec![]));
+                nodes.push(Node::new("Mul", &t("cube_node"), &[&t("sq"), &z], &[&t("cube")], vec![]));
+                nodes.push(Node::new("Mul", &t("cubic_node"), &[&t("cube"), &c], &[&t("cubic")], vec![]));
+                nodes.push(Node::new("Add", &t("inner_node"), &[&z, &t("cubic")], &[&t("inner")], vec![]));
+                nodes.push(Node::new("Mul", &t("scaled_node"), &[&t("inner"), &k], &[&t("scaled")], vec![]));
+                nodes.push(Node::new("Tanh", &t("tanh_node"), &[&t("scaled")], &[&t("th")], vec![]));
+                nodes.push(Node::new("Add", &t("add_node"), &[&t("th"), &one], &[&t("p")], vec![]));
+                nodes.push(Node::new("Mul", &t("mul_node"), &[&z, &t("p")], &[&t("m")], vec![]));
+                nodes.push(Node::new("Mul", &t("half_node"), &[&t("m"), &half], &[&a], vec![]));
+            }
         }
         cur = a;
     }
@@ -479,10 +508,13 @@ impl<'a> Walk<'a> {
                 "LeakyRelu" => state = self.activate(state, Act::LeakyRelu(n.attr_f("alpha", 0.01)), &n.name)?,
                 "Elu" => state = self.activate(state, Act::Elu(n.attr_f("alpha", 1.0)), &n.name)?,
                 "Gelu" => {
-                    if matches!(n.attr("approximate"), Some(Attr::Str(_, a)) if a != "none") {
-                        return Err(format!("Gelu `{}` uses the tanh approximation, which excite's kernels do not compute; export the exact GELU", n.name));
-                    }
-                    state = self.activate(state, Act::Gelu, &n.name)?;
+                    let act = match n.attr("approximate") {
+                        None => Act::Gelu,
+                        Some(Attr::Str(_, a)) if a == "none" => Act::Gelu,
+                        Some(Attr::Str(_, a)) if a == "tanh" => Act::GeluTanh,
+                        Some(other) => return Err(format!("Gelu `{}`: approximate = {other:?} is neither \"none\" nor \"tanh\"", n.name)),
+                    };
+                    state = self.activate(state, act, &n.name)?;
                 }
                 op => return Err(format!("operator `{op}` (node `{}`) does not fit an MLP here", n.name)),
             }
@@ -657,10 +689,10 @@ impl<'a> Walk<'a> {
             let ok = k.is_finite() && k.abs() > 1e-9 && xs.iter().zip(got).all(|(x, y)| (k * x + c - y).abs() <= 1e-5 * (1.0 + y.abs()));
             ok.then_some((k, c))
         };
-        let candidates = [Act::Gelu, Act::Silu, Act::Tanh, Act::Sigmoid, Act::Softplus, Act::Relu, Act::Elu(1.0)];
+        let candidates = [Act::Gelu, Act::GeluTanh, Act::Silu, Act::Tanh, Act::Sigmoid, Act::Softplus, Act::Relu, Act::Elu(1.0)];
         let (act, (k, c)) = candidates.into_iter().find_map(|a| fit(a).map(|f| (a, f))).ok_or_else(|| {
             let names: Vec<String> = region.iter().map(|&i| format!("{} `{}`", m.nodes[i].op, m.nodes[i].name)).collect();
-            format!("the nodes after `{z}` ({}) compute no activation excite has (relu, leaky_relu, elu, tanh, sigmoid, softplus, silu, exact gelu)", names.join(", "))
+            format!("the nodes after `{z}` ({}) compute no activation excite has (relu, leaky_relu, elu, tanh, sigmoid, softplus, silu, gelu and its tanh form)", names.join(", "))
         })?;
         self.used.extend(region);
         Ok((act, k, c, out))
@@ -727,7 +759,7 @@ mod tests {
     /// every activation.
     #[test]
     fn jacobian_matches_finite_differences() {
-        for act in [Act::Relu, Act::LeakyRelu(0.1), Act::Elu(1.0), Act::Tanh, Act::Sigmoid, Act::Softplus, Act::Silu, Act::Gelu] {
+        for act in [Act::Relu, Act::LeakyRelu(0.1), Act::Elu(1.0), Act::Tanh, Act::Sigmoid, Act::Softplus, Act::Silu, Act::Gelu, Act::GeluTanh] {
             let w0: Vec<f32> = (0..12).map(|i| ((i * 7 % 5) as f32 - 2.0) / 3.0).collect();
             let w1: Vec<f32> = (0..8).map(|i| ((i * 3 % 7) as f32 - 3.0) / 4.0).collect();
             let net = Mlp {

@@ -47,7 +47,7 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Model, Error> {
 pub fn canonical(m: Model) -> Result<Model, Error> {
     match mlp::Mlp::from_model(&m) {
         Ok(net) => Ok(net.to_model(&m)),
-        Err(_) if m.nodes.iter().all(|n| interp::OPS.contains(&n.op.as_str()) && n.domain.is_empty()) => Ok(m),
+        Err(_) if m.metadata.iter().any(|(k, _)| k.starts_with("excite.")) && m.nodes.iter().all(|n| interp::OPS.contains(&n.op.as_str()) && n.domain.is_empty()) => Ok(m),
         Err(problem) => Err(Error::format("<model>", problem, "excite reads MLPs: Gemm or MatMul + Add layers with the activations listed in README (Bring your own model); export yours in that shape, or run it with --target cpu through ONNX Runtime")),
     }
 }

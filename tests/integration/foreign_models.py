@@ -127,17 +127,24 @@ save("opset20_gelu", [
     helper.make_node("Gemm", ["a0", "W1", "B1"], ["output"], name="gemm1"),
 ], [init("W0", w(N_IN, H)), init("B0", w(1, H)[0]), init("W1", w(H, N_OUT)), init("B1", w(1, N_OUT)[0])], opset=20)
 
-# not MLPs excite reads: a convolution; the tanh approximation of GELU
-save("conv", [
-    helper.make_node("Unsqueeze", ["input", "axes"], ["u"], name="unsqueeze"),
-    helper.make_node("Conv", ["u", "K"], ["c"], name="conv0"),
-    helper.make_node("Squeeze", ["c", "axes"], ["output"], name="squeeze"),
-], [init("axes", np.int64([1])), init("K", w(1, 1).reshape(1, 1, 1))], n_out=N_IN)
+# opset 20 Gelu in its tanh form (jax and keras write the approximation)
 save("gelu_tanh", [
     helper.make_node("Gemm", ["input", "W0", "B0"], ["z0"], name="gemm0"),
     helper.make_node("Gelu", ["z0"], ["a0"], name="gelu0", approximate="tanh"),
     helper.make_node("Gemm", ["a0", "W1", "B1"], ["output"], name="gemm1"),
 ], [init("W0", w(N_IN, H)), init("B0", w(1, H)[0]), init("W1", w(H, N_OUT)), init("B1", w(1, N_OUT)[0])], opset=20)
+
+# not MLPs excite reads: a convolution; z·z, which is no activation
+save("conv", [
+    helper.make_node("Unsqueeze", ["input", "axes"], ["u"], name="unsqueeze"),
+    helper.make_node("Conv", ["u", "K"], ["c"], name="conv0"),
+    helper.make_node("Squeeze", ["c", "axes"], ["output"], name="squeeze"),
+], [init("axes", np.int64([1])), init("K", w(1, 1).reshape(1, 1, 1))], n_out=N_IN)
+save("square", [
+    helper.make_node("Gemm", ["input", "W0", "B0"], ["z0"], name="gemm0"),
+    helper.make_node("Mul", ["z0", "z0"], ["a0"], name="square0"),
+    helper.make_node("Gemm", ["a0", "W1", "B1"], ["output"], name="gemm1"),
+], [init("W0", w(N_IN, H)), init("B0", w(1, H)[0]), init("W1", w(H, N_OUT)), init("B1", w(1, N_OUT)[0])])
 
 # real skl2onnx exports, where scikit-learn is installed (scripts/setup.sh installs it)
 try:

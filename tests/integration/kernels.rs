@@ -68,7 +68,7 @@ fn mlp_kernel_compiles_for_every_activation_and_target() {
     use excite::engine::native_cuda;
     let layer = |d_in: usize, d_out: usize, act: &'static str| Dense { d_in, d_out, w: vec![0.1; d_in * d_out], b: vec![0.0; d_out], act, param: 0.01 };
     use native_cuda::Form;
-    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
+    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "softplus", "tanh", "sigmoid"] {
         let layers = [layer(4, 32, act), layer(32, 32, act), layer(32, 2, "linear")];
         assert_eq!(Form::for_layers(&layers), Form::Literal);
         for form in [Form::Literal, Form::Looped] {
@@ -131,7 +131,7 @@ fn tensor_core_mlp_kernel_compiles_for_fp16_and_bf16() {
     use excite::engine::native::Dense;
     use excite::engine::native_cuda::{self, TensorCore};
     let layer = |d_in: usize, d_out: usize, act: &'static str| Dense { d_in, d_out, w: vec![0.1; d_in * d_out], b: vec![0.5; d_out], act, param: 0.01 };
-    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
+    for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "softplus", "tanh", "sigmoid"] {
         let layers = [layer(4, 64, act), layer(64, 64, act), layer(64, 2, "linear")];
         let (src, w, b) = native_cuda::kernel_source_tc(&layers, TensorCore::Fp16).unwrap();
         // widths padded to 16: 4 → 16 inputs, 2 → 16 outputs, zeros outside the layer

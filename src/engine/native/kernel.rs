@@ -114,6 +114,8 @@ fn tile<S: Activate, const NV: usize, const J: usize>(cpu: S::Cpu, t: Tile) {
             Act::Sigmoid => layer::<S, NV, J, Sigmoid>(cpu, l, src, dst, 0.0),
             Act::Silu => layer::<S, NV, J, Silu>(cpu, l, src, dst, 0.0),
             Act::Gelu => layer::<S, NV, J, Gelu>(cpu, l, src, dst, 0.0),
+            Act::GeluTanh => layer::<S, NV, J, GeluTanh>(cpu, l, src, dst, 0.0),
+            Act::Softplus => layer::<S, NV, J, Softplus>(cpu, l, src, dst, 0.0),
         }
         std::mem::swap(&mut src, &mut dst);
     }
@@ -279,6 +281,8 @@ activation!(Tanh, true, |x, p| tanh(x));
 activation!(Sigmoid, false, |x, p| sigmoid(x));
 activation!(Silu, false, |x, p| x.mul(sigmoid(x)));
 activation!(Gelu, false, |x, p| gelu(x));
+activation!(GeluTanh, false, |x, p| gelu_tanh(x));
+activation!(Softplus, false, |x, p| softplus(x));
 activation!(TanhFast, true, |x, p| tanh_fast(x));
 activation!(SigmoidFast, false, |x, p| sigmoid_fast(x));
 activation!(SiluFast, false, |x, p| x.mul(sigmoid_fast(x)));
@@ -381,14 +385,37 @@ fn gelu<S: Simd>(x: S) -> S {
     h.mul(x).mul_add(e, h.mul(x))
 }
 
+/// ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GELU's tanh form.
+#[inline(always)]
+fn gelu_tanh<S: Simd>(x: S) -> S {
+    let h = x.splat_as(0.5);
+    let inner = x.mul(x).mul(x).mul_add(x.splat_as(0.044_715), x).mul(x.splat_as(0.797_884_56));
+    h.mul(x).mul_add(tanh(inner), h.mul(x))
+}
+
+/// ln(1 + eˣ) = max(x, 0) + ln(1 + e) with e = exp(−|x|) ∈ (0, 1], and
+/// ln(1 + e) = 2·atanh(s) = 2s·(1 + s²/3 + s⁴/5 + …), s = e/(2 + e) ≤ ⅓:
+/// eight terms leave under 1e-9; no 1 + e is formed, so small e keeps its bits.
+#[inline(always)]
+pub fn softplus<S: Simd>(x: S) -> S {
+    let e = exp(x.splat_as(0.0).sub(x.abs()));
+    let s = e.mul(e.add(x.splat_as(2.0)).recip());
+    let w = s.mul(s);
+    let mut p = x.splat_as(1.0 / 15.0);
+    for k in [13.0f32, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        p = p.mul_add(w, x.splat_as(1.0 / k));
+    }
+    x.max(x.splat_as(0.0)).add(s.add(s).mul(p))
+}
+
 /// Each kernel's tanh, exp and erf over a slice, for the error tests.
 #[cfg(test)]
 pub mod probe {
     use super::*;
 
     #[inline(always)]
-    fn all<S: Simd>(cpu: S::Cpu, v: &[f32]) -> [Vec<f32>; 4] {
-        let (mut t, mut e, mut f, mut tf) = (v.to_vec(), v.to_vec(), v.to_vec(), v.to_vec());
+    fn all<S: Simd>(cpu: S::Cpu, v: &[f32]) -> [Vec<f32>; 5] {
+        let (mut t, mut e, mut f, mut tf, mut sp) = (v.to_vec(), v.to_vec(), v.to_vec(), v.to_vec(), v.to_vec());
         for i in (0..v.len()).step_by(S::LANES) {
             // SAFETY: v.len() is a multiple of LANES.
             unsafe {
@@ -397,22 +424,23 @@ pub mod probe {
                 exp(x).store(e.as_mut_ptr().add(i));
                 erf(x).store(f.as_mut_ptr().add(i));
                 tanh_fast(x).store(tf.as_mut_ptr().add(i));
+                softplus(x).store(sp.as_mut_ptr().add(i));
             }
         }
-        [t, e, f, tf]
+        [t, e, f, tf, sp]
     }
 
-    /// (kernel, [tanh, exp, erf, fast tanh] of `v`) for every kernel this CPU runs;
+    /// (kernel, [tanh, exp, erf, fast tanh, softplus] of `v`) for every kernel this CPU runs;
     /// `v.len()` must be a multiple of 16.
-    pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 4])> {
+    pub fn functions(v: &[f32]) -> Vec<(&'static str, [Vec<f32>; 5])> {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn all512(cpu: Avx512Cpu, v: &[f32]) -> [Vec<f32>; 4] {
+        unsafe fn all512(cpu: Avx512Cpu, v: &[f32]) -> [Vec<f32>; 5] {
             all::<crate::engine::native::simd::Avx512>(cpu, v)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn all256(cpu: Avx2FmaCpu, v: &[f32]) -> [Vec<f32>; 4] {
+        unsafe fn all256(cpu: Avx2FmaCpu, v: &[f32]) -> [Vec<f32>; 5] {
             all::<crate::engine::native::simd::Avx2>(cpu, v)
         }
         let mut out = vec![("portable", all::<f32>((), v))];

@@ -9,7 +9,8 @@
 //! of `simd.rs` (AVX-512, AVX2 + FMA, portable; chosen at run time).
 //! Activations use vectorisable approximations with stated errors against
 //! f64: tanh ≤ 5e-7 (Eigen's rational form), sigmoid and SiLU through tanh,
-//! exp (ELU, GELU) ≤ 3 ulp, erf ≤ 7e-7 (≤ 5e-7 with FMA). Rows are
+//! exp (ELU, GELU) ≤ 3 ulp, erf ≤ 7e-7 (≤ 5e-7 with FMA), softplus ≤ 5e-7
+//! (ln(1 + e) as a short atanh series), GELU's tanh form through tanh. Rows are
 //! independent and every tile, the last partial one too, computes a row the
 //! same way, so results do not depend on the thread count. The scalar
 //! reference is [`crate::onnx::Interpreter`].
@@ -46,6 +47,8 @@ enum Act {
     Sigmoid,
     Silu,
     Gelu,
+    GeluTanh,
+    Softplus,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +69,8 @@ pub struct Dense {
     pub d_out: usize,
     pub w: Vec<f32>,
     pub b: Vec<f32>,
-    /// `linear`, `relu`, `leaky_relu`, `elu`, `tanh`, `sigmoid`, `silu` or `gelu`.
+    /// `linear`, `relu`, `leaky_relu`, `elu`, `tanh`, `sigmoid`, `silu`, `gelu`,
+    /// `gelu_tanh` or `softplus`.
     pub act: &'static str,
     /// The slope of leaky_relu or the alpha of elu (0 otherwise).
     pub param: f32,
@@ -119,7 +123,8 @@ impl NativeEngine {
                 MlpAct::Sigmoid => Act::Sigmoid,
                 MlpAct::Silu => Act::Silu,
                 MlpAct::Gelu => Act::Gelu,
-                MlpAct::Softplus => return Err(bad("softplus is not in the native engine's kernels yet".into())),
+                MlpAct::GeluTanh => Act::GeluTanh,
+                MlpAct::Softplus => Act::Softplus,
             };
             layers.push(Layer { d_in: d.d_in, d_out: d.d_out, w: d.w, b: d.b, act });
         }
@@ -207,6 +212,8 @@ impl NativeEngine {
                     Act::Sigmoid => ("sigmoid", 0.0),
                     Act::Silu => ("silu", 0.0),
                     Act::Gelu => ("gelu", 0.0),
+                    Act::GeluTanh => ("gelu_tanh", 0.0),
+                    Act::Softplus => ("softplus", 0.0),
                 };
                 Dense { d_in: l.d_in, d_out: l.d_out, w: l.w.clone(), b: l.b.clone(), act, param }
             })
@@ -259,9 +266,10 @@ mod tests {
     #[test]
     fn activation_kernels_meet_their_stated_errors() {
         let xs: Vec<f32> = (-100_000..100_000).map(|i| i as f32 * 8e-5).collect();
-        for (kernel, [t, e, f, tf]) in probe::functions(&xs) {
-            let (mut te, mut ee, mut fe, mut tfe) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for (kernel, [t, e, f, tf, sp]) in probe::functions(&xs) {
+            let (mut te, mut ee, mut fe, mut tfe, mut spe) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
             for (i, x) in xs.iter().map(|x| *x as f64).enumerate() {
+                spe = spe.max((sp[i] as f64 - (x.max(0.0) + (-x.abs()).exp().ln_1p())).abs() / (1.0 + x.abs()));
                 te = te.max((t[i] as f64 - x.tanh()).abs());
                 tfe = tfe.max((tf[i] as f64 - x.tanh()).abs());
                 ee = ee.max(((e[i] as f64 - x.exp()) / x.exp()).abs());
@@ -271,6 +279,8 @@ mod tests {
             assert!(ee <= 3.0 * f32::EPSILON as f64, "{kernel} exp relative {ee:.2e}");
             assert!(fe <= 7e-7, "{kernel} erf {fe:.2e}");
             assert!(tfe <= 1e-4, "{kernel} fast tanh {tfe:.2e}");
+            // relative to 1 + |x|: above |x| ≈ 1 softplus(x) ≈ max(x, 0) rounds like x itself
+            assert!(spe <= 5e-7, "{kernel} softplus {spe:.2e}");
         }
     }
 
@@ -285,7 +295,7 @@ mod tests {
         let all = probe::functions(&xs);
         let find = |k: &str| all.iter().find(|(name, _)| *name == k).map(|(_, f)| f);
         if let (Some(a), Some(b)) = (find("avx512"), find("avx2+fma")) {
-            for (what, i) in [("tanh", 0), ("exp", 1), ("erf", 2)] {
+            for (what, i) in [("tanh", 0), ("exp", 1), ("erf", 2), ("softplus", 4)] {
                 let differ = a[i].iter().zip(&b[i]).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
                 assert_eq!(differ, 0, "{what}: {differ} of {} values differ between avx512 and avx2+fma", xs.len());
             }
