@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsio::write_atomic;
 use crate::report::Reporter;
 use crate::Error;
-pub use stages::{BuildSection, PackageSection, VerifySection};
+pub use stages::{BuildSection, ImportSection, PackageSection, VerifySection};
 
 /// The stages, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -56,6 +56,8 @@ pub struct Pipeline {
     sections: BTreeMap<Stage, String>,
     /// The file itself: the simulate and train stages read their sections from it.
     yaml: String,
+    /// A model trained elsewhere, in place of the train and export stages.
+    pub import: Option<ImportSection>,
     pub build: BuildSection,
     pub verify: VerifySection,
     pub package: PackageSection,
@@ -66,7 +68,10 @@ pub struct Pipeline {
 struct RawPipeline {
     name: String,
     simulate: serde_norway::Value,
-    train: serde_norway::Value,
+    #[serde(default)]
+    train: Option<serde_norway::Value>,
+    #[serde(default)]
+    import: Option<ImportSection>,
     #[serde(default)]
     export: Option<serde_norway::Value>,
     #[serde(default)]
@@ -80,7 +85,14 @@ struct RawPipeline {
 impl Pipeline {
     pub fn from_file(path: &Path) -> Result<Pipeline, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_yaml(&text).map_err(|e| e.in_file(path))
+        let mut p = Self::from_yaml(&text).map_err(|e| e.in_file(path))?;
+        // an imported model's path is relative to the pipeline file
+        if let Some(i) = &mut p.import {
+            if i.model.is_relative() {
+                i.model = path.parent().unwrap_or(Path::new(".")).join(&i.model);
+            }
+        }
+        Ok(p)
     }
 
     pub fn from_yaml(text: &str) -> Result<Pipeline, Error> {
@@ -88,18 +100,27 @@ impl Pipeline {
             .map_err(|e| Error::format("<pipeline>", format!("not a valid pipeline file: {e}"), "compare with models/quick.yaml (sections simulate, train, build, verify, package)"))?;
         // Check the sections now, so a typo fails before any stage runs.
         crate::data::DatasetSpec::from_yaml(text)?;
-        crate::train::TrainSpec::from_yaml(text)?;
+        match (&raw.train, &raw.import) {
+            (Some(_), None) => {
+                crate::train::TrainSpec::from_yaml(text)?;
+            }
+            (None, Some(i)) => i.check()?,
+            _ => return Err(Error::invalid("<pipeline>", "needs either a `train` section or an `import` section (a model trained elsewhere), not both or neither", "see models/quick.yaml for train, README (Bring your own model) for import")),
+        }
         raw.build.check()?;
         raw.verify.check()?;
         let json = |v: &dyn erased::Ser| v.json();
         let mut sections = BTreeMap::new();
         sections.insert(Stage::Simulate, json(&raw.simulate));
-        sections.insert(Stage::Train, json(&raw.train));
+        sections.insert(Stage::Train, match &raw.import {
+            Some(i) => json(i),
+            None => json(&raw.train),
+        });
         sections.insert(Stage::Export, json(&raw.export));
         sections.insert(Stage::Build, json(&raw.build));
         sections.insert(Stage::Verify, json(&raw.verify));
         sections.insert(Stage::Package, json(&raw.package));
-        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), build: raw.build, verify: raw.verify, package: raw.package })
+        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
     }
 }
 
@@ -174,6 +195,12 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
             // the effective target too (the native fallback without ONNX Runtime)
             parts.push(stages::build_target(p).0.name());
         }
+        // an imported model's content, not only its path
+        let imported = match (&p.import, stage) {
+            (Some(i), Stage::Train) => crate::hash::sha256_file(&i.model)?,
+            _ => String::new(),
+        };
+        parts.push(&imported);
         let input = crate::hash::sha256_parts(parts.iter().map(|s| s.as_bytes()));
         let recorded = lock.stages.get(&stage).cloned();
         let current = hash_dir(&dir);

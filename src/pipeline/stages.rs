@@ -86,6 +86,32 @@ impl VerifySection {
     }
 }
 
+/// `import:` — a model trained elsewhere (any MLP-shaped ONNX file), in
+/// place of `train:`. The train stage checks it; the export stage writes it
+/// in excite's form with the problem of the simulate stage's dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSection {
+    /// The ONNX file (relative to the pipeline file).
+    pub model: std::path::PathBuf,
+    /// `ddnn` (outputs at (t, parameters)) or `itnn` (one step of the state).
+    #[serde(default = "ImportSection::ddnn")]
+    pub kind: String,
+}
+
+impl ImportSection {
+    fn ddnn() -> String {
+        "ddnn".into()
+    }
+
+    pub fn check(&self) -> Result<(), Error> {
+        if !matches!(self.kind.as_str(), "ddnn" | "itnn") {
+            return Err(Error::invalid("import.kind", format!("`{}` is not ddnn or itnn", self.kind), "kind: ddnn"));
+        }
+        Ok(())
+    }
+}
+
 /// `package:` — the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,6 +133,23 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
             let spec = crate::data::DatasetSpec::from_yaml(&p.yaml)?;
             let dataset = crate::data::generate(&spec, 0, reporter)?;
             dataset.write(&dir(Stage::Simulate))?;
+        }
+        Stage::Train if p.import.is_some() => {
+            // the imported model, checked to be an MLP excite reads; recorded by content
+            let i = p.import.as_ref().expect("checked");
+            crate::onnx::canonical(crate::onnx::read(&i.model)?).map_err(|e| e.in_file(&i.model))?;
+            let staging = crate::fsio::StagingDir::new(&dir(Stage::Train))?;
+            let record = serde_json::json!({"imported": i.model, "sha256": crate::hash::sha256_file(&i.model)?, "kind": i.kind});
+            crate::fsio::write_atomic(&staging.path().join("import.json"), &serde_json::to_vec_pretty(&record).expect("serialises"))?;
+            staging.commit()?;
+        }
+        Stage::Export if p.import.is_some() => {
+            let i = p.import.as_ref().expect("checked");
+            let problem = crate::data::problem::ProblemMeta::from_dataset(&dir(Stage::Simulate), &i.kind)?;
+            let m = crate::onnx::annotate(crate::onnx::read(&i.model)?, &problem).map_err(|e| e.in_file(&i.model))?;
+            let staging = crate::fsio::StagingDir::new(&dir(Stage::Export))?;
+            crate::fsio::write_atomic(&staging.path().join("model.onnx"), &m.to_bytes())?;
+            staging.commit()?;
         }
         Stage::Train => {
             let mut spec = crate::train::TrainSpec::from_yaml(&p.yaml)?;

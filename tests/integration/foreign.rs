@@ -130,6 +130,25 @@ onnx.save(to_onnx(m, d["x_train"][:1].astype(np.float32)), "{model}")
     let again = excite::verify::Problem::from_onnx(&annotated).unwrap();
     assert_eq!(again.inputs.len(), 1);
     assert_eq!(again.model_meta.name, "fhn-cardiac");
+    // a pipeline that starts from the model: `import:` in place of `train:`
+    let quick = std::fs::read_to_string(root().join("models/quick.yaml")).unwrap();
+    let (head, rest) = quick.split_once("\ntrain:").unwrap();
+    let tail = &rest[rest.find("build:").unwrap()..];
+    let yaml = format!("{}\nimport:\n  model: sk.onnx\n\n{tail}", head.replace("name: quick", "name: imported"));
+    std::fs::write(dir.join("imported.yaml"), yaml).unwrap();
+    let p = excite::pipeline::Pipeline::from_file(&dir.join("imported.yaml")).unwrap();
+    let run_dir = dir.join("imported");
+    let stages = excite::pipeline::run(&p, &run_dir, &Default::default(), &excite::report::Silent).unwrap();
+    assert!(stages.iter().all(|s| s.status == "ran"), "{stages:?}");
+    let bundle = excite::bundle::open(&run_dir.join("package/imported"), None).unwrap().manifest;
+    assert_eq!((bundle.inputs.len(), bundle.outputs.len(), bundle.validated.passed), (1, 2, true));
+    let again = excite::pipeline::run(&p, &run_dir, &Default::default(), &excite::report::Silent).unwrap();
+    assert!(again.iter().all(|s| s.status == "skipped"), "{again:?}");
+    // another model under the same name: the stages from train on run again
+    std::fs::copy(&annotated, &model).unwrap();
+    let third = excite::pipeline::run(&p, &run_dir, &Default::default(), &excite::report::Silent).unwrap();
+    assert_eq!(third.iter().map(|s| s.status.as_str()).collect::<Vec<_>>()[..3], ["skipped", "ran", "ran"], "{third:?}");
+
     // a problem whose columns do not fit is refused
     let c = crate::util::preset_data(&dir.join("c"), "problem-c.yaml", &[("cells: 1000", "cells: 4"), ("t_end: 20,", "t_end: 1,")]);
     let o = run(&["annotate".as_ref(), model.as_os_str(), "--problem".as_ref(), c.as_os_str(), "-o".as_ref(), dir.join("bad.onnx").as_os_str()]);
