@@ -59,6 +59,13 @@ fn every_exporters_mlp_computes_what_onnx_runtime_computes_from_the_original() {
         let o = excite().args(["bench".as_ref(), "engine".as_ref(), path.as_os_str(), "--batches".as_ref(), "64".as_ref(), "--seconds".as_ref(), "0.02".as_ref(), "--repeat".as_ref(), "1".as_ref(), "--reference-cells".as_ref(), "0".as_ref(), "--json".as_ref()]).output().unwrap();
         assert!(o.status.success(), "{name}: bench: {}", String::from_utf8_lossy(&o.stderr));
     }
+    // the precision passes take excite's form of any of them: fp16 within fp16's rounding
+    let fp16 = dir.join("torch_script-fp16");
+    let o = excite().args(["build".as_ref(), m.join("torch_script.onnx").as_os_str(), "--precision".as_ref(), "fp16".as_ref(), "--no-verify".as_ref(), "--batch".as_ref(), "64".as_ref(), "-o".as_ref(), fp16.as_os_str()]).output().unwrap();
+    assert!(o.status.success(), "fp16 build: {}", String::from_utf8_lossy(&o.stderr));
+    let y = excite::engine::open(&fp16).unwrap().1.run(&x, rows).unwrap();
+    let want = npy(&m.join("torch_script.ort.npy"));
+    assert!(max_abs_diff(&y, &want) <= 2e-2 && max_abs_diff(&y, &want) > 0.0, "fp16 {:.2e}", max_abs_diff(&y, &want));
     // scikit-learn's own predictions, where it wrote them
     for name in ["sklearn_mlp", "sklearn_pipeline"] {
         let y = Interpreter::load(&m.join(format!("{name}.onnx"))).unwrap().run(&x, rows).unwrap();
