@@ -282,10 +282,12 @@ pub(crate) fn default_comment(name: &str) -> String {
     format!("timestamp:{t}\tfile:{}\tbundle:{name}", super::SUMS_FILE)
 }
 
-/// Where the signed copy of an archive is assembled: a fresh folder in the temp directory.
+/// Where the signed copy of an archive is assembled: a fresh private folder
+/// (0700, created here, never an existing one) in the temp directory.
 pub(crate) fn scratch_dir() -> Result<PathBuf, Error> {
+    use std::os::unix::fs::DirBuilderExt;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("excite-sign-{}-{nanos}", std::process::id()));
-    std::fs::DirBuilder::new().recursive(true).create(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| Error::io(&dir, e))?;
     Ok(dir)
 }
