@@ -207,25 +207,55 @@ impl Mlp {
     /// per input) carried through every layer with the activations' derivatives.
     pub fn jacobian(&self, x: &[f32], rows: usize) -> Vec<f64> {
         let (n_in, n_out) = (self.inputs(), self.outputs());
+        let widest = self.layers.iter().map(|l| l.d_out.max(l.d_in)).max().unwrap_or(0);
         let mut out = Vec::with_capacity(rows * n_out * n_in);
+        // value and tangents of the current layer's input, tangents as [input k][unit i]
+        // so the inner loop runs along a weight row (contiguous, vectorisable)
+        let (mut v, mut nv) = (vec![0.0f64; widest], vec![0.0f64; widest]);
+        let (mut t, mut nt) = (vec![0.0f64; n_in * widest], vec![0.0f64; n_in * widest]);
         for r in 0..rows {
-            let mut v: Vec<f64> = x[r * n_in..(r + 1) * n_in].iter().map(|&v| v as f64).collect();
-            // tangents[i][k]: d v_i / d x_k
-            let mut t: Vec<Vec<f64>> = (0..n_in).map(|i| (0..n_in).map(|k| if i == k { 1.0 } else { 0.0 }).collect()).collect();
-            for l in &self.layers {
-                let mut nv = Vec::with_capacity(l.d_out);
-                let mut nt = Vec::with_capacity(l.d_out);
-                for j in 0..l.d_out {
-                    let z = l.b[j] as f64 + (0..l.d_in).map(|i| v[i] * l.w[i * l.d_out + j] as f64).sum::<f64>();
-                    let d = l.act.derivative(z);
-                    nt.push((0..n_in).map(|k| d * (0..l.d_in).map(|i| t[i][k] * l.w[i * l.d_out + j] as f64).sum::<f64>()).collect::<Vec<f64>>());
-                    nv.push(l.act.eval(z));
-                }
-                v = nv;
-                t = nt;
+            for (i, &xi) in x[r * n_in..(r + 1) * n_in].iter().enumerate() {
+                v[i] = xi as f64;
             }
-            for row in t {
-                out.extend(row);
+            let mut d = n_in;
+            t[..n_in * widest].fill(0.0);
+            for k in 0..n_in {
+                t[k * widest + k] = 1.0;
+            }
+            for l in &self.layers {
+                let z = &mut nv[..l.d_out];
+                z.iter_mut().zip(&l.b).for_each(|(z, &b)| *z = b as f64);
+                nt.fill(0.0);
+                for i in 0..d {
+                    let row = &l.w[i * l.d_out..(i + 1) * l.d_out];
+                    let vi = v[i];
+                    for (z, &w) in z.iter_mut().zip(row) {
+                        *z += vi * w as f64;
+                    }
+                    for k in 0..n_in {
+                        let tki = t[k * widest + i];
+                        if tki != 0.0 {
+                            for (o, &w) in nt[k * widest..k * widest + l.d_out].iter_mut().zip(row) {
+                                *o += tki * w as f64;
+                            }
+                        }
+                    }
+                }
+                for j in 0..l.d_out {
+                    let g = l.act.derivative(z[j]);
+                    for k in 0..n_in {
+                        nt[k * widest + j] *= g;
+                    }
+                    z[j] = l.act.eval(z[j]);
+                }
+                std::mem::swap(&mut v, &mut nv);
+                std::mem::swap(&mut t, &mut nt);
+                d = l.d_out;
+            }
+            for o in 0..n_out {
+                for k in 0..n_in {
+                    out.push(t[k * widest + o]);
+                }
             }
         }
         out
