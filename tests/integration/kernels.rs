@@ -188,11 +188,25 @@ fn generated_cuda_arithmetic_matches_native_cpu_compiled_on_the_host() {
     let data = crate::util::preset_data(&dir, "problem-c.yaml", &[("cells: 1000", "cells: 20"), ("t_end: 20", "t_end: 2")]);
     let rows = 257;
     let x: Vec<f32> = (0..rows).flat_map(|r| [(r % 21) as f32 * 0.1, (r % 7) as f32 * 0.13, (r % 5) as f32 * 0.03, (r % 11) as f32 * 0.09]).collect();
+    // trained networks for the training activations; for the two that come only
+    // from other exporters, a network written directly in the one MLP form
+    let mut engines: Vec<(String, NativeEngine)> = Vec::new();
     for act in ["relu", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid"] {
         let sub = dir.join(act);
         std::fs::create_dir_all(&sub).unwrap();
         let onnx = crate::util::train_and_export(&sub, &data, &format!("mode: ddnn\narchitecture:\n  hidden: [[{act}, 16], [{act}, 16]]\nsteps: 20\nbatch: 64\nval_every: 20\n"));
-        let mut cpu = NativeEngine::load(&onnx, 1).unwrap();
+        engines.push((act.to_string(), NativeEngine::load(&onnx, 1).unwrap()));
+    }
+    for act in [excite::onnx::mlp::Act::Softplus, excite::onnx::mlp::Act::GeluTanh] {
+        use excite::onnx::mlp::{Dense, Mlp};
+        let w = |r: usize, c: usize| (0..r * c).map(|i| ((i * 37 % 19) as f32 - 9.0) / 6.0).collect::<Vec<f32>>();
+        let net = Mlp { input: "x".into(), output: "y".into(), layers: vec![Dense { d_in: 4, d_out: 16, w: w(4, 16), b: vec![0.2; 16], act }, Dense { d_in: 16, d_out: 16, w: w(16, 16), b: vec![-0.1; 16], act }, Dense { d_in: 16, d_out: 2, w: w(16, 2), b: vec![0.0; 2], act: excite::onnx::mlp::Act::Linear }] };
+        let like = excite::onnx::Model::parse(&net.to_model(&excite::onnx::Model { opset: 17, producer_version: String::new(), name: "t".into(), nodes: vec![], inits: vec![], inputs: vec![], outputs: vec![], metadata: vec![], domains: vec![] }).to_bytes()).unwrap();
+        std::fs::create_dir_all(dir.join(act.name())).unwrap();
+        engines.push((act.name().to_string(), NativeEngine::from_model(&like, 1).unwrap()));
+    }
+    for (act, mut cpu) in engines {
+        let sub = dir.join(&act);
         let want = cpu.run(&x, rows).unwrap();
         for form in [Form::Literal, Form::Looped] {
             let (src, params) = native_cuda::row_source(&cpu.dense(), form);
