@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use crate::onnx::graph::Model;
-use crate::onnx::mlp::{Act as MlpAct, Mlp};
+use crate::onnx::mlp::{Act, Mlp};
 use crate::engine::{Engine, EngineInfo};
 use crate::isa::Isa;
 use crate::Error;
@@ -37,19 +37,6 @@ const SMALL_WORK: usize = 100_000;
 /// Layer width above which AVX-512 uses half-height tiles (see `kernel.rs`).
 const WIDE: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Act {
-    Linear,
-    Relu,
-    LeakyRelu(f32),
-    Elu(f32),
-    Tanh,
-    Sigmoid,
-    Silu,
-    Gelu,
-    GeluTanh,
-    Softplus,
-}
 
 #[derive(Debug, Clone)]
 struct Layer {
@@ -114,19 +101,7 @@ impl NativeEngine {
         let mlp = Mlp::from_model(m).map_err(bad)?;
         let mut layers = Vec::with_capacity(mlp.layers.len());
         for d in mlp.layers {
-            let act = match d.act {
-                MlpAct::Linear => Act::Linear,
-                MlpAct::Relu => Act::Relu,
-                MlpAct::LeakyRelu(a) => Act::LeakyRelu(a),
-                MlpAct::Elu(a) => Act::Elu(a),
-                MlpAct::Tanh => Act::Tanh,
-                MlpAct::Sigmoid => Act::Sigmoid,
-                MlpAct::Silu => Act::Silu,
-                MlpAct::Gelu => Act::Gelu,
-                MlpAct::GeluTanh => Act::GeluTanh,
-                MlpAct::Softplus => Act::Softplus,
-            };
-            layers.push(Layer { d_in: d.d_in, d_out: d.d_out, w: d.w, b: d.b, act });
+            layers.push(Layer { d_in: d.d_in, d_out: d.d_out, w: d.w, b: d.b, act: d.act });
         }
         let inputs = layers[0].d_in;
         let outputs = layers.last().expect("non-empty").d_out;
@@ -203,19 +178,11 @@ impl NativeEngine {
         self.layers
             .iter()
             .map(|l| {
-                let (act, param) = match l.act {
-                    Act::Linear => ("linear", 0.0),
-                    Act::Relu => ("relu", 0.0),
-                    Act::LeakyRelu(a) => ("leaky_relu", a),
-                    Act::Elu(a) => ("elu", a),
-                    Act::Tanh => ("tanh", 0.0),
-                    Act::Sigmoid => ("sigmoid", 0.0),
-                    Act::Silu => ("silu", 0.0),
-                    Act::Gelu => ("gelu", 0.0),
-                    Act::GeluTanh => ("gelu_tanh", 0.0),
-                    Act::Softplus => ("softplus", 0.0),
+                let param = match l.act {
+                    Act::LeakyRelu(a) | Act::Elu(a) => a,
+                    _ => 0.0,
                 };
-                Dense { d_in: l.d_in, d_out: l.d_out, w: l.w.clone(), b: l.b.clone(), act, param }
+                Dense { d_in: l.d_in, d_out: l.d_out, w: l.w.clone(), b: l.b.clone(), act: l.act.name(), param }
             })
             .collect()
     }
