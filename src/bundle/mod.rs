@@ -85,6 +85,8 @@ pub struct Contents<'a> {
     pub report: &'a Path,
     /// Write `<name>.tar.gz` beside the folder.
     pub tar: bool,
+    /// Sign the bundle with this key ([`sign`]): folder and archive alike.
+    pub sign: Option<&'a SigningKey>,
 }
 
 /// Packages `c` as `out/<name>/` (and `out/<name>.tar.gz`), replacing `out` only once complete.
@@ -135,7 +137,11 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
     write_atomic(&bundle.join(BUNDLE_FILE), &json)?;
     let mut sums = manifest.files.clone();
     sums.insert(BUNDLE_FILE.into(), crate::hash::sha256_hex(&json));
-    write_atomic(&bundle.join(SUMS_FILE), sums_text(&sums).as_bytes())?;
+    let sums_bytes = sums_text(&sums);
+    write_atomic(&bundle.join(SUMS_FILE), sums_bytes.as_bytes())?;
+    if let Some(key) = c.sign {
+        sign::sign_sums(&bundle, sums_bytes.as_bytes(), key, &sign::default_comment(c.name))?;
+    }
     if c.tar {
         archive::pack(&bundle, c.name, &staging.path().join(format!("{}.tar.gz", c.name)))?;
     }

@@ -92,6 +92,13 @@ pub struct SigningKey {
     id: String,
 }
 
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never the secret itself
+        write!(f, "SigningKey({})", self.id)
+    }
+}
+
 impl SigningKey {
     /// Reads a minisign secret key file. An encrypted one (minisign's
     /// default) takes its password from `password`, asked only then.

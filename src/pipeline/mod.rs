@@ -86,10 +86,16 @@ impl Pipeline {
     pub fn from_file(path: &Path) -> Result<Pipeline, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut p = Self::from_yaml(&text).map_err(|e| e.in_file(path))?;
-        // an imported model's path is relative to the pipeline file
+        // an imported model's and a signing key's paths are relative to the pipeline file
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if let Some(i) = &mut p.import {
             if i.model.is_relative() {
-                i.model = path.parent().unwrap_or(Path::new(".")).join(&i.model);
+                i.model = base.join(&i.model);
+            }
+        }
+        if let Some(k) = &mut p.package.sign_key {
+            if k.is_relative() {
+                *k = base.join(&*k);
             }
         }
         Ok(p)

@@ -118,11 +118,14 @@ impl ImportSection {
 pub struct PackageSection {
     /// Also write `<name>.tar.gz`.
     pub tar: bool,
+    /// Sign the bundle with this minisign secret key (relative to the
+    /// pipeline file; an encrypted key's password from EXCITE_KEY_PASSWORD).
+    pub sign_key: Option<std::path::PathBuf>,
 }
 
 impl Default for PackageSection {
     fn default() -> Self {
-        PackageSection { tar: true }
+        PackageSection { tar: true, sign_key: None }
     }
 }
 
@@ -206,7 +209,11 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
         }
         Stage::Package => {
             let onnx = dir(Stage::Export).join("model.onnx");
-            let contents = crate::bundle::Contents { name: &p.name, onnx: &onnx, engine: &dir(Stage::Build), report: &dir(Stage::Verify), tar: p.package.tar };
+            let key = match &p.package.sign_key {
+                Some(k) => Some(crate::bundle::sign::SigningKey::from_file(k, || std::env::var("EXCITE_KEY_PASSWORD").ok())?),
+                None => None,
+            };
+            let contents = crate::bundle::Contents { name: &p.name, onnx: &onnx, engine: &dir(Stage::Build), report: &dir(Stage::Verify), tar: p.package.tar, sign: key.as_ref() };
             crate::bundle::package(&contents, &dir(Stage::Package))?
         }
     }

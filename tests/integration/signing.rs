@@ -127,6 +127,17 @@ fn signed_bundles_round_trip_and_every_wrong_signature_is_refused() {
     let e = SigningKey::from_file(&public, || None).err().unwrap();
     assert!(e.to_string().contains("not a usable minisign secret key"), "{e}");
 
+    // the pipeline signs what it packages: `package: {sign_key: …}`, only that stage re-runs
+    let quick = std::fs::read_to_string(crate::util::root().join("models/quick.yaml")).unwrap();
+    assert!(quick.contains("package: {}"));
+    std::fs::write(dir.join("signed.yaml"), quick.replace("package: {}", "package: {sign_key: ci.key}")).unwrap();
+    let p = excite::pipeline::Pipeline::from_file(&dir.join("signed.yaml")).unwrap();
+    let stages = excite::pipeline::run(&p, &dir.join("run"), &Default::default(), &excite::report::Silent).unwrap();
+    assert_eq!(stages.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["skipped", "skipped", "skipped", "skipped", "skipped", "ran"]);
+    for b in [dir.join("run/package/quick"), dir.join("run/package/quick.tar.gz")] {
+        assert!(matches!(excite::bundle::open(&b, Some(&trusted)).unwrap().signed, Signed::Verified(_)), "{}", b.display());
+    }
+
     // C: a trusted load with the right key predicts, with the wrong one fails with the reason
     use excite::bundle::ffi::*;
     let c = |p: &Path| CString::new(p.to_str().unwrap()).unwrap();
