@@ -28,6 +28,8 @@ pub const BUNDLE_FILE: &str = "bundle.json";
 /// sha256 of every file of the bundle, `bundle.json` included, as sha256sum writes them.
 pub const SUMS_FILE: &str = "SHA256SUMS";
 pub const FORMAT: &str = "excite-bundle/1";
+/// The setting that makes every [`Surrogate::load`] require a signature by one key.
+pub const TRUSTED_KEY_VAR: &str = "EXCITE_TRUSTED_KEY";
 
 const REPACKAGE: &str = "re-package the bundle with `excite pipeline`, or get it again from its source";
 
@@ -238,8 +240,15 @@ impl Surrogate {
     /// Loads a bundle (folder or `.tar.gz`) and opens the best engine that
     /// works here: TensorRT, then CUDA, then ONNX Runtime CPU, then excite's
     /// own reference interpreter, which needs no runtime library.
+    ///
+    /// With `EXCITE_TRUSTED_KEY` set (a minisign public key file), this is
+    /// [`Surrogate::load_trusted`] with that key: a host application, C or
+    /// Python, then loads only bundles signed by it, without a code change.
     pub fn load(path: impl AsRef<Path>) -> Result<Surrogate, Error> {
-        Self::from_opened(open(path.as_ref(), None)?)
+        match std::env::var_os(TRUSTED_KEY_VAR).filter(|v| !v.is_empty()) {
+            Some(key) => Self::load_trusted(path, &TrustedKey::from_file(Path::new(&key)).map_err(|e| Error::invalid(TRUSTED_KEY_VAR, e.to_string(), "point it at a minisign public key file, or unset it"))?),
+            None => Self::from_opened(open(path.as_ref(), None)?),
+        }
     }
 
     /// [`Surrogate::load`] for a bundle that must be signed by `trusted`:

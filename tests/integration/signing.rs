@@ -32,6 +32,7 @@ fn signed_bundles_round_trip_and_every_wrong_signature_is_refused() {
     let dir = scratch("signing");
     let bundle = quick_bundle(&dir.join("run"));
     let (folder, tarball) = (copy(&bundle, &dir.join("quick")), copy(&bundle.with_extension("tar.gz"), &dir.join("quick.tar.gz")));
+    let unsigned = copy(&bundle.with_extension("tar.gz"), &dir.join("unsigned.tar.gz"));
 
     // keys from the CLI, unencrypted; a second, encrypted pair from the library
     let out = excite_ok(&["keygen".as_ref(), dir.join("ci").as_os_str(), "--unencrypted".as_ref()]);
@@ -137,6 +138,16 @@ fn signed_bundles_round_trip_and_every_wrong_signature_is_refused() {
     for b in [dir.join("run/package/quick"), dir.join("run/package/quick.tar.gz")] {
         assert!(matches!(excite::bundle::open(&b, Some(&trusted)).unwrap().signed, Signed::Verified(_)), "{}", b.display());
     }
+
+    // EXCITE_TRUSTED_KEY makes every plain load a trusted one (the Rust example host here)
+    let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/predict");
+    let host = |bundle: &Path, key: &Path| Command::new(&example).arg(bundle).env("EXCITE_TRUSTED_KEY", key).output().unwrap();
+    let o = host(&unsigned, &public);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unsigned"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = host(&tarball, &public);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = host(&tarball, &dir.join("no-such.pub"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("EXCITE_TRUSTED_KEY"), "{}", String::from_utf8_lossy(&o.stderr));
 
     // C: a trusted load with the right key predicts, with the wrong one fails with the reason
     use excite::bundle::ffi::*;
