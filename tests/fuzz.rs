@@ -514,7 +514,7 @@ fn foreign_seeds() -> Vec<Vec<u8>> {
     );
     let mut scaler = Node::new("Scaler", "scaler", &["input"], &["s"], vec![Attr::Floats("offset".into(), vec![0.5, 0.1, -0.2]), Attr::Floats("scale".into(), vec![2.0, 1.0, 0.5])]);
     scaler.domain = "ai.onnx.ml".into();
-    let shape = Init { name: "shape".into(), dims: vec![2], dtype: INT64, raw: [-1i64, 1].iter().flat_map(|v| v.to_le_bytes()).collect(), external: false };
+    let shape = Init { name: "shape".into(), dims: vec![2], dtype: INT64, raw: [-1i64, 1].iter().flat_map(|v| v.to_le_bytes()).collect(), unread: None };
     let sklearn = model(
         vec![
             scaler,

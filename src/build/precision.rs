@@ -205,7 +205,7 @@ pub fn to_qdq(m: &Model, amax: &BTreeMap<String, f32>) -> Result<Model, Error> {
                         dims: vec![],
                         dtype: INT8,
                         raw: vec![0],
-                        external: false,
+                        unread: None,
                     });
                     out.nodes.push(Node::new(
                         "QuantizeLinear",
@@ -274,7 +274,7 @@ pub fn to_qdq(m: &Model, amax: &BTreeMap<String, f32>) -> Result<Model, Error> {
             dims: vec![k, cols],
             dtype: INT8,
             raw: q,
-            external: false,
+            unread: None,
         });
         out.inits.push(Init::f32(&ws, &[cols], &scales));
         out.inits.push(Init {
@@ -282,7 +282,7 @@ pub fn to_qdq(m: &Model, amax: &BTreeMap<String, f32>) -> Result<Model, Error> {
             dims: vec![cols],
             dtype: INT8,
             raw: vec![0; cols],
-            external: false,
+            unread: None,
         });
         out.nodes.push(Node::new(
             "DequantizeLinear",

@@ -126,7 +126,7 @@ pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
     }
     if k > 1 {
         // t = x[:, 0:1]; y = Where(t < t1_0, y0, Where(t < t1_1, y1, … y_{K−1}))
-        inits.push(Init { name: "t_index".into(), dims: vec![1], dtype: INT64, raw: 0i64.to_le_bytes().to_vec(), external: false });
+        inits.push(Init { name: "t_index".into(), dims: vec![1], dtype: INT64, raw: 0i64.to_le_bytes().to_vec(), unread: None });
         nodes.push(Node::new("Gather", "take_t", &[INPUT, "t_index"], &["t"], vec![Attr::Int("axis".into(), 1)]));
         let mut rest = format!("y{}", k - 1);
         for w in (0..k - 1).rev() {

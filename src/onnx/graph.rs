@@ -85,8 +85,9 @@ pub struct Init {
     pub dims: Vec<usize>,
     pub dtype: i32,
     pub raw: Vec<u8>,
-    /// The file keeps the data in another file (`data_location: EXTERNAL`).
-    pub external: bool,
+    /// Why the data could not be read (kept in an external file, typed data
+    /// past its limit), for [`Model::parse`] to name; None when it was.
+    pub unread: Option<String>,
 }
 
 impl Init {
@@ -96,7 +97,7 @@ impl Init {
             dims: dims.to_vec(),
             dtype: FLOAT,
             raw: data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            external: false,
+            unread: None,
         }
     }
 
@@ -167,32 +168,16 @@ impl<'a> Fields<'a> {
         self.varints(n).next()
     }
 
-    /// A repeated float field, packed or not.
-    fn floats(&self, n: u32) -> Option<Vec<f32>> {
+    /// A repeated fixed-width field (floats: 4, doubles: 8), packed or not,
+    /// as little-endian bytes: never more than the message holds.
+    fn fixed(&self, n: u32, width: usize) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         for (f, v) in &self.0 {
             match v {
-                Value::Fixed32(x) if *f == n => out.push(f32::from_bits(*x)),
+                Value::Fixed32(x) if *f == n && width == 4 => out.extend(x.to_le_bytes()),
+                Value::Fixed64(x) if *f == n && width == 8 => out.extend(x.to_le_bytes()),
                 Value::Bytes(b) if *f == n => {
-                    if b.len() % 4 != 0 {
-                        return None;
-                    }
-                    out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-                }
-                _ => {}
-            }
-        }
-        Some(out)
-    }
-
-    /// A repeated fixed64 field (doubles), packed or not, as raw little-endian bytes.
-    fn fixed64s(&self, n: u32) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        for (f, v) in &self.0 {
-            match v {
-                Value::Fixed64(x) if *f == n => out.extend(x.to_le_bytes()),
-                Value::Bytes(b) if *f == n => {
-                    if b.len() % 8 != 0 {
+                    if b.len() % width != 0 {
                         return None;
                     }
                     out.extend_from_slice(b);
@@ -203,8 +188,25 @@ impl<'a> Fields<'a> {
         Some(out)
     }
 
-    /// A repeated varint field, packed or not.
-    fn ints(&self, n: u32) -> Option<Vec<u64>> {
+    /// How many values a repeated varint field holds, packed or not, counted
+    /// without decoding them (a packed value ends at a byte below 0x80).
+    fn count_varints(&self, n: u32) -> usize {
+        self.0
+            .iter()
+            .map(|(f, v)| match v {
+                Value::Varint(_) if *f == n => 1,
+                Value::Bytes(b) if *f == n => b.iter().filter(|&&x| x < 0x80).count(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A repeated varint field, packed or not; None past `limit` values
+    /// (one byte of the file may become eight in memory).
+    fn ints(&self, n: u32, limit: usize) -> Option<Vec<u64>> {
+        if self.count_varints(n) > limit {
+            return None;
+        }
         let mut out = Vec::new();
         for (f, v) in &self.0 {
             match v {
@@ -244,8 +246,8 @@ fn read_attr(b: &[u8]) -> Option<Option<Attr>> {
         Some(2) => Attr::Int(name, af.varint(3)? as i64),
         Some(3) => Attr::Str(name, af.text(4)),
         Some(4) => Attr::Tensor(name, read_tensor(af.bytes(5).next()?)?),
-        Some(6) => Attr::Floats(name, af.floats(7)?),
-        Some(7) => Attr::Ints(name, af.ints(8)?.into_iter().map(|v| v as i64).collect()),
+        Some(6) => Attr::Floats(name, af.fixed(7, 4)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        Some(7) => Attr::Ints(name, af.ints(8, MAX_ATTR_INTS)?.into_iter().map(|v| v as i64).collect()),
         Some(_) => return Some(None),
         None => match (af.fixed32(2), af.varint(3)) {
             (Some(bits), _) => Attr::Float(name, f32::from_bits(bits)),
@@ -258,25 +260,55 @@ fn read_attr(b: &[u8]) -> Option<Option<Attr>> {
 
 /// TensorProto: dims 1, data_type 2, float_data 4, int32_data 5,
 /// int64_data 7, name 8, raw_data 9, double_data 10, data_location 14.
-/// Typed fields become little-endian raw data of the element type.
+/// Typed fields become little-endian raw data of the element type; what
+/// cannot be read is recorded in `unread` for [`Model::parse`] to name.
 fn read_tensor(b: &[u8]) -> Option<Init> {
     let f = Fields::of(b)?;
     let dims = f.varints(1).map(|d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
     let dtype = f.varint(2).unwrap_or(0) as i32;
-    let mut raw = f.bytes(9).last().unwrap_or_default().to_vec();
-    if f.bytes(9).next().is_none() {
-        raw = match dtype {
-            FLOAT => f.floats(4)?.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            INT64 => f.ints(7)?.iter().flat_map(|&x| x.to_le_bytes()).collect(),
-            // int32, int8, uint8, float16 and the like all travel in int32_data
-            INT32 => f.ints(5)?.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
-            INT8 | 2 => f.ints(5)?.iter().map(|&x| x as u8).collect(),
-            FLOAT16 | 16 => f.ints(5)?.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
-            DOUBLE => f.fixed64s(10)?,
-            _ => Vec::new(),
-        };
+    let (mut raw, mut unread) = (f.bytes(9).last().unwrap_or_default().to_vec(), None);
+    if f.varint(14) == Some(1) {
+        unread = Some("keeps its data in an external file, which excite does not read; save the model with its data inside (onnx.save_model(m, path, save_as_external_data=False))".to_string());
+    } else if f.bytes(9).next().is_none() {
+        match typed_data(&f, dtype) {
+            Ok(r) => raw = r?,
+            Err(why) => unread = Some(why),
+        }
     }
-    Some(Init { name: f.text(8), dims, dtype, raw, external: f.varint(14) == Some(1) })
+    Some(Init { name: f.text(8), dims, dtype, raw, unread })
+}
+
+/// Most bytes the integer-typed fields (int32_data, int64_data) may decode
+/// to: their shapes, indices and quantised weights are small, and a
+/// one-byte value there becomes up to eight in memory.
+pub const MAX_TYPED_INT_BYTES: usize = 256 << 20;
+/// Most values in an integer-list attribute (axes, shapes, perms).
+const MAX_ATTR_INTS: usize = 1 << 20;
+
+/// The typed data field of a tensor as raw bytes (`Ok(None)`: malformed).
+fn typed_data(f: &Fields, dtype: i32) -> Result<Option<Vec<u8>>, String> {
+    // (field, bytes per value in memory) of the varint-typed ones
+    let (field, width) = match dtype {
+        FLOAT => return Ok(f.fixed(4, 4)),
+        DOUBLE => return Ok(f.fixed(10, 8)),
+        INT64 => (7, 8),
+        // int32, int8, uint8, float16 and bfloat16 all travel in int32_data
+        INT32 => (5, 4),
+        INT8 | 2 => (5, 1),
+        FLOAT16 | 16 => (5, 2),
+        _ => return Ok(Some(Vec::new())),
+    };
+    let values = f.count_varints(field);
+    if values.saturating_mul(width) > MAX_TYPED_INT_BYTES {
+        return Err(format!("holds {values} integer values in a typed field, over the {MAX_TYPED_INT_BYTES}-byte limit of such data; write it as raw_data"));
+    }
+    let Some(v) = f.ints(field, values) else { return Ok(None) };
+    Ok(Some(match width {
+        8 => v.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+        4 => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+        2 => v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
+        _ => v.iter().map(|&x| x as u8).collect(),
+    }))
 }
 
 /// Most elements one initializer may have (2³¹, 8 GiB of float32): a larger
@@ -331,8 +363,8 @@ impl Model {
             }
         }
         for t in &self.inits {
-            if t.external {
-                return Err(format!("initializer `{}` keeps its data in an external file, which excite does not read; save the model with its data inside (onnx.save_model(m, path, save_as_external_data=False))", t.name));
+            if let Some(why) = &t.unread {
+                return Err(format!("initializer `{}` {why}", t.name));
             }
             let count = t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&c| c <= MAX_ELEMENTS);
             let Some(count) = count else {

@@ -128,6 +128,9 @@ struct Const {
 }
 
 fn const_of(t: &Init) -> Option<Const> {
+    if t.unread.is_some() {
+        return None;
+    }
     let v: Vec<f64> = match t.dtype {
         FLOAT => t.floats()?.into_iter().map(f64::from).collect(),
         INT64 | INT32 => t.ints()?.into_iter().map(|i| i as f64).collect(),
@@ -780,7 +783,7 @@ mod tests {
         let e = Mlp::from_model(&m).unwrap_err();
         assert!(e.contains("3 per-feature values") && e.contains("7 features"), "{e}");
         // a Constant whose shape does not hold its values is not a constant
-        let bad = Init { name: "c".into(), dims: vec![2, 3], dtype: FLOAT, raw: 1f32.to_le_bytes().to_vec(), external: false };
+        let bad = Init { name: "c".into(), dims: vec![2, 3], dtype: FLOAT, raw: 1f32.to_le_bytes().to_vec(), unread: None };
         let m = model(vec![Node::new("Constant", "k", &[], &["c"], vec![Attr::Tensor("value".into(), bad)]), Node::new("Gemm", "g", &["x", "c"], &["y"], vec![])], vec![], 3);
         assert!(Mlp::from_model(&m).unwrap_err().contains("Constant `k`"));
     }

@@ -111,6 +111,30 @@ fn shapes_that_disagree_with_their_data_are_named() {
     assert!(Model::parse(&bare.to_bytes()).unwrap_err().contains("needs 2"));
 }
 
+/// Integer-typed tensor data (int64_data) decodes one file byte into up to
+/// eight: past its limit it is named before anything is decoded, and data
+/// that does decode must still fit its shape.
+#[test]
+fn typed_integer_data_is_bounded_before_decoding() {
+    use excite::onnx::graph::MAX_TYPED_INT_BYTES;
+    use excite::onnx::proto::{self, Msg};
+    let model = |values: usize, dims: usize| {
+        let t = Msg::default().int(1, dims as i64).int(2, 7).bytes(7, &vec![1u8; values]).str(8, "idx");
+        let g = proto::graph("g", &[proto::node("Gemm", "gemm0", &["x", "w"], &["y"], &[])], &[t], &[proto::value_info("x", &[None, Some(2)])], &[proto::value_info("y", &[None, Some(2)])]);
+        proto::model(&g, 17, &[], "test", &[]).0
+    };
+    let n = MAX_TYPED_INT_BYTES / 8 + 1;
+    let start = Instant::now();
+    let e = Model::parse(&model(n, n)).unwrap_err();
+    assert!(e.contains("`idx`") && e.contains(&format!("holds {n} integer values")) && e.contains("raw_data"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // within the limit: decoded, then checked against the shape like raw data
+    let m = Model::parse(&model(4, 4)).unwrap();
+    assert_eq!(m.init("idx").unwrap().ints().unwrap(), vec![1, 1, 1, 1]);
+    let e = Model::parse(&model(3, 4)).unwrap_err();
+    assert!(e.contains("`idx`") && e.contains("needs 32 bytes"), "{e}");
+}
+
 #[test]
 fn unknown_operators_and_bad_indices_are_named_errors() {
     let m = one_gemm(&[2, 2], &[1.0, 0.0, 0.0, 1.0], "Conv");
