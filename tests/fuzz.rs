@@ -263,6 +263,11 @@ struct Ctx {
     files: BTreeMap<String, Vec<u8>>,
 }
 
+/// An int8 calibration of every tensor of `m` to ±4, for the QDQ pass.
+fn unit_ranges(m: &excite::onnx::Model) -> BTreeMap<String, f32> {
+    m.nodes.iter().flat_map(|n| n.outputs.iter().chain(n.inputs.iter())).map(|t| (t.clone(), 4.0)).collect()
+}
+
 fn onnx(b: &[u8]) -> Outcome {
     let m = excite::onnx::Model::parse(b)?;
     let err = |e: excite::Error| e.to_string();
@@ -286,7 +291,7 @@ fn onnx(b: &[u8]) -> Outcome {
     // the build passes take what the reader took
     let half = excite::build::precision::to_fp16(&m);
     excite::onnx::Model::parse(&half.to_bytes()).map_err(|e| format!("fp16 pass wrote an unreadable model: {e}"))?;
-    let amax: BTreeMap<String, f32> = m.nodes.iter().flat_map(|n| n.outputs.iter().chain(n.inputs.iter())).map(|t| (t.clone(), 4.0)).collect();
+    let amax = unit_ranges(&m);
     if let Ok(q) = excite::build::precision::to_qdq(&m, &amax) {
         let q = excite::onnx::Model::parse(&q.to_bytes()).map_err(|e| format!("int8 pass wrote an unreadable model: {e}"))?;
         excite::onnx::Interpreter::new(q).map_err(err)?.run(&x, rows).map_err(err)?;
@@ -439,7 +444,7 @@ fn seeds(work: &Path) -> (Ctx, Vec<Target>) {
     let exported = std::fs::read(bundle.join("model.onnx")).unwrap();
     let m = excite::onnx::Model::parse(&exported).unwrap();
     let mut onnx_seeds = vec![exported.clone(), excite::build::precision::to_fp16(&m).to_bytes()];
-    let amax: BTreeMap<String, f32> = m.nodes.iter().flat_map(|n| n.outputs.iter().chain(n.inputs.iter())).map(|t| (t.clone(), 4.0)).collect();
+    let amax = unit_ranges(&m);
     onnx_seeds.push(excite::build::precision::to_qdq(&m, &amax).unwrap().to_bytes());
     onnx_seeds.extend(files.iter().filter(|(k, _)| k.ends_with(".onnx")).map(|(_, b)| b.clone()));
     onnx_seeds.extend(foreign_seeds());

@@ -52,8 +52,8 @@ struct Surrogate {
 }
 
 /// Names of the problem `model` records, or x0…, y0… for a file without one.
-fn names(model: &Path, n_in: usize, n_out: usize) -> (Vec<String>, Vec<String>) {
-    match excite::verify::Problem::from_onnx(model) {
+fn names(model: &excite::onnx::Model, n_in: usize, n_out: usize) -> (Vec<String>, Vec<String>) {
+    match excite::verify::Problem::from_props(&model.metadata) {
         Ok(p) => (p.inputs.iter().map(|v| v.name.clone()).collect(), p.outputs.iter().map(|v| v.name.clone()).collect()),
         Err(_) => ((0..n_in).map(|i| format!("x{i}")).collect(), (0..n_out).map(|i| format!("y{i}")).collect()),
     }
@@ -80,9 +80,11 @@ fn open(path: &Path, trusted_key: Option<&Path>, threads: usize) -> Result<Surro
         return Err(excite::Error::invalid("trusted_key", format!("{} is not a bundle; only bundles are signed", path.display()), "pass a bundle folder or .tar.gz, or load without trusted_key"));
     }
     let (engine, model, manifest) = excite::engine::open_path(path, threads)?;
-    let network = Mlp::from_model(&excite::onnx::canonical(excite::onnx::read(&model)?)?).ok();
+    // one read of the file for the derivatives and the names
+    let parsed = excite::onnx::read(&model)?;
+    let network = Mlp::from_model(&parsed).ok();
     let e = engine.info();
-    let (inputs, outputs) = names(&model, e.inputs, e.outputs);
+    let (inputs, outputs) = names(&parsed, e.inputs, e.outputs);
     let info = serde_json::json!({"source": if manifest.is_some() { "engine" } else { "onnx" }, "path": path, "engine": format!("{} {}", e.backend, e.precision), "runtime": e.runtime, "manifest": manifest});
     Ok(Surrogate { engine: Mutex::new(engine), network, inputs, outputs, info })
 }
@@ -226,10 +228,7 @@ fn simulate<'py>(py: Python<'py>, model: &str, t_end: f64, dt: f64, sample_every
 fn verify<'py>(py: Python<'py>, model: PathBuf, problem: Option<PathBuf>, cells: usize, max_mae: Option<f64>, max_abs_error: Option<f64>, batch: usize, seconds: f64, reference_cells: usize, out: Option<PathBuf>) -> PyResult<Bound<'py, PyAny>> {
     let report = py.detach(|| -> Result<excite::verify::Report, excite::Error> {
         let (mut engine, onnx, _) = excite::engine::open_path(&model, 0)?;
-        let p = match &problem {
-            Some(d) => excite::verify::Problem::from_meta(excite::data::problem::ProblemMeta::from_dataset(d, "ddnn")?)?,
-            None => excite::verify::Problem::from_onnx(&onnx)?,
-        };
+        let p = excite::verify::Problem::of(&onnx, problem.as_deref())?;
         let s = excite::verify::Settings { cells, batch, seconds, reference_cells, budget: excite::verify::Budget { max_mae, max_abs_error }, ..Default::default() };
         let r = excite::verify::verify_on(&p, &onnx, engine.as_mut(), &s, &excite::report::Silent)?;
         if let Some(dir) = &out {

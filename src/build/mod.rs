@@ -162,8 +162,8 @@ pub fn build(
         source.inputs[0].name.clone(),
         source.outputs[0].name.clone(),
     );
-    let width = |io: &crate::onnx::graph::Io| io.dims.get(1).copied().flatten().unwrap_or(0);
-    let (n_in, n_out) = (width(&source.inputs[0]), width(&source.outputs[0]));
+    let (n_in, n_out) = source.features();
+    let (n_in, n_out) = (n_in.unwrap_or(0), n_out.unwrap_or(0));
     if let Some(p) = &problem {
         if (p.inputs.len(), p.outputs.len()) != (n_in, n_out) {
             return Err(Error::invalid("--problem", format!("the problem has {} inputs and {} outputs, the model {n_in} and {n_out}", p.inputs.len(), p.outputs.len()), "pass the dataset the model was trained on"));

@@ -11,7 +11,7 @@ use crate::Error;
 
 /// The calibration set: rows of inputs in physical units.
 fn calibration_set(source: &Model, p: Option<&Problem>, spec: &BuildSpec) -> Result<(Vec<f32>, usize, String), Error> {
-    let n_in = source.inputs[0].dims.get(1).copied().flatten().unwrap_or(0);
+    let n_in = source.features().0.unwrap_or(0);
     if let Some(dir) = &spec.calibration_data {
         let d = crate::data::load(dir)?;
         let x = d

@@ -157,6 +157,8 @@ pub struct Opened {
     pub dir: PathBuf,
     pub manifest: BundleManifest,
     pub signed: Signed,
+    /// The bytes of `SHA256SUMS` that were checked (and signed, where signed).
+    pub sums: Vec<u8>,
 }
 
 /// Opens a bundle folder or `.tar.gz` (unpacked once into the per-user
@@ -187,7 +189,7 @@ pub fn open(path: &Path, trusted: Option<&TrustedKey>) -> Result<Opened, Error> 
     }
     found.remove(BUNDLE_FILE);
     crate::fsio::check_hashes(&dir, BUNDLE_FILE, &m.files, &found, true, REPACKAGE)?;
-    Ok(Opened { dir, manifest: m, signed })
+    Ok(Opened { dir, manifest: m, signed, sums: bytes })
 }
 
 /// Signs a bundle folder or `.tar.gz` with `key` ([`sign`] has the format):
@@ -198,10 +200,10 @@ pub fn open(path: &Path, trusted: Option<&TrustedKey>) -> Result<Opened, Error> 
 pub fn sign_bundle(path: &Path, key: &SigningKey, comment: Option<&str>) -> Result<sign::Signature, Error> {
     let opened = open(path, None)?;
     let comment = comment.map_or_else(|| sign::default_comment(&opened.manifest.name), str::to_string);
-    let sums = opened.dir.join(SUMS_FILE);
-    let bytes = std::fs::read(&sums).map_err(|e| Error::io(&sums, e))?;
+    // the checksums just checked are the ones signed
+    let bytes = &opened.sums;
     if !path.is_file() {
-        return sign::sign_sums(&opened.dir, &bytes, key, &comment);
+        return sign::sign_sums(&opened.dir, bytes, key, &comment);
     }
     // an archive: a signed copy of its folder, packed again in its place
     let scratch = sign::scratch_dir()?;
@@ -209,7 +211,7 @@ pub fn sign_bundle(path: &Path, key: &SigningKey, comment: Option<&str>) -> Resu
         let name = opened.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let copy = scratch.join(&name);
         crate::fsio::copy_dir(&opened.dir, &copy)?;
-        let signature = sign::sign_sums(&copy, &bytes, key, &comment)?;
+        let signature = sign::sign_sums(&copy, bytes, key, &comment)?;
         archive::pack(&copy, &name, path)?;
         Ok(signature)
     })();
@@ -261,7 +263,8 @@ impl Surrogate {
     fn from_opened(opened: Opened) -> Result<Surrogate, Error> {
         let Opened { dir, manifest, .. } = opened;
         let model = crate::fsio::confined(&dir, &manifest.model, "bundle.json `model`")?;
-        let network = Mlp::from_model(&crate::onnx::read(&model)?).ok();
+        let parsed = crate::onnx::read(&model)?;
+        let network = Mlp::from_model(&parsed).ok();
         let rank = |t: Target| match t {
             Target::Tensorrt => 0,
             Target::NativeCuda => 1,
@@ -278,7 +281,7 @@ impl Surrogate {
                 return Ok(Surrogate { manifest, engine, engine_name: name, network });
             }
         }
-        let engine = crate::onnx::Interpreter::load(&model)?;
+        let engine = crate::onnx::canonical(parsed).and_then(crate::onnx::Interpreter::new).map_err(|e| e.in_file(&model))?;
         Ok(Surrogate { manifest, engine: Box::new(engine), engine_name: "excite-reference fp32 (model.onnx)".into(), network })
     }
 
@@ -291,12 +294,17 @@ impl Surrogate {
     /// d outputs / d inputs per row of `x`: [rows][outputs][inputs], exact
     /// derivatives of the bundled network ([`Mlp::jacobian`], f64 rounded to f32).
     pub fn jacobian(&self, x: &[f32]) -> Result<Vec<f32>, Error> {
-        let n = self.inputs();
         let net = self.network.as_ref().ok_or_else(|| Error::invalid("jacobian", "this bundle's model is not one MLP (a time-windowed surrogate switches networks at window edges)", "differentiate per window, or use finite differences"))?;
+        Ok(net.jacobian(x, self.rows(x)?).into_iter().map(|v| v as f32).collect())
+    }
+
+    /// How many rows `x` holds; an error naming the inputs unless whole rows.
+    fn rows(&self, x: &[f32]) -> Result<usize, Error> {
+        let n = self.inputs();
         if n == 0 || x.len() % n != 0 {
-            return Err(Error::invalid("inputs", format!("{} values are not whole rows of {n} inputs", x.len()), "pass rows × inputs values"));
+            return Err(Error::invalid("inputs", format!("{} values are not whole rows of {n} inputs", x.len()), format!("pass rows × {n} values: {}", self.manifest.inputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "))));
         }
-        Ok(net.jacobian(x, x.len() / n).into_iter().map(|v| v as f32).collect())
+        Ok(x.len() / n)
     }
 
     /// The parts: manifest, engine, its name, and the network (for hosts
@@ -307,11 +315,8 @@ impl Surrogate {
 
     /// Outputs for `x`: rows of `inputs()` values in physical units, row-major.
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>, Error> {
-        let n = self.inputs();
-        if n == 0 || x.len() % n != 0 {
-            return Err(Error::invalid("inputs", format!("{} values are not whole rows of {n} inputs", x.len()), format!("pass rows × {n} values: {}", self.manifest.inputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "))));
-        }
-        self.engine.run(x, x.len() / n)
+        let rows = self.rows(x)?;
+        self.engine.run(x, rows)
     }
 
     pub fn inputs(&self) -> usize {

@@ -391,14 +391,14 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     // after each run, and idle sessions beside the timed one would steal its cores.
     let mut engines = Vec::new();
     let mut runs: Vec<Vec<Vec<(f64, Latency)>>> = vec![vec![Vec::new(); a.batches.len()]; a.models.len()];
-    let given = a.problem.as_deref().map(|d| excite::data::problem::ProblemMeta::from_dataset(d, "ddnn").and_then(Problem::from_meta)).transpose()?;
+    let given = a.problem.as_deref().map(Problem::from_dataset).transpose()?;
     for round in 0..a.repeat {
         for (e, path) in a.models.iter().enumerate() {
             let (mut engine, onnx, _) = excite::engine::open_path(path, a.threads)?;
             // the file's problem, else --problem, else uniform inputs and no reference
             let problem = match Problem::from_onnx(&onnx) {
                 Ok(p) => Some(p),
-                Err(_) => given.as_ref().map(|g| Problem::from_meta(g.meta())).transpose()?,
+                Err(_) => given.clone(),
             };
             for (j, &b) in a.batches.iter().enumerate() {
                 let measured = match &problem {

@@ -76,10 +76,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         threads: 0,
     };
     let (mut engine, onnx, _) = excite::engine::open_path(&a.model, a.threads)?;
-    let problem = match &a.problem {
-        Some(d) => excite::verify::Problem::from_meta(excite::data::problem::ProblemMeta::from_dataset(d, "ddnn")?)?,
-        None => excite::verify::Problem::from_onnx(&onnx)?,
-    };
+    let problem = excite::verify::Problem::of(&onnx, a.problem.as_deref())?;
     let report = verify::verify_on(&problem, &onnx, engine.as_mut(), &settings, &Progress::new())?;
     let out = a.out.clone().unwrap_or_else(|| super::default_out(&a.model, "verify"));
     verify::write(&report, &out)?;

@@ -38,8 +38,9 @@ pub struct ProblemMeta {
 impl ProblemMeta {
     /// The `metadata_props` entries.
     pub fn to_props(&self) -> Vec<(String, String)> {
-        let json = |v: serde_json::Value| v.to_string();
-        let ser = |v: &dyn erased::Ser| json(v.value());
+        fn ser<T: serde::Serialize>(v: &T) -> String {
+            serde_json::to_string(v).expect("plain data serialises")
+        }
         vec![
             (VERSION.into(), env!("CARGO_PKG_VERSION").into()),
             (KIND.into(), self.kind.clone()),
@@ -88,17 +89,5 @@ impl ProblemMeta {
             initial: m.sampling.initial,
             sampling: m.sampling.ranges,
         })
-    }
-}
-
-/// Serialising the fields of different types through one closure.
-mod erased {
-    pub trait Ser {
-        fn value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).expect("plain data serialises")
-        }
     }
 }

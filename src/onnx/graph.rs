@@ -486,6 +486,13 @@ impl Model {
         proto::model(&graph, self.opset, &self.domains, &self.producer_version, &self.metadata).0
     }
 
+    /// The declared feature counts of the first input and output ([batch,
+    /// features]), where the file declares them.
+    pub fn features(&self) -> (Option<usize>, Option<usize>) {
+        let width = |io: &[Io]| io.first().and_then(|i| i.dims.get(1).copied().flatten());
+        (width(&self.inputs), width(&self.outputs))
+    }
+
     pub fn init(&self, name: &str) -> Option<&Init> {
         self.inits.iter().find(|i| i.name == name)
     }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::graph::{Io, Model, FLOAT16, INT8};
+use super::graph::{Model, FLOAT16, INT8};
 use crate::Error;
 
 /// A 2-D value `[rows, cols]` (rows = 1 for initializers and scalars, which broadcast).
@@ -106,14 +106,10 @@ impl Interpreter {
                 },
             );
         }
-        let width = |io: &[Io], what: &str| {
-            io.first()
-                .and_then(|i| i.dims.get(1).copied().flatten())
-                .ok_or_else(|| bad(format!("no [N, features] {what}")))
-        };
+        let (inputs, outputs) = model.features();
         let (inputs, outputs) = (
-            width(&model.inputs, "input")?,
-            width(&model.outputs, "output")?,
+            inputs.ok_or_else(|| bad("no [N, features] input".into()))?,
+            outputs.ok_or_else(|| bad("no [N, features] output".into()))?,
         );
         Ok(Interpreter {
             model,

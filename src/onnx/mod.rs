@@ -57,8 +57,8 @@ pub fn canonical(m: Model) -> Result<Model, Error> {
 /// it computes. Refused when the widths disagree.
 pub fn annotate(m: Model, problem: &crate::data::problem::ProblemMeta) -> Result<Model, Error> {
     let mut m = canonical(m)?;
-    let width = |io: &[graph::Io]| io.first().and_then(|i| i.dims.get(1).copied().flatten()).unwrap_or(0);
-    let (n_in, n_out) = (width(&m.inputs), width(&m.outputs));
+    let (n_in, n_out) = m.features();
+    let (n_in, n_out) = (n_in.unwrap_or(0), n_out.unwrap_or(0));
     if (n_in, n_out) != (problem.inputs.len(), problem.outputs.len()) {
         let names = |v: &[crate::data::VarRange]| v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
         return Err(Error::invalid(

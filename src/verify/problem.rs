@@ -14,6 +14,7 @@ use crate::train::Mode;
 use crate::Error;
 
 /// The problem a surrogate was trained on, read back from its ONNX metadata.
+#[derive(Clone)]
 pub struct Problem {
     pub model: &'static dyn Model,
     pub model_meta: ModelMeta,
@@ -61,17 +62,20 @@ impl Problem {
         })
     }
 
-    /// The [`ProblemMeta`] this problem was read from.
-    pub fn meta(&self) -> ProblemMeta {
-        ProblemMeta {
-            kind: serde_json::to_value(self.kind).expect("serialises").as_str().unwrap_or_default().to_string(),
-            model: self.model_meta.clone(),
-            inputs: self.inputs.clone(),
-            outputs: self.outputs.clone(),
-            time: self.time.clone(),
-            initial: self.initial.clone(),
-            sampling: self.sampling.clone(),
+    /// The problem of the dataset `dataset` (folder or dataset.json) where
+    /// one is given, for a model that records none; else the one the ONNX
+    /// file `model` records.
+    pub fn of(model: &Path, dataset: Option<&Path>) -> Result<Problem, Error> {
+        match dataset {
+            Some(d) => Self::from_dataset(d),
+            None => Self::from_onnx(model),
         }
+    }
+
+    /// The problem of a dataset (folder or dataset.json), for a data-driven
+    /// surrogate of it ([`ProblemMeta::from_dataset`]).
+    pub fn from_dataset(dataset: &Path) -> Result<Problem, Error> {
+        Self::from_meta(ProblemMeta::from_dataset(dataset, "ddnn")?)
     }
 
     /// `n` fresh cells: the sampled initial states and parameters drawn by
