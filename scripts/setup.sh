@@ -11,20 +11,31 @@
 #   - scikit-learn and skl2onnx: real exporters' files for the tests of models
 #     trained elsewhere (tests/integration/foreign.rs);
 #   - maturin (builds the Python package in python/) and pytest (its tests);
-#   - minisign, the one system-wide install (below).
+#   - and, system-wide, the Debian packages below (minisign, Open MPI, Slurm).
 # Safe to re-run: it does nothing when .deps/ already matches this list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# minisign (Debian package): the peer the signing tests check excite's
-# bundle signatures against. System-wide, as Debian installs it.
-if ! command -v minisign >/dev/null 2>&1; then
+# System-wide Debian packages, as Debian installs them:
+#   - minisign: the peer the signing tests check excite's bundle signatures against;
+#   - openmpi-bin, libopenmpi-dev and libclang-dev: Open MPI, which the test
+#     build links (`--features mpi`, rsmpi's bindings are made with libclang)
+#     and whose mpirun runs the MPI sweep test;
+#   - slurm-wlm and munge: a one-node Slurm cluster on this machine
+#     (scripts/slurm-up.sh starts it) for the Slurm sweep test.
+packages="minisign openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [[ -n $missing ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing minisign (apt-get)" >&2
+        echo "setup: installing$missing (apt-get)" >&2
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "setup: minisign is missing and this is not a root Debian shell; install it (apt-get install minisign, or https://jedisct1.github.io/minisign/) and re-run" >&2
+        echo "setup: missing Debian packages:$missing, and this is not a root Debian shell; install them (apt-get install$missing) and re-run" >&2
         exit 1
     fi
 fi

@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # libexcite.so (the C ABI the ffi tests link against) is a build product of
 # the library target, which `cargo test` alone does not produce.
-cargo build --release --lib
-cargo test --release "$@"
+# `--features mpi`: the build whose `excite sweep --mpi` the MPI test runs
+# under a real mpirun; the Slurm test starts its one-node cluster itself
+# (scripts/slurm-up.sh, idempotent).
+cargo build --release --features mpi --lib
+cargo test --release --features mpi "$@"
 # the Python package: built by maturin into a wheel, installed into
 # .deps/excite (import excite with PYTHONPATH=.deps/python:.deps/excite),
 # tested with pytest against the CLI and the Rust loader

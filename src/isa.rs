@@ -130,3 +130,11 @@ mod tests {
         assert!(e.to_string().contains("EXCITE_NATIVE_KERNEL") && e.to_string().contains("sse9"), "{e}");
     }
 }
+
+/// This CPU's model name (`/proc/cpuinfo`), recorded with every measured figure.
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod report;
 pub mod solve;
 pub mod special;
+pub mod sweep;
 pub mod train;
 pub mod verify;
 pub mod yaml;

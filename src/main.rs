@@ -51,6 +51,40 @@ enum Command {
     /// next run resumes (training from its checkpoint). A failed accuracy gate
     /// stops the pipeline with exit code 1, naming the stage and the budget.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Run a study: a base pipeline over axes of architectures, modes, data
+    /// sizes, seeds and more.
+    ///
+    /// Every point is the pipeline's train → export → build → verify, in
+    /// DIR/points/<id>/ (the id is the hash of the point's pipeline file);
+    /// a finished point is never run again and an interrupted one resumes, so
+    /// re-running a sweep after a crash, a kill or a change of the study
+    /// costs only what is new. Each finished point adds its row to
+    /// DIR/results.csv and results.json: settings, validation and verify
+    /// errors per variable, parameters, multiply-adds, engine samples/s on
+    /// this machine, training time, and diverged or not (a diverged point is
+    /// recorded, never fatal). Executors: --workers processes here, a Slurm
+    /// job array (--executor slurm), or MPI ranks (--executor mpi, or
+    /// `mpirun -np N excite sweep FILE --mpi`); each runs `--shard i/n`.
+    /// `excite sweep merge DIR` joins what shards left.
+    Sweep(commands::sweep::SweepArgs),
+    /// Write a study's report: Pareto fronts, MAE by shape and budget, PINN
+    /// against DDNN (Welch's t-test), error against inference time.
+    ///
+    /// Reads DIR (an `excite sweep` folder) and writes DIR/report/report.md
+    /// with SVG figures and report.json. With --authors A|B|C (or the study's
+    /// `compare:`), the paper's published results for that problem go in the
+    /// same tables.
+    Report(commands::sweep::ReportArgs),
+    /// Run the paper's studies and write one report.
+    ///
+    /// Sweeps models/study-zoo-a.yaml (the authors' 800 architectures on
+    /// problem A), study-pinn-ddnn.yaml (PINN against DDNN at 10, 100 and
+    /// 1000 training rows, five seeds) and study-windows.yaml (time windows
+    /// and adaptive points on problem C) into OUT/<study>, reports each beside
+    /// the authors' results, and joins the summaries in OUT/report.md. Hours
+    /// on a small machine: interrupt it at will, it resumes; spread it with
+    /// -j, --executor slurm or --executor mpi.
+    Reproduce(commands::reproduce::ReproduceArgs),
     /// Show a bundle's manifest after checking every file's sha256.
     ///
     /// Also says whether the bundle is signed. With --trusted-key the
@@ -262,6 +296,9 @@ fn main() -> ExitCode {
         ),
         Command::Export { run, out } => commands::export::run(&run, &out),
         Command::Pipeline(a) => commands::pipeline::run(&a),
+        Command::Sweep(a) => commands::sweep::run(&a),
+        Command::Report(a) => commands::sweep::report(&a),
+        Command::Reproduce(a) => commands::reproduce::run(&a),
         Command::Inspect(a) => commands::inspect::run(&a),
         Command::Sign(a) => commands::sign::run(&a),
         Command::Annotate(a) => commands::annotate::run(&a),

@@ -72,10 +72,26 @@ impl Accumulator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VarMetrics {
     pub name: String,
+    #[serde(deserialize_with = "null_as_infinity")]
     pub mae: f64,
+    #[serde(deserialize_with = "null_as_infinity")]
     pub rmse: f64,
+    #[serde(deserialize_with = "null_as_infinity")]
     pub max_abs_error: f64,
 }
+
+/// JSON has no NaN or infinity (serde_json writes them as null): a loss
+/// that diverged reads back as NaN, so a diverged run's checkpoint resumes and its
+/// metrics read back.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// As [`null_as_nan`], for a best-so-far that starts at infinity.
+pub fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+}
+
 
 impl VarMetrics {
     /// Whether a prediction was NaN or infinite (every error is finite otherwise).

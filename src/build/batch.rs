@@ -76,7 +76,7 @@ pub fn svg(points: &[Point]) -> String {
     let series = vec![Series {
         name: "samples/s".into(),
         color: 0,
-        dashed: false,
+        stroke: crate::verify::chart::Stroke::Solid,
         points: points.iter().map(|p| (p.batch as f64, p.samples_per_s)).collect(),
     }];
     chart::svg(&Chart {

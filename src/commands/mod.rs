@@ -11,8 +11,10 @@ pub mod keygen;
 pub mod pipeline;
 pub mod models;
 pub mod printer;
+pub mod reproduce;
 pub mod sign;
 pub mod simulate;
+pub mod sweep;
 pub mod train;
 pub mod verify;
 

@@ -84,8 +84,8 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} {} vs Euler reference ({}, {} fresh cells)",
-            report.engine.backend, report.engine.precision, report.cell_model, report.cells
+            "{} {} vs Euler reference ({}, {} cells)\ncompared on {}",
+            report.engine.backend, report.engine.precision, report.cell_model, report.cells, report.held_out
         );
         println!(
             "{:<6} {:>11} {:>11} {:>11} {:>8}",

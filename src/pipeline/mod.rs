@@ -85,9 +85,13 @@ struct RawPipeline {
 impl Pipeline {
     pub fn from_file(path: &Path) -> Result<Pipeline, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut p = Self::from_yaml(&text).map_err(|e| e.in_file(path))?;
-        // an imported model's and a signing key's paths are relative to the pipeline file
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::from_yaml_in(&text, path.parent().unwrap_or(Path::new("."))).map_err(|e| e.in_file(path))
+    }
+
+    /// A pipeline whose relative paths (an imported model, a signing key)
+    /// are taken from `base`, the folder of the file it came from.
+    pub fn from_yaml_in(text: &str, base: &Path) -> Result<Pipeline, Error> {
+        let mut p = Self::from_yaml(text)?;
         if let Some(i) = &mut p.import {
             if i.model.is_relative() {
                 i.model = base.join(&i.model);

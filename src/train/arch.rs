@@ -124,6 +124,12 @@ impl Architecture {
         n + (d + 1) * self.outputs
     }
 
+    /// Multiply-adds per evaluation (one per weight).
+    pub fn multiply_adds(&self) -> usize {
+        let widths: Vec<usize> = std::iter::once(self.inputs).chain(self.hidden.iter().map(|l| l.1)).chain([self.outputs]).collect();
+        widths.windows(2).map(|w| w[0] * w[1]).sum()
+    }
+
     /// `4-64-64-2 tanh,tanh`-style summary.
     pub fn summary(&self) -> String {
         let widths: Vec<String> = std::iter::once(self.inputs)

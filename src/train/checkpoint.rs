@@ -19,6 +19,7 @@ use crate::Error;
 pub(super) struct State {
     pub step: usize,
     pub lr: f64,
+    #[serde(deserialize_with = "crate::metrics::null_as_infinity")]
     pub best_val: f64,
     pub best_step: usize,
     pub bad_checks: usize,

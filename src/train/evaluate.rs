@@ -23,6 +23,7 @@ pub struct Rollout {
 pub struct Metrics {
     pub variables: Vec<VarMetrics>,
     /// Mean of the per-variable MAEs (the paper's "Final Error 1").
+    #[serde(deserialize_with = "crate::metrics::null_as_infinity")]
     pub mae: f64,
     /// A validation prediction was NaN or infinite (its errors are infinite).
     #[serde(default)]

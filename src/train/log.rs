@@ -17,11 +17,15 @@ pub struct LossRow {
     pub window: usize,
     pub step: usize,
     pub lr: f64,
+    #[serde(deserialize_with = "crate::metrics::null_as_nan")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "crate::metrics::null_as_nan")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "crate::metrics::null_as_nan")]
     pub val_mae: f64,
     pub elapsed_s: f64,
 }
+
 
 /// Reads a checkpoint's log: rows, or (checkpoints of excite before the
 /// csv crate) the rows as preformatted CSV lines.

@@ -108,6 +108,10 @@ pub struct TrainSpec {
     /// Time-domain splitting: this many sub-models over consecutive windows of t.
     #[serde(default = "one")]
     pub windows: usize,
+    /// Train on this many of the dataset's training rows (a seeded random
+    /// subset), for studies of scarce data; all rows when absent.
+    #[serde(default)]
+    pub rows: Option<usize>,
     /// Where to train: `cpu` (burn's flex backend) or `cuda` (needs a build with `--features gpu-train`).
     #[serde(default)]
     pub device: TrainDevice,
@@ -215,6 +219,7 @@ impl TrainSpec {
             ("val_every", self.val_every),
             ("collocation", self.collocation),
             ("windows", self.windows),
+            ("rows", self.rows.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(Error::invalid(

@@ -38,6 +38,24 @@ pub struct Outcome {
 
 /// Trains the surrogate `spec` describes into `out`. With `resume`, continues
 /// from the checkpoint an interrupted run left (or from `out`'s own).
+/// `n` rows of (x, y) drawn without replacement by a seeded shuffle, kept in dataset order.
+fn subset(x: &Array2, y: &Array2, n: usize, seed: u64) -> (Array2, Array2) {
+    let mut order: Vec<usize> = (0..x.rows).collect();
+    let mut rng = Rng::new(seed ^ 0x5eed_0f_2075);
+    for i in 0..n {
+        let j = i + (rng.next_u64() % (x.rows - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    let mut keep = order[..n].to_vec();
+    keep.sort_unstable();
+    let take = |a: &Array2| Array2 {
+        rows: n,
+        cols: a.cols,
+        data: keep.iter().flat_map(|&r| a.data[r * a.cols..(r + 1) * a.cols].iter().copied()).collect(),
+    };
+    (take(x), take(y))
+}
+
 pub fn train(
     spec: &TrainSpec,
     out: &Path,
@@ -96,6 +114,10 @@ pub fn train(
         array("x_val")?,
         array("y_val")?,
     );
+    let (x_train, y_train) = match spec.rows {
+        Some(n) if n < x_train.rows => subset(&x_train, &y_train, n, spec.seed),
+        _ => (x_train, y_train),
+    };
 
     let k = spec.windows;
     let t_end = meta.time.t_end;
@@ -257,8 +279,7 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         net.host_activations = host;
         // A finished window stays finished unless more steps were asked for.
         if state.stopped_early || state.step >= spec.steps {
-            let best = load_net(ctx.arch, &best_path, &Device::flex())?;
-            return Ok((best, state, None));
+            return Ok((best_or_last(ctx, &best_path, &net)?, state, None));
         }
         resumed = Some(state.step);
         ctx.reporter.note(&format!(
@@ -385,8 +406,17 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             }
         }
     }
-    let best = load_net(ctx.arch, &best_path, &Device::flex())?;
-    Ok((best, state, resumed))
+    Ok((best_or_last(ctx, &best_path, &net)?, state, resumed))
+}
+
+/// The best weights saved; where no validation was ever finite (a diverged
+/// run) there are none, and the last weights stand in, so the run ends and
+/// its metrics say it diverged.
+fn best_or_last(ctx: &WindowCtx, best_path: &Path, net: &Net) -> Result<Net, Error> {
+    if !best_path.exists() {
+        write_atomic(best_path, &net_bytes(&net.valid()))?;
+    }
+    load_net(ctx.arch, best_path, &Device::flex())
 }
 
 /// The physics terms of a PINN step.

@@ -13,8 +13,17 @@ pub struct Series {
     pub name: String,
     /// Index into the chart palette.
     pub color: usize,
-    pub dashed: bool,
+    pub stroke: Stroke,
     pub points: Vec<(f64, f64)>,
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stroke {
+    Solid,
+    Dashed,
+    /// Unconnected points (a scatter plot).
+    Points,
 }
 
 /// How an axis maps values.
@@ -99,12 +108,14 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, c: &Chart) -> Result<(), Box<
     for (i, s) in c.series.iter().enumerate() {
         let y = 40 + 20 * i as i32;
         let style = PALETTE[s.color % PALETTE.len()].stroke_width(2);
-        if s.dashed {
-            for k in 0..3 {
-                legend.draw(&PathElement::new(vec![(8 + 10 * k, y), (14 + 10 * k, y)], style))?;
+        match s.stroke {
+            Stroke::Dashed => {
+                for k in 0..3 {
+                    legend.draw(&PathElement::new(vec![(8 + 10 * k, y), (14 + 10 * k, y)], style))?;
+                }
             }
-        } else {
-            legend.draw(&PathElement::new(vec![(8, y), (34, y)], style))?;
+            Stroke::Solid => legend.draw(&PathElement::new(vec![(8, y), (34, y)], style))?,
+            Stroke::Points => legend.draw(&Circle::new((21, y), 3, PALETTE[s.color % PALETTE.len()].filled()))?,
         }
         legend.draw(&Text::new(s.name.clone(), (40, y - 7), ("sans-serif", 13).into_font()))?;
     }
@@ -136,13 +147,73 @@ where
         .y_label_formatter(&|v| tick(*v))
         .draw()?;
     for (s, pts) in c.series.iter().zip(points) {
-        let style = PALETTE[s.color % PALETTE.len()].stroke_width(2);
-        if s.dashed {
-            chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 6, 4, style))?;
-        } else {
-            chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+        let color = PALETTE[s.color % PALETTE.len()];
+        let style = color.stroke_width(2);
+        match s.stroke {
+            Stroke::Dashed => {
+                chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 6, 4, style))?;
+            }
+            Stroke::Solid => {
+                chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
+            }
+            Stroke::Points => {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.mix(0.7).filled())))?;
+            }
         }
     }
+    Ok(())
+}
+
+/// One box of a box plot: a label and the values it summarises.
+pub struct BoxGroup {
+    pub label: String,
+    pub values: Vec<f64>,
+}
+
+/// Box plots of each group on a log axis (box: quartiles and median;
+/// whiskers: the furthest values within 1.5 interquartile ranges), one
+/// group per slot, labelled below. Values a log axis cannot show are left out.
+pub fn boxes(title: &str, y_label: &str, groups: &[BoxGroup]) -> String {
+    let mut out = String::new();
+    let width = WIDTH.max(60 + 48 * groups.len() as u32);
+    {
+        let root = SVGBackend::with_string(&mut out, (width, HEIGHT + 60)).into_drawing_area();
+        let _ = draw_boxes(&root, title, y_label, groups);
+        let _ = root.present();
+    }
+    out
+}
+
+fn draw_boxes(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, y_label: &str, groups: &[BoxGroup]) -> Result<(), Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let kept: Vec<Vec<f32>> = groups.iter().map(|g| g.values.iter().filter(|v| v.is_finite() && **v > 0.0).map(|&v| v as f32).collect()).collect();
+    let (y0, y1) = range(kept.iter().flatten().map(|&v| v as f64), Scale::Log);
+    let n = groups.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(90)
+        .y_label_area_size(72)
+        .build_cartesian_2d((0..n).into_segmented(), (y0 as f32..y1 as f32).log_scale())?;
+    let labels: Vec<String> = groups.iter().map(|g| format!("{} ({})", g.label, g.values.len())).collect();
+    chart
+        .configure_mesh()
+        .y_desc(y_label)
+        .x_labels(n)
+        .y_labels(8)
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 12))
+        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get(*i).cloned().unwrap_or_default(),
+            SegmentValue::Last => String::new(),
+        })
+        .y_label_formatter(&|v| tick(*v as f64))
+        .draw()?;
+    let color = PALETTE[0];
+    chart.draw_series(kept.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| {
+        Boxplot::new_vertical(SegmentValue::CenterOf(i), &Quartiles::new(v)).width(18).style(color.stroke_width(2))
+    }))?;
     Ok(())
 }
 
@@ -163,7 +234,7 @@ mod tests {
     use super::*;
 
     fn series(points: Vec<(f64, f64)>) -> Vec<Series> {
-        vec![Series { name: "u MAE".into(), color: 0, dashed: false, points }]
+        vec![Series { name: "u MAE".into(), color: 0, stroke: Stroke::Solid, points }]
     }
 
     /// Numbers in the SVG's text elements.
@@ -210,5 +281,18 @@ mod tests {
         assert_eq!(tick(9.999999999999999e-6), "1e-5");
         assert_eq!(tick(2.5e6), "2.5e6");
         assert_eq!(tick(-0.1), "-0.1");
+    }
+
+    #[test]
+    fn box_plots_draw_a_box_per_group() {
+        let groups = vec![
+            BoxGroup { label: "rectangle 96".into(), values: vec![1e-3, 2e-3, 3e-3, 5e-3, 4e-2] },
+            BoxGroup { label: "funnel 96".into(), values: vec![2e-4, 3e-4, f64::NAN, 1e-3] },
+        ];
+        let svg = boxes("MAE by shape", "validation MAE", &groups);
+        assert!(svg.contains("rectangle 96 (5)") && svg.contains("funnel 96 (4)"), "{svg}");
+        assert!(!svg.contains("NaN"));
+        // a box is a rectangle outline per group
+        assert!(svg.matches("<rect").count() >= 3, "{svg}");
     }
 }

@@ -96,6 +96,9 @@ pub struct Report {
     /// (for ITNN: after each rollout step).
     pub error_vs_time: ErrorVsTime,
     pub passed: bool,
+    /// What the compared points are, and why no training row is among them.
+    #[serde(default)]
+    pub held_out: String,
     /// The first variable over budget, in words.
     pub failure: Option<String>,
     pub batch: usize,
@@ -171,7 +174,12 @@ pub fn verify_on(
             "use --cells 200 --batch 1024",
         ));
     }
-    // With nothing sampled every cell is the same trajectory: compare on one.
+    // With nothing sampled every cell is the same trajectory (problem A),
+    // the training trajectory itself: compare on one, at the midpoints
+    // between its samples, which no training row holds.
+    let (grid, compared, held_out) = held_out_grid(p);
+    let sampled = p;
+    let p = &Problem { grid, ..p.clone() };
     let cells = p.cells(if p.sampling.is_empty() { 1 } else { s.cells }, s.seed);
     reporter.phase(&format!(
         "solving {} fresh cells with the Euler reference",
@@ -205,7 +213,7 @@ pub fn verify_on(
         let mut max = -1.0f64;
         let mut by_t = vec![0.0; samples];
         for c in 0..cells.n {
-            for smp in first..samples {
+            for smp in (first..samples).filter(|&smp| compared(smp)) {
                 let (e, r) = (pred.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);
                 let d = acc.add(e, r);
                 by_t[smp] += d / cells.n as f64;
@@ -254,7 +262,7 @@ pub fn verify_on(
     ));
     let (engine_rate, latency) = time_engine(&p, engine, &cells, s.batch, s.seconds)?;
     let (cell_steps, reference_rate) = reference_rate(
-        &p,
+        sampled,
         s.reference_cells.max(cells.n),
         s.seed ^ 0xBEEF,
         s.threads,
@@ -264,11 +272,12 @@ pub fn verify_on(
         .map(|c| Example {
             cell: c,
             engine: (0..n_out)
-                .map(|i| (0..samples).map(|smp| pred.get(i, smp, c) as f64).collect())
+                .map(|i| (0..samples).filter(|&smp| compared(smp)).map(|smp| pred.get(i, smp, c) as f64).collect())
                 .collect(),
             reference: (0..n_out)
                 .map(|i| {
                     (0..samples)
+                        .filter(|&smp| compared(smp))
                         .map(|smp| truth.get(i, smp, c) as f64)
                         .collect()
                 })
@@ -289,19 +298,38 @@ pub fn verify_on(
         passed: failure.is_none(),
         variables,
         error_vs_time: ErrorVsTime {
-            t: (0..samples).map(|i| p.grid.time(i)).collect(),
-            mae: mae_t,
+            t: (0..samples).filter(|&i| compared(i)).map(|i| p.grid.time(i)).collect(),
+            mae: mae_t.into_iter().map(|(k, v)| (k, v.into_iter().enumerate().filter(|&(i, _)| compared(i)).map(|(_, e)| e).collect())).collect(),
         },
+        held_out,
         failure,
         batch: s.batch,
         engine_samples_per_s: engine_rate,
         latency_ms: latency,
         reference_samples_per_s: reference_rate,
         reference_cell_steps_per_s: cell_steps,
-        steps_per_sample: p.grid.steps_per_sample,
+        steps_per_sample: sampled.grid.steps_per_sample,
         speedup: engine_rate / reference_rate,
         examples,
     })
+}
+
+/// The grid verify compares on, which of its samples count, and what makes
+/// them held out. A problem that samples cells is checked on fresh cells
+/// (a new seed) at its own times; one with a single trajectory (nothing
+/// sampled) on a grid of half the sample spacing, counting only the
+/// midpoints, where the dataset has no row — when the Euler grid has a step
+/// there; otherwise on the training times, and the report says so.
+fn held_out_grid(p: &Problem) -> (crate::solve::TimeGrid, fn(usize) -> bool, String) {
+    let g = &p.grid;
+    if !p.sampling.is_empty() || p.kind == Mode::Itnn {
+        return (g.clone(), |_| true, "fresh cells (a new seed), at the training sample times".into());
+    }
+    if g.steps_per_sample % 2 == 0 {
+        let half = crate::solve::TimeGrid { dt: g.dt, steps_per_sample: g.steps_per_sample / 2, n_samples: 2 * g.n_samples - 1 };
+        return (half, |i| i % 2 == 1, "held-out times: the midpoints between the training samples (one trajectory)".into());
+    }
+    (g.clone(), |_| true, "the training trajectory at its sample times (no Euler step falls between samples: not held out)".into())
 }
 
 /// Input rows `[t, sampled…]` of every cell at every sample time, cell-major.

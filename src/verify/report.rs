@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::fsio::{write_atomic, StagingDir};
-use crate::verify::chart::{self, Chart, Scale, Series};
+use crate::verify::chart::{self, Chart, Scale, Series, Stroke};
 use crate::verify::Report;
 use crate::Error;
 
@@ -39,8 +39,8 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "- reference: forward Euler, {} ({:?} surrogate), {} fresh cells, seed {}",
-        r.cell_model, r.kind, r.cells, r.seed
+        "- reference: forward Euler, {} ({:?} surrogate), {} cells, seed {}\n- compared on: {}",
+        r.cell_model, r.kind, r.cells, r.seed, r.held_out
     );
     let b = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
     let _ = writeln!(
@@ -96,9 +96,9 @@ fn trajectories(r: &Report) -> String {
     let name = r.variables.first().map(|v| v.name.as_str()).unwrap_or("");
     for (k, ex) in r.examples.iter().enumerate() {
         let pts = |vals: &[f64]| t.iter().copied().zip(vals.iter().copied()).collect::<Vec<_>>();
-        for (what, vals, dashed) in [("reference", &ex.reference, false), ("engine", &ex.engine, true)] {
+        for (what, vals, stroke) in [("reference", &ex.reference, Stroke::Solid), ("engine", &ex.engine, Stroke::Dashed)] {
             if let Some(v) = vals.first() {
-                series.push(Series { name: format!("cell {} {what}", ex.cell), color: k, dashed, points: pts(v) });
+                series.push(Series { name: format!("cell {} {what}", ex.cell), color: k, stroke, points: pts(v) });
             }
         }
     }
@@ -121,7 +121,7 @@ fn errors(r: &Report) -> String {
         .map(|(k, (name, e))| Series {
             name: format!("{name} MAE"),
             color: k,
-            dashed: false,
+            stroke: Stroke::Solid,
             points: r.error_vs_time.t.iter().copied().zip(e.iter().copied()).collect(),
         })
         .collect();

@@ -13,6 +13,7 @@ mod pipeline;
 mod reference;
 mod signing;
 mod solver;
+mod sweep;
 mod train;
 mod util;
 mod verify;

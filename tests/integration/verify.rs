@@ -79,7 +79,15 @@ fn problem_a_surrogate_passes_and_a_broken_one_fails() {
     let ratio = r["engine_samples_per_s"].as_f64().unwrap()
         / r["reference_samples_per_s"].as_f64().unwrap();
     assert!((r["speedup"].as_f64().unwrap() - ratio).abs() < 1e-9 * ratio);
-    assert_eq!(r["error_vs_time"]["t"].as_array().unwrap().len(), 251);
+    // one trajectory (problem A): compared at the 250 midpoints between the
+    // dataset's samples every 0.1, where no training row is
+    let t: Vec<f64> = r["error_vs_time"]["t"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+    assert_eq!(t.len(), 250);
+    for t in &t {
+        let k = (t - 0.05) / 0.1;
+        assert!((k - k.round()).abs() < 1e-9, "t = {t} is not a midpoint");
+    }
+    assert!(r["held_out"].as_str().unwrap().starts_with("held-out times"), "{}", r["held_out"]);
     assert!(std::fs::read_to_string(out.join("trajectories.svg"))
         .unwrap()
         .contains("<polyline"));
