@@ -68,6 +68,18 @@ impl Accumulator {
     }
 }
 
+/// The `q`-quantile of `v` (linear interpolation between order statistics, as numpy's default).
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return None;
+    }
+    s.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(s[lo] + (s[hi] - s[lo]) * (pos - lo as f64))
+}
+
 /// Error statistics of one output variable, physical units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VarMetrics {

@@ -90,7 +90,7 @@ pub fn run(a: &SweepArgs) -> Result<ExitCode> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&sum)?);
         } else {
-            println!("shard {shard}: {} points, {} run, {} already finished ({} diverged, {} over budget, {} failed)", sum.points, sum.ran, sum.cached, sum.diverged, sum.over_budget, sum.failed);
+            println!("shard {shard}: {} points, {} run, {} already finished, {} run by another process ({} diverged, {} over budget, {} failed)", sum.points, sum.ran, sum.cached, sum.busy, sum.diverged, sum.over_budget, sum.failed);
         }
         return Ok(if sum.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }

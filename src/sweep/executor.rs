@@ -57,18 +57,26 @@ pub fn local(inv: &Invocation, study: &Study, workers: usize, retries: usize, re
         let log = logs.join(format!("worker-{i}.log"));
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| Error::io(&log, e))?;
         let f2 = f.try_clone().map_err(|e| Error::io(&log, e))?;
-        Command::new(&inv.exe)
-            .args(inv.shard_args(&format!("{i}/{workers}")))
-            .env("RAYON_NUM_THREADS", threads.to_string())
-            .stdin(Stdio::null())
-            .stdout(f)
-            .stderr(f2)
-            .spawn()
-            .map_err(|e| Error::io(&inv.exe, e))
+        let mut cmd = Command::new(&inv.exe);
+        cmd.args(inv.shard_args(&format!("{i}/{workers}"))).env("RAYON_NUM_THREADS", threads.to_string()).stdin(Stdio::null()).stdout(f).stderr(f2);
+        // a worker dies with the sweep that started it (killed or not):
+        // what it finished is kept, and no orphan runs on beside a new sweep
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        cmd.spawn().map_err(|e| Error::io(&inv.exe, e))
     };
     let mut children: Vec<Option<std::process::Child>> = (0..workers).map(|i| start(i).map(Some)).collect::<Result<_, _>>()?;
     let mut restarts = vec![0usize; workers];
-    reporter.phase(&format!("{workers} workers ({threads} threads each), logs in {}", logs.display()));
+    reporter.phase(&format!("{workers} workers ({threads} thread{} each), logs in {}", if threads == 1 { "" } else { "s" }, logs.display()));
     loop {
         let mut running = 0;
         for i in 0..workers {

@@ -37,6 +37,34 @@ pub struct Summary {
     pub diverged: usize,
     pub over_budget: usize,
     pub failed: usize,
+    /// Left alone: another process holds their lock.
+    pub busy: usize,
+}
+
+/// An exclusive lock on a point's folder (`flock` on `points/<id>/lock`),
+/// released when dropped or when its process dies, however it dies.
+struct PointLock {
+    _file: std::fs::File,
+}
+
+impl PointLock {
+    fn try_take(dir: &Path) -> Result<Option<PointLock>, Error> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("lock");
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: flock on a descriptor this function owns
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            Ok(Some(PointLock { _file: f }))
+        } else {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Ok(None),
+                _ => Err(Error::io(&path, e)),
+            }
+        }
+    }
 }
 
 /// Writes the study into `dir` (or checks that the one there is the same).
@@ -74,6 +102,13 @@ pub fn run_shard(study: &Study, dir: &Path, shard: Shard, reporter: &dyn Reporte
             s.data.map(|d| format!(" data {d}")).unwrap_or_default(),
             s.seed
         ));
+        // another process on this point (a worker of an earlier sweep still
+        // running, a shard started twice): leave it to that one
+        let Some(_lock) = PointLock::try_take(&results::point_dir(dir, point))? else {
+            reporter.note(&format!("point {} is being run by another process; skipped", point.index));
+            sum.busy += 1;
+            continue;
+        };
         let row = run_point(study, dir, point, reporter)?;
         sum.ran += 1;
         match row.status {

@@ -45,7 +45,10 @@ impl Authors {
             return Err(Error::invalid("--authors", format!("`{problem}` is not one of the paper's problems"), "use A, B or C"));
         }
         let path = dir.join(format!("problem-{p}-results.csv"));
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::invalid("--authors-dir", format!("no {} (the authors' results for problem {problem})", path.display()), "pass --authors-dir with the authors' ufjf-results folder (shared/reference/ufjf-results)"),
+            _ => Error::io(&path, e),
+        })?;
         let mut r = csv::Reader::from_reader(&bytes[..]);
         let bad = |what: String| Error::format(&path, what, "use the authors' problem-X-results.csv (shared/reference/ufjf-results)");
         let headers = r.headers().map_err(|e| bad(e.to_string()))?.clone();
@@ -222,8 +225,11 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
         &o.join("pareto-parameters.svg"),
         svg(&[Series { name: "points".into(), color: 0, stroke: Stroke::Points, points: pts(&params) }, Series { name: "front".into(), color: 1, stroke: Stroke::Solid, points: front_pts(&summary.front_parameters, &params) }], "validation MAE against parameters", "parameters", "validation MAE").as_bytes(),
     )?;
-    let mut boxes: Vec<BoxGroup> = groups.iter().map(|((s, n), v)| BoxGroup { label: format!("{s} {n}"), values: v.clone() }).collect();
-    boxes.extend(theirs.iter().map(|((s, n), v)| BoxGroup { label: format!("authors {s} {n}"), values: v.clone() }));
+    // ours and the authors' of each shape and size one above the other
+    let mut keyed: Vec<((&String, &usize, bool), BoxGroup)> = groups.iter().map(|((s, n), v)| ((s, n, false), BoxGroup { label: format!("{s} {n}"), values: v.clone() })).collect();
+    keyed.extend(theirs.iter().map(|((s, n), v)| ((s, n, true), BoxGroup { label: format!("authors: {s} {n}"), values: v.clone() })));
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let boxes: Vec<BoxGroup> = keyed.into_iter().map(|(_, b)| b).collect();
     write_atomic(&o.join("shapes.svg"), chart::boxes("validation MAE by shape and neurons", "validation MAE", &boxes).as_bytes())?;
     let time = |r: &Row| Some((1.0 / r.engine_samples_per_s?, r.verify_mae?));
     let mut series = vec![Series { name: "surrogates".into(), color: 0, stroke: Stroke::Points, points: pts(&time) }];

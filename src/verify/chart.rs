@@ -170,50 +170,70 @@ pub struct BoxGroup {
     pub values: Vec<f64>,
 }
 
-/// Box plots of each group on a log axis (box: quartiles and median;
-/// whiskers: the furthest values within 1.5 interquartile ranges), one
-/// group per slot, labelled below. Values a log axis cannot show are left out.
-pub fn boxes(title: &str, y_label: &str, groups: &[BoxGroup]) -> String {
+/// Box plots of each group along a log axis, one row per group with its
+/// label on the left (box: quartiles and median; whiskers: the furthest
+/// values within 1.5 interquartile ranges). Values a log axis cannot show
+/// are left out.
+pub fn boxes(title: &str, x_label: &str, groups: &[BoxGroup]) -> String {
     let mut out = String::new();
-    let width = WIDTH.max(60 + 48 * groups.len() as u32);
+    let height = HEIGHT.max(90 + 26 * groups.len() as u32);
     {
-        let root = SVGBackend::with_string(&mut out, (width, HEIGHT + 60)).into_drawing_area();
-        let _ = draw_boxes(&root, title, y_label, groups);
+        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        let _ = draw_boxes(&root, title, x_label, groups);
         let _ = root.present();
     }
     out
 }
 
-fn draw_boxes(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, y_label: &str, groups: &[BoxGroup]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_boxes(root: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, x_label: &str, groups: &[BoxGroup]) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::metrics::quantile;
     root.fill(&WHITE)?;
-    let kept: Vec<Vec<f32>> = groups.iter().map(|g| g.values.iter().filter(|v| v.is_finite() && **v > 0.0).map(|&v| v as f32).collect()).collect();
-    let (y0, y1) = range(kept.iter().flatten().map(|&v| v as f64), Scale::Log);
+    let kept: Vec<Vec<f64>> = groups.iter().map(|g| g.values.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect()).collect();
+    let (x0, x1) = range(kept.iter().flatten().copied(), Scale::Log);
     let n = groups.len().max(1);
+    // first group at the top
+    let row = |i: usize| (n - 1 - i) as f64;
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 16))
         .margin(12)
-        .x_label_area_size(90)
-        .y_label_area_size(72)
-        .build_cartesian_2d((0..n).into_segmented(), (y0 as f32..y1 as f32).log_scale())?;
-    let labels: Vec<String> = groups.iter().map(|g| format!("{} ({})", g.label, g.values.len())).collect();
+        .x_label_area_size(40)
+        .y_label_area_size(200)
+        .build_cartesian_2d((x0..x1).log_scale(), -0.6..(n as f64 - 0.4))?;
     chart
         .configure_mesh()
-        .y_desc(y_label)
-        .x_labels(n)
-        .y_labels(8)
+        .x_desc(x_label)
+        .x_labels(8)
+        .y_labels(0)
+        .disable_y_mesh()
         .light_line_style(WHITE.mix(0.0))
         .label_style(("sans-serif", 12))
-        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get(*i).cloned().unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .y_label_formatter(&|v| tick(*v as f64))
+        .x_label_formatter(&|v| tick(*v))
         .draw()?;
     let color = PALETTE[0];
-    chart.draw_series(kept.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| {
-        Boxplot::new_vertical(SegmentValue::CenterOf(i), &Quartiles::new(v)).width(18).style(color.stroke_width(2))
-    }))?;
+    let style = color.stroke_width(2);
+    for (i, v) in kept.iter().enumerate() {
+        let y = row(i);
+        // the label, right-aligned left of the plot
+        let (px, py) = chart.backend_coord(&(x0, y));
+        let font = ("sans-serif", 12).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Right, plotters::style::text_anchor::VPos::Center));
+        root.draw(&Text::new(format!("{} ({})", groups[i].label, groups[i].values.len()), (px - 8, py), font))?;
+        let (Some(q1), Some(med), Some(q3)) = (quantile(v, 0.25), quantile(v, 0.5), quantile(v, 0.75)) else { continue };
+        let iqr = q3 - q1;
+        // whiskers: the furthest values within 1.5 interquartile ranges of the box
+        let lo = v.iter().copied().filter(|&x| x >= q1 - 1.5 * iqr).fold(q1, f64::min);
+        let hi = v.iter().copied().filter(|&x| x <= q3 + 1.5 * iqr).fold(q3, f64::max);
+        let h = 0.25;
+        chart.draw_series([Rectangle::new([(q1, y - h), (q3, y + h)], style)])?;
+        chart.draw_series([PathElement::new(vec![(med, y - h), (med, y + h)], style)])?;
+        for (a, b) in [(lo, q1), (q3, hi)] {
+            chart.draw_series([PathElement::new(vec![(a, y), (b, y)], color.stroke_width(1))])?;
+        }
+        for w in [lo, hi] {
+            chart.draw_series([PathElement::new(vec![(w, y - h / 2.0), (w, y + h / 2.0)], color.stroke_width(1))])?;
+        }
+        // values beyond the whiskers, as points
+        chart.draw_series(v.iter().filter(|&&x| x < lo || x > hi).map(|&x| Circle::new((x, y), 2, color.filled())))?;
+    }
     Ok(())
 }
 

@@ -113,6 +113,25 @@ fn a_sweep_runs_each_point_once_records_it_and_resumes_a_changed_study() {
 }
 
 #[test]
+fn two_processes_on_one_shard_run_each_point_once() {
+    let dir = scratch("sweep-lock");
+    let file = study(&dir, FOUR, &[]);
+    let out = dir.join("out");
+    let start = || excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["--shard", "0/1", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let (a, b) = (start(), start());
+    let ran = |c: std::process::Child| -> (u64, u64) {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success());
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (s["ran"].as_u64().unwrap(), s["busy"].as_u64().unwrap())
+    };
+    let ((ra, ba), (rb, bb)) = (ran(a), ran(b));
+    assert_eq!(ra + rb, 4, "each point run once: {ra} + {rb} (skipped as busy {ba} + {bb})");
+    let o = run(excite().args(["sweep", "merge"]).arg(&out));
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("4 of 4 points finished"));
+}
+
+#[test]
 fn diverged_and_over_budget_points_are_recorded_not_fatal() {
     let dir = scratch("sweep-faults");
     // relu at an absurd learning rate overflows to NaN; the budget no engine meets
@@ -191,16 +210,9 @@ fn a_killed_sweep_or_worker_loses_at_most_the_point_in_flight() {
 
     // two workers; one is killed mid-point and restarted by the executor
     let mut coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["-j", "2", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let worker = |shard: &str| -> Option<i32> {
-        std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains(&out.display().to_string()) && cmd.contains(&format!("--shard {shard}"))).then(|| e.file_name().to_string_lossy().parse().ok()).flatten()
-        })
-    };
     let mut pid = None;
     wait_until("worker 1 to start", Duration::from_secs(60), || {
-        pid = worker("1/2");
+        pid = worker_of(&out, "1/2");
         pid.is_some()
     });
     std::thread::sleep(Duration::from_millis(700));
@@ -216,6 +228,27 @@ fn a_killed_sweep_or_worker_loses_at_most_the_point_in_flight() {
         assert!(done.contains(k), "{k:?} was run again");
     }
     assert_eq!(rows(&out).iter().filter(|r| r["status"] == "ok").count(), 6);
+
+    // the coordinator killed: its workers go with it, none left running
+    let out2 = dir.join("out2");
+    let mut coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out2).args(["-j", "2"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let on = |shard: &str| worker_of(&out2, shard);
+    wait_until("both workers to start", Duration::from_secs(60), || on("0/2").is_some() && on("1/2").is_some());
+    coord.kill().unwrap();
+    coord.wait().unwrap();
+    wait_until("the workers to end with their sweep", Duration::from_secs(2), || on("0/2").is_none() && on("1/2").is_none());
+}
+
+/// The pid of a running worker of the sweep into `out` on shard `shard`.
+fn worker_of(out: &Path, shard: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // a zombie (state Z) has ended
+        let running = stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+        (running && cmd.contains(&format!("{} ", out.display())) && cmd.contains(&format!("--shard {shard}"))).then(|| e.file_name().to_string_lossy().parse().ok()).flatten()
+    })
 }
 
 #[test]
