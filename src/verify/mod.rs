@@ -20,7 +20,7 @@ use crate::train::Mode;
 use crate::Error;
 pub use problem::Problem;
 pub use report::write;
-pub use timing::{reference_rate, time_engine, time_engine_for, time_rows, Timing};
+pub use timing::{euler_line, reference_rate, time_engine, time_engine_for, time_rows, EulerPoint, Timing};
 
 /// Error limits; a variable passes when every given limit holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -26,6 +26,47 @@ pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> Resul
     Ok((cell_steps, cell_steps / p.grid.steps_per_sample as f64))
 }
 
+/// One point of the Euler reference's accuracy-cost line.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EulerPoint {
+    pub dt: f64,
+    pub seconds_per_sample: f64,
+    /// Mean over the outputs of the MAE against the problem's own dt, at its sample times.
+    pub mae: f64,
+}
+
+/// The Euler reference at coarser steps — every dt that still lands on the
+/// sample times (the problem's dt times each divisor of its steps per
+/// sample) — with its error against the problem's own dt on `n` fresh
+/// cells, and its time per sample: the line a surrogate's accuracy and speed
+/// are weighed against (the same ground truth `verify` uses). A dt at which
+/// Euler blows up has an infinite error.
+pub fn euler_line(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<Vec<EulerPoint>, Error> {
+    let cells = p.cells(if p.sampling.is_empty() { 1 } else { n }, seed);
+    let truth = crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?;
+    let k = p.grid.steps_per_sample;
+    let mut line = Vec::new();
+    for d in (1..=k).filter(|d| k % d == 0) {
+        let grid = crate::solve::TimeGrid { dt: p.grid.dt * d as f64, steps_per_sample: k / d, n_samples: p.grid.n_samples };
+        let coarse = crate::solve::cpu::solve_best(p.model, &grid, &cells, threads)?;
+        let mut acc = crate::metrics::Accumulator::default();
+        let mut per_output = Vec::new();
+        for i in 0..p.outputs.len() {
+            for smp in 0..grid.n_samples {
+                for c in 0..cells.n {
+                    acc.add(coarse.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);
+                }
+            }
+            per_output.push(acc.mae());
+            acc = crate::metrics::Accumulator::default();
+        }
+        let q = Problem { grid, ..p.clone() };
+        let (_, samples_per_s) = reference_rate(&q, 20_000, seed ^ 0xBEEF, threads)?;
+        line.push(EulerPoint { dt: q.grid.dt, seconds_per_sample: 1.0 / samples_per_s, mae: per_output.iter().sum::<f64>() / per_output.len().max(1) as f64 });
+    }
+    Ok(line)
+}
+
 /// Samples per second and latency percentiles at `batch`, warm-up excluded,
 /// for at least `seconds` and 10 batches, on inputs of `cells`.
 pub fn time_engine(

@@ -268,6 +268,13 @@ fn a_report_states_fronts_groups_and_the_t_test_beside_the_authors() {
     let p = cmp["welch"]["p"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0, "{p}");
     assert!(!s["front_speed"].as_array().unwrap().is_empty());
+    // the Euler line: dt 0.01 (the reference itself, no error), 0.02, 0.05, 0.1 with growing error
+    let euler = s["euler"].as_array().unwrap();
+    let dts: Vec<f64> = euler.iter().map(|p| p["dt"].as_f64().unwrap()).collect();
+    assert_eq!(dts, [0.01, 0.02, 0.05, 0.1]);
+    let maes: Vec<f64> = euler.iter().map(|p| p["mae"].as_f64().unwrap()).collect();
+    assert!(maes[0] == 0.0 && maes.windows(2).all(|w| w[1] > w[0]) && maes[3] < 0.05, "{maes:?}");
+    assert!(euler.iter().all(|p| p["seconds_per_sample"].as_f64().unwrap() > 0.0));
     let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
     for want in ["## Pareto front: validation MAE against engine samples/s", "| the authors, problem A | 24 |", "| 30 | 3 |", "Welch's t-test", "## Error against inference time"] {
         assert!(md.contains(want), "{want} not in\n{md}");
