@@ -371,10 +371,11 @@ pub struct EngineArgs {
     /// Cells the Euler reference is timed on.
     #[arg(long, default_value_t = 100_000)]
     reference_cells: usize,
-    /// For models that do not record their problem: the dataset they were
-    /// trained on, for realistic inputs and the Euler reference's rate.
-    /// Without either, engines are timed on uniform inputs in [0, 1) and
-    /// there is no reference line.
+    /// The dataset the models were trained on, for realistic inputs and the
+    /// Euler reference's rate: needed by models that do not record their
+    /// problem, and taken in place of what a model records (as `verify
+    /// --problem`). Without either, engines are timed on uniform inputs in
+    /// [0, 1) and there is no reference line.
     #[arg(long, value_name = "DATASET")]
     problem: Option<PathBuf>,
     #[arg(long)]
@@ -395,10 +396,11 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     for round in 0..a.repeat {
         for (e, path) in a.models.iter().enumerate() {
             let (mut engine, onnx, _) = excite::engine::open_path(path, a.threads)?;
-            // the file's problem, else --problem, else uniform inputs and no reference
-            let problem = match Problem::from_onnx(&onnx) {
-                Ok(p) => Some(p),
-                Err(_) => given.clone(),
+            // --problem, else the file's own, else uniform inputs and no
+            // reference: the same order as verify and build
+            let problem = match &given {
+                Some(p) => Some(p.clone()),
+                None => Problem::from_onnx(&onnx).ok(),
             };
             for (j, &b) in a.batches.iter().enumerate() {
                 let measured = match &problem {
