@@ -109,6 +109,11 @@ pub fn run_shard(study: &Study, dir: &Path, shard: Shard, reporter: &dyn Reporte
             sum.busy += 1;
             continue;
         };
+        // finished by another process between the check above and the lock
+        if results::finished(dir, point).is_some() {
+            sum.cached += 1;
+            continue;
+        }
         let row = run_point(study, dir, point, reporter)?;
         sum.ran += 1;
         match row.status {
