@@ -216,7 +216,7 @@ pub fn report(a: &ReportArgs) -> Result<ExitCode> {
     }
     for c in &s.pinn_vs_ddnn {
         if let Some(w) = c.welch {
-            println!("PINN vs DDNN at {} rows: t {:.2}, p {:.3}", c.data.map_or("all".into(), |d| d.to_string()), w.t, w.p);
+            println!("PINN vs DDNN at {} rows: t {:.2}, p {}", c.data.map_or("all".into(), |d| d.to_string()), w.t, excite::sweep::stats::p_value(w.p));
         }
     }
     println!("report {}", out.join("report.md").display());

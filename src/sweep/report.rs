@@ -201,14 +201,14 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
         let _ = writeln!(md, "Welch's t-test on log10 of the validation MAE (unequal variances; a negative t: PINN lower).\n");
         let _ = writeln!(md, "| training rows | DDNN models | DDNN median | PINN models | PINN median | t | df | p |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
         for c in &summary.pinn_vs_ddnn {
-            let (t, df, p) = c.welch.map_or(("—".into(), "—".into(), "—".into()), |w| (format!("{:.2}", w.t), format!("{:.1}", w.df), format!("{:.3}", w.p)));
+            let (t, df, p) = c.welch.map_or(("—".into(), "—".into(), "—".into()), |w| (format!("{:.2}", w.t), format!("{:.1}", w.df), stats::p_value(w.p)));
             let _ = writeln!(md, "| {} | {} | {} | {} | {} | {t} | {df} | {p} |", c.data.map_or("all".into(), |d| d.to_string()), c.ddnn.len(), e(stats::median(&c.ddnn)), c.pinn.len(), e(stats::median(&c.pinn)));
         }
         if let Some(a) = authors {
             let (p, d): (Vec<f64>, Vec<f64>) = (a.rows.iter().filter(|r| r.pinn).map(|r| r.mae).collect(), a.rows.iter().filter(|r| !r.pinn).map(|r| r.mae).collect());
             if !p.is_empty() {
                 let w = stats::welch(&log(&p), &log(&d));
-                let _ = writeln!(md, "| the authors, problem {} | {} | {} | {} | {} | {} | {} | {} |", a.problem, d.len(), e(stats::median(&d)), p.len(), e(stats::median(&p)), w.map_or("—".into(), |w| format!("{:.2}", w.t)), w.map_or("—".into(), |w| format!("{:.1}", w.df)), w.map_or("—".into(), |w| format!("{:.3}", w.p)));
+                let _ = writeln!(md, "| the authors, problem {} | {} | {} | {} | {} | {} | {} | {} |", a.problem, d.len(), e(stats::median(&d)), p.len(), e(stats::median(&p)), w.map_or("—".into(), |w| format!("{:.2}", w.t)), w.map_or("—".into(), |w| format!("{:.1}", w.df)), w.map_or("—".into(), |w| stats::p_value(w.p)));
             }
         }
         let _ = writeln!(md);

@@ -26,6 +26,16 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
+/// A p-value as a report prints it: three decimals, or two significant
+/// digits below 0.001 (never a bare 0.000).
+pub fn p_value(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
 /// Welch's t-test of two samples.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Welch {
@@ -169,6 +179,8 @@ mod tests {
         assert!((w.df - 24.988).abs() < 0.01, "{w:?}");
         assert!((w.p - 0.021).abs() < 0.001, "{w:?}");
         assert!(welch(&[1.0], &b).is_none());
+        assert_eq!(p_value(0.0213), "0.021");
+        assert_eq!(p_value(0.000123), "1.2e-4");
         assert!(welch(&[1.0, 1.0], &[1.0, 1.0]).is_none());
     }
 
