@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use crate::data::{sampling::Rng, Array2, Kind, Metadata};
 use crate::train::physics::PhysicsCtx;
 use crate::train::spec::LossWeights;
-use crate::train::trainer::{gather, step, Physics};
+use crate::train::trainer::{gather, gather_into, step, Physics};
 use crate::train::{Architecture, Layer, Net, Normalization};
 use crate::Error;
 
@@ -34,6 +34,24 @@ pub fn step_rate(hidden: &[Layer], meta: &Metadata, x: &Array2, y: &Array2, pinn
     let physics = ctx.as_ref().map(|c| Physics { ctx: c, tape: &c.tape, norm: &norm, t_range: (0.0, meta.time.t_end), points: batch, weights: LossWeights::default() });
     let device = Device::flex().autodiff();
     let mut net = Net::seeded(&arch, &device, true, 0);
+    if !pinn {
+        // the step DDNN and ITNN training take on the CPU
+        let mut fused = crate::train::fused::Fused::from_net(&net);
+        let mut rng = Rng::new(1);
+        let (mut xb, mut yb) = (Vec::with_capacity(batch * arch.inputs), Vec::with_capacity(batch * arch.outputs));
+        let mut run = |count: usize| {
+            for _ in 0..count {
+                let rows: Vec<usize> = (0..batch).map(|_| rng.below(x.rows)).collect();
+                gather_into(&mut xb, &xu, arch.inputs, &rows);
+                gather_into(&mut yb, &yu, arch.outputs, &rows);
+                fused.step(&xb, &yb, batch, 1e-3);
+            }
+        };
+        run(steps.div_ceil(10).max(2));
+        let start = Instant::now();
+        run(steps);
+        return Ok((steps * batch) as f64 / start.elapsed().as_secs_f64());
+    }
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(1);
     let mut run = |count: usize| {

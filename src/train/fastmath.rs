@@ -11,6 +11,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use crate::train::arch::Activation;
+
 /// Largest |x| before tanh(x) rounds to ±1 in f32.
 const CLAMP: f32 = 7.905_311;
 const ALPHA: [f32; 7] = [
@@ -60,44 +62,82 @@ pub fn tanh_in_place(v: &mut [f32]) {
     tanh_loop(v)
 }
 
+/// `act` of every `x`, and its slope σ'(x): the one host form of each
+/// activation and its derivative, which the burn path's tensors
+/// ([`tanh`], [`sigmoid`], [`silu`]) and the fused trainer both use.
+pub fn value_and_slope(act: Activation, x: &[f32], y: &mut [f32], slope: &mut [f32]) {
+    match act {
+        Activation::Tanh => {
+            y.copy_from_slice(x);
+            tanh_in_place(y);
+            for (s, t) in slope.iter_mut().zip(y.iter()) {
+                *s = 1.0 - t * t;
+            }
+        }
+        // σ(x) = (1 + tanh(x/2)) / 2, σ' = σ(1 − σ)
+        Activation::Sigmoid => {
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = 0.5 * x;
+            }
+            tanh_in_place(y);
+            for (y, s) in y.iter_mut().zip(slope.iter_mut()) {
+                *y = 0.5 * *y + 0.5;
+                *s = *y * (1.0 - *y);
+            }
+        }
+        // x·σ(x), slope σ + x·σ(1 − σ)
+        Activation::Silu => {
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = 0.5 * x;
+            }
+            tanh_in_place(y);
+            for ((y, s), x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+                let sig = 0.5 * *y + 0.5;
+                *y = x * sig;
+                *s = sig + x * sig * (1.0 - sig);
+            }
+        }
+        Activation::Relu => {
+            for ((y, s), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+                (*y, *s) = if x > 0.0 { (x, 1.0) } else { (0.0, 0.0) };
+            }
+        }
+        Activation::LeakyRelu => {
+            let k = Activation::LEAKY_SLOPE as f32;
+            for ((y, s), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+                (*y, *s) = if x >= 0.0 { (x, 1.0) } else { (k * x, k) };
+            }
+        }
+        Activation::Elu => {
+            for ((y, s), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+                (*y, *s) = if x > 0.0 { (x, 1.0) } else { (x.exp_m1(), x.exp()) };
+            }
+        }
+        // x·Φ(x), slope Φ(x) + x·φ(x)
+        Activation::Gelu => {
+            for ((y, s), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+                let z = x as f64;
+                let cdf = 0.5 * (1.0 + crate::special::erf(z / std::f64::consts::SQRT_2));
+                let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (*y, *s) = ((z * cdf) as f32, (cdf + z * pdf) as f32);
+            }
+        }
+    }
+}
+
 /// tanh of a tensor, with gradient 1 − tanh².
 pub fn tanh(z: Tensor<2>) -> Tensor<2> {
-    pointwise(z, |x, y, slope| {
-        y.copy_from_slice(x);
-        tanh_in_place(y);
-        for (s, t) in slope.iter_mut().zip(y.iter()) {
-            *s = 1.0 - t * t;
-        }
-    })
+    pointwise(z, |x, y, slope| value_and_slope(Activation::Tanh, x, y, slope))
 }
 
 /// The logistic sigmoid, through σ(x) = (1 + tanh(x/2)) / 2; gradient σ(1 − σ).
 pub fn sigmoid(z: Tensor<2>) -> Tensor<2> {
-    pointwise(z, |x, y, slope| {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y = 0.5 * x;
-        }
-        tanh_in_place(y);
-        for (y, s) in y.iter_mut().zip(slope.iter_mut()) {
-            *y = 0.5 * *y + 0.5;
-            *s = *y * (1.0 - *y);
-        }
-    })
+    pointwise(z, |x, y, slope| value_and_slope(Activation::Sigmoid, x, y, slope))
 }
 
 /// SiLU x·σ(x); gradient σ + x·σ(1 − σ).
 pub fn silu(z: Tensor<2>) -> Tensor<2> {
-    pointwise(z, |x, y, slope| {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y = 0.5 * x;
-        }
-        tanh_in_place(y);
-        for ((y, s), x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
-            let sig = 0.5 * *y + 0.5;
-            *y = x * sig;
-            *s = sig + x * sig * (1.0 - sig);
-        }
-    })
+    pointwise(z, |x, y, slope| value_and_slope(Activation::Silu, x, y, slope))
 }
 
 /// An element-wise function computed on the host by `f(x, value, slope)`,

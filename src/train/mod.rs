@@ -13,6 +13,7 @@ mod bench;
 mod checkpoint;
 mod evaluate;
 pub mod fastmath;
+pub mod fused;
 mod log;
 pub mod net;
 pub mod physics;

@@ -19,12 +19,13 @@ use crate::report::Reporter;
 use crate::train::adaptive::{draw, hardest_rows};
 use crate::train::checkpoint::{self, State};
 use crate::train::evaluate::{evaluate, Metrics};
+use crate::train::fused::Fused;
 use crate::train::log::{self, LossRow};
 use crate::train::physics::PhysicsCtx;
 use crate::train::spec::{Mode, Schedule, TrainSpec};
 use crate::train::{
-    load_net, net_bytes, Architecture, Net, Normalization, TrainedSurrogate, SurrogateMeta,
-    Window, FORMAT, SURROGATE_FILE,
+    load_net, net_bytes, Architecture, Net, Normalization, SurrogateMeta, TrainedSurrogate, Window,
+    FORMAT, SURROGATE_FILE,
 };
 use crate::Error;
 
@@ -51,7 +52,10 @@ fn subset(x: &Array2, y: &Array2, n: usize, seed: u64) -> (Array2, Array2) {
     let take = |a: &Array2| Array2 {
         rows: n,
         cols: a.cols,
-        data: keep.iter().flat_map(|&r| a.data[r * a.cols..(r + 1) * a.cols].iter().copied()).collect(),
+        data: keep
+            .iter()
+            .flat_map(|&r| a.data[r * a.cols..(r + 1) * a.cols].iter().copied())
+            .collect(),
     };
     (take(x), take(y))
 }
@@ -270,7 +274,12 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
     let best_path = ctx.dir.join(format!("model-{}.bpk", ctx.window));
     let host = spec.device == crate::train::spec::TrainDevice::Cpu;
     let device = spec.device.burn_device()?.autodiff();
-    let mut net = Net::seeded(ctx.arch, &device, host, spec.seed.wrapping_add(ctx.window as u64));
+    let mut net = Net::seeded(
+        ctx.arch,
+        &device,
+        host,
+        spec.seed.wrapping_add(ctx.window as u64),
+    );
     let mut state = State::new(spec.lr, spec.seed, ctx.window);
     let mut resumed = None;
     let (mut optim, saved) = checkpoint::load(&ckpt, ctx.arch, &device, AdamConfig::new().init())?;
@@ -287,6 +296,19 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             ctx.window, state.step
         ));
     }
+    // data-driven training on the CPU takes the fused step; burn's net is
+    // written from it whenever it is read (validation, hard rows, checkpoints)
+    let mut fused = match (ctx.physics, host) {
+        (None, true) => {
+            let mut f = Fused::from_net(&net);
+            if resumed.is_some() {
+                f.resume(&ckpt)?;
+            }
+            Some(f)
+        }
+        _ => None,
+    };
+    let (mut xf, mut yf) = (Vec::new(), Vec::new());
     let mut rng = Rng::from_state(state.rng);
     let tape = ctx.physics.map(|p| p.tape.clone());
     let plain = device.clone().inner();
@@ -322,33 +344,46 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             &state.hard,
             spec.adaptive.map(|a| (a.fraction, a.boost)),
         );
-        let xb = gather(&d.x_train, n_in, &rows, &device);
-        let yb = gather(&d.y_train, n_out, &rows, &device);
-        let physics = ctx.physics.zip(tape.as_ref()).map(|(p, tape)| Physics {
-            ctx: p,
-            tape,
-            norm: ctx.norm,
-            t_range: ctx.t_range,
-            points: spec.collocation,
-            weights: spec.loss,
-        });
         let check = (state.step + 1) % spec.val_every == 0 || state.step + 1 == spec.steps;
-        let loss;
-        (net, loss) = step(
-            net,
-            &mut optim,
-            state.lr,
-            xb,
-            yb,
-            physics.as_ref(),
-            &mut rng,
-            &device,
-            check,
-        );
-        if let Some(l) = loss {
-            last_loss = l;
+        if let Some(f) = fused.as_mut() {
+            gather_into(&mut xf, &d.x_train, n_in, &rows);
+            gather_into(&mut yf, &d.y_train, n_out, &rows);
+            let loss = f.step(&xf, &yf, rows.len(), state.lr);
+            if check {
+                last_loss = loss;
+            }
+        } else {
+            let xb = gather(&d.x_train, n_in, &rows, &device);
+            let yb = gather(&d.y_train, n_out, &rows, &device);
+            let physics = ctx.physics.zip(tape.as_ref()).map(|(p, tape)| Physics {
+                ctx: p,
+                tape,
+                norm: ctx.norm,
+                t_range: ctx.t_range,
+                points: spec.collocation,
+                weights: spec.loss,
+            });
+            let loss;
+            (net, loss) = step(
+                net,
+                &mut optim,
+                state.lr,
+                xb,
+                yb,
+                physics.as_ref(),
+                &mut rng,
+                &device,
+                check,
+            );
+            if let Some(l) = loss {
+                last_loss = l;
+            }
         }
         state.step += 1;
+        let adapt = spec.adaptive.is_some_and(|a| state.step % a.every == 0);
+        if let (Some(f), true) = (&fused, adapt || check) {
+            net = f.write_into(net);
+        }
         state.samples += batch as u64;
 
         if let Some(a) = spec.adaptive {
@@ -389,10 +424,21 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
                 }
             }
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
-            state.log.push(LossRow { window: ctx.window, step: state.step, lr: state.lr, train_loss: last_loss, val_loss, val_mae, elapsed_s: state.seconds });
+            state.log.push(LossRow {
+                window: ctx.window,
+                step: state.step,
+                lr: state.lr,
+                train_loss: last_loss,
+                val_loss,
+                val_mae,
+                elapsed_s: state.seconds,
+            });
             let stop = spec.patience > 0 && state.bad_checks >= spec.patience;
             state.stopped_early = stop;
             state.rng = rng.state();
+            if let Some(f) = &fused {
+                f.save(&ckpt)?;
+            }
             checkpoint::save(&ckpt, &net, &optim, &state)?;
             log::write(ctx.dir, ctx.window, &state.log)?;
             let eta = state.seconds / state.step as f64 * (spec.steps - state.step) as f64;
@@ -405,6 +451,9 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
                 break;
             }
         }
+    }
+    if let Some(f) = &fused {
+        net = f.write_into(net);
     }
     Ok((best_or_last(ctx, &best_path, &net)?, state, resumed))
 }
@@ -461,10 +510,16 @@ pub(super) fn step(
 
 pub(super) fn gather(data: &[f32], cols: usize, rows: &[usize], device: &Device) -> Tensor<2> {
     let mut v = Vec::with_capacity(rows.len() * cols);
-    for &r in rows {
-        v.extend_from_slice(&data[r * cols..(r + 1) * cols]);
-    }
+    gather_into(&mut v, data, cols, rows);
     Tensor::from_data(TensorData::new(v, [rows.len(), cols]), device)
+}
+
+/// The rows `rows` of `data` (`cols` wide), into `out` (its old contents dropped).
+pub(super) fn gather_into(out: &mut Vec<f32>, data: &[f32], cols: usize, rows: &[usize]) {
+    out.clear();
+    for &r in rows {
+        out.extend_from_slice(&data[r * cols..(r + 1) * cols]);
+    }
 }
 
 /// Validation loss (unit-space MSE) and mean physical MAE over outputs.
@@ -510,4 +565,3 @@ fn rows_in(x: &Array2, y: &Array2, t0: f64, t1: f64) -> (Array2, Array2) {
     };
     (pick(x), pick(y))
 }
-
