@@ -74,7 +74,8 @@ pub fn run(a: &SweepArgs) -> Result<ExitCode> {
         for p in &study.points {
             let done = results::finished(&out, p).map_or("", |_| "  (finished)");
             let s = &p.settings;
-            println!("{:>4} {} {:<28} {:<5} data {:<5} seed {:<3} windows {} adaptive {:<5} {} {}{done}", p.index, p.id, s.architecture, s.mode, s.data.map_or("all".into(), |d| d.to_string()), s.seed, s.windows, s.adaptive, s.target, s.precision);
+            let set: Vec<String> = s.set.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+            println!("{:>4} {} {:<28} {:<5} data {:<5} seed {:<3} windows {} adaptive {:<5} {} {}{}{done}", p.index, p.id, s.architecture, s.mode, s.data.map_or("all".into(), |d| d.to_string()), s.seed, s.windows, s.adaptive, s.target, s.precision, set.concat());
         }
         println!("{} points", study.points.len());
         return Ok(ExitCode::SUCCESS);

@@ -209,7 +209,7 @@ pub fn csv_bytes(rows: &[Row]) -> Vec<u8> {
         v
     };
     let mut header: Vec<String> = [
-        "index", "id", "architecture", "shape", "neurons", "layers", "zoo", "mode", "data", "seed", "windows", "adaptive", "target", "precision", "status", "parameters", "multiply_adds", "val_mae",
+        "index", "id", "architecture", "shape", "neurons", "layers", "zoo", "mode", "data", "seed", "windows", "adaptive", "target", "precision", "set", "status", "parameters", "multiply_adds", "val_mae",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -246,6 +246,7 @@ pub fn csv_bytes(rows: &[Row]) -> Vec<u8> {
             s.adaptive.to_string(),
             s.target.clone(),
             s.precision.clone(),
+            s.set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "),
             r.status.name().into(),
             r.parameters.map(|d| d.to_string()).unwrap_or_default(),
             r.multiply_adds.map(|d| d.to_string()).unwrap_or_default(),

@@ -11,13 +11,14 @@
 //!   mode: [ddnn, pinn]
 //!   data: [10, 100]                # training rows (a seeded subset)
 //!   seed: [0, 1, 2]
+//!   set: {train.lr: [0.001, 0.003]}   # any other setting, by its path
 //! ```
 //!
 //! Each point is the base pipeline with one value of every axis written in:
 //! its own pipeline file, whose content hash is the point's id. A point
 //! whose file is unchanged is never re-run, whatever else of the study changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,10 @@ struct Axes {
     adaptive: Option<Vec<Value>>,
     target: Option<Vec<Target>>,
     precision: Option<Vec<String>>,
+    /// Any other setting of the base pipeline by its path, each an axis of
+    /// its own: `set: {train.lr: [0.001, 0.003], train.steps: [20000, 50000]}`.
+    #[serde(default)]
+    set: BTreeMap<String, Vec<Value>>,
 }
 
 /// One item of the architecture axis: exactly one of its fields.
@@ -117,6 +122,9 @@ pub struct Settings {
     pub adaptive: bool,
     pub target: String,
     pub precision: String,
+    /// The `set:` axes' values at this point: path → value (YAML).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
 }
 
 /// One point: a pipeline file and its settings.
@@ -175,18 +183,25 @@ impl Study {
         for combo in cartesian(&axes) {
             let mut v = base.clone();
             let mut arch = None;
-            for (axis, value) in axes.iter().map(|a| a.0).zip(&combo) {
+            let mut set_values = BTreeMap::new();
+            for (axis, value) in axes.iter().map(|a| a.0.as_str()).zip(&combo) {
                 match value {
                     AxisValue::Arch(a) => {
                         set(&mut v, &["train", "architecture"], serde_norway::to_value(HiddenOnly { hidden: a.hidden.clone() }).expect("serialises"));
                         arch = Some(a.clone());
                     }
-                    AxisValue::Yaml(y) => apply(&mut v, axis, y.clone()),
+                    AxisValue::Yaml(y) => {
+                        if let Some(path) = axis.strip_prefix("set ") {
+                            set_values.insert(path.to_string(), serde_norway::to_string(y).unwrap_or_default().trim().to_string());
+                        }
+                        apply(&mut v, axis, y.clone())
+                    }
                 }
             }
             let yaml = serde_norway::to_string(&v).expect("serialises");
             let pipeline = Pipeline::from_yaml(&yaml).map_err(|e| Error::invalid(format!("point {}", points.len()), format!("{} ({})", e, describe(&axes, &combo)), e.hint().unwrap_or("check the axis values").to_string()))?;
-            let settings = settings_of(&yaml, &pipeline, arch)?;
+            let mut settings = settings_of(&yaml, &pipeline, arch)?;
+            settings.set = set_values;
             // the content alone: the same point whatever path names the study
             let id = crate::hash::sha256_hex(yaml.as_bytes())[..16].to_string();
             if !seen.insert(id.clone()) {
@@ -246,7 +261,7 @@ enum AxisValue {
     Yaml(Value),
 }
 
-type Axis = (&'static str, Vec<AxisValue>);
+type Axis = (String, Vec<AxisValue>);
 
 fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
     let mut axes: Vec<Axis> = Vec::new();
@@ -288,22 +303,22 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
                 _ => return Err(Error::invalid("axes.architecture", "each item needs exactly one of hidden, zoo or generate", "write - hidden: [[tanh, 32], [tanh, 32]], - zoo: [0, 5], or - generate: {shapes: [funnel], layers: [3], budgets: [96], activations: [tanh]}")),
             }
         }
-        axes.push(("architecture", out.into_iter().map(AxisValue::Arch).collect()));
+        axes.push(("architecture".into(), out.into_iter().map(AxisValue::Arch).collect()));
     }
     if let Some(v) = &a.mode {
-        axes.push(("mode", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("mode".into(), yaml(v.iter().map(|m| to(m)).collect())));
     }
     if let Some(v) = &a.data {
         if v.contains(&0) {
             return Err(Error::invalid("axes.data", "0 training rows", "give training-set sizes ≥ 1, such as [10, 100, 1000]"));
         }
-        axes.push(("data", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("data".into(), yaml(v.iter().map(|m| to(m)).collect())));
     }
     if let Some(v) = &a.seed {
-        axes.push(("seed", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("seed".into(), yaml(v.iter().map(|m| to(m)).collect())));
     }
     if let Some(v) = &a.windows {
-        axes.push(("windows", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("windows".into(), yaml(v.iter().map(|m| to(m)).collect())));
     }
     if let Some(v) = &a.adaptive {
         let mut out = Vec::new();
@@ -317,13 +332,21 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
                 }
             }
         }
-        axes.push(("adaptive", yaml(out)));
+        axes.push(("adaptive".into(), yaml(out)));
     }
     if let Some(v) = &a.target {
-        axes.push(("target", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("target".into(), yaml(v.iter().map(|m| to(m)).collect())));
     }
     if let Some(v) = &a.precision {
-        axes.push(("precision", yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("precision".into(), yaml(v.iter().map(|m| to(m)).collect())));
+    }
+    for (path, values) in &a.set {
+        let parts: Vec<&str> = path.split('.').collect();
+        let sections = ["simulate", "train", "export", "build", "verify", "package"];
+        if parts.len() < 2 || !sections.contains(&parts[0]) || parts.iter().any(|p| p.is_empty()) {
+            return Err(Error::invalid(format!("axes.set.{path}"), format!("`{path}` is not a setting's path in a pipeline"), "write section.key, such as train.lr, train.steps or simulate.cells"));
+        }
+        axes.push((format!("set {path}"), yaml(values.clone())));
     }
     if let Some((name, _)) = axes.iter().find(|a| a.1.is_empty()) {
         return Err(Error::invalid(format!("axes.{name}"), "an empty list makes no points", format!("give {name} at least one value, or leave the axis out")));
@@ -425,7 +448,10 @@ fn apply(v: &mut Value, axis: &str, value: Value) {
         "adaptive" => set(v, &["train", "adaptive"], value),
         "target" => set(v, &["build", "target"], value),
         "precision" => set(v, &["build", "precision"], value),
-        other => unreachable!("axis {other} has no place"),
+        other => match other.strip_prefix("set ") {
+            Some(path) => set(v, &path.split('.').collect::<Vec<_>>(), value),
+            None => unreachable!("axis {other} has no place"),
+        },
     }
 }
 
@@ -487,5 +513,6 @@ fn settings_of(yaml: &str, p: &Pipeline, arch: Option<ArchChoice>) -> Result<Set
         adaptive: spec.adaptive.is_some(),
         target: p.build.target.name().into(),
         precision: p.build.precision.clone(),
+        set: BTreeMap::new(),
     })
 }

@@ -170,6 +170,9 @@ fn mistakes_in_a_study_are_named_before_anything_runs() {
         ("  data: [0]\n", "0 training rows"),
         ("  seed: [1, 1]\n", "two points are the same pipeline"),
         ("  precision: [fp64]\n", "fp64"),
+        ("  set: {lr: [0.1]}\n", "is not a setting's path"),
+        ("  set: {train.lr: [-1]}\n", "is not a positive number"),
+        ("  set: {train.learning_rate: [0.1]}\n", "unknown field `learning_rate`"),
     ];
     for (axes, expect) in cases {
         let file = study(&dir, axes, &[]);
@@ -180,6 +183,11 @@ fn mistakes_in_a_study_are_named_before_anything_runs() {
         assert!(err.contains("hint:"), "{err}");
         assert!(!out.exists(), "{axes}: nothing is written");
     }
+    // any setting by its path: an axis of its own, recorded with the point
+    let file = study(&dir, "  seed: [0, 1]\n  set: {train.lr: [0.001, 0.01], train.batch: [32]}\n", &[]);
+    let o = run(excite().arg("sweep").arg(&file).arg("--dry-run"));
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(listing.contains("4 points") && listing.matches("train.batch=32 train.lr=0.01").count() == 2, "{listing}");
     let file = study(&dir, FOUR, &[]);
     let o = excite().arg("sweep").arg(&file).args(["--shard", "2/2"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not I/N with 0 ≤ I < N"));
