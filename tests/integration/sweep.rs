@@ -217,7 +217,7 @@ fn a_killed_sweep_or_worker_loses_at_most_the_point_in_flight() {
     assert!(!kept.is_empty() && kept.len() < 6, "{kept:?}");
 
     // two workers; one is killed mid-point and restarted by the executor
-    let mut coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["-j", "2", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["-j", "2", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut pid = None;
     wait_until("worker 1 to start", Duration::from_secs(60), || {
         pid = worker_of(&out, "1/2");
@@ -321,7 +321,7 @@ fn a_slurm_array_runs_the_shards_and_resubmits_a_cancelled_task() {
     let six = FOUR.replace("seed: [0, 1]", "seed: [0, 1, 2]");
     let file = study(&dir, &six, &[("steps: 300", "steps: 1500")]);
     let out = dir.join("out");
-    let mut coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["--executor", "slurm", "-j", "2"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["--executor", "slurm", "-j", "2"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // cancel array task 1 once it runs
     let mut job = String::new();
     wait_until("array task 1 to run", Duration::from_secs(60), || {
