@@ -119,7 +119,9 @@ impl Pipeline {
         }
         raw.build.check()?;
         raw.verify.check()?;
-        let json = |v: &dyn erased::Ser| v.json();
+        fn json<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).expect("serialises")
+        }
         let mut sections = BTreeMap::new();
         sections.insert(Stage::Simulate, json(&raw.simulate));
         sections.insert(Stage::Train, match &raw.import {
@@ -131,17 +133,6 @@ impl Pipeline {
         sections.insert(Stage::Verify, json(&raw.verify));
         sections.insert(Stage::Package, json(&raw.package));
         Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
-    }
-}
-
-mod erased {
-    pub trait Ser {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).expect("serialises")
-        }
     }
 }
 

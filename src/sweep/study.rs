@@ -27,6 +27,7 @@ use serde_norway::{Mapping, Value};
 use crate::engine::manifest::Target;
 use crate::pipeline::{Pipeline, Stage};
 use crate::train::arch::{self, Activation, Layer, Shape};
+use crate::train::spec::HiddenSpec;
 use crate::train::Mode;
 use crate::Error;
 
@@ -187,12 +188,12 @@ impl Study {
             for (axis, value) in axes.iter().map(|a| a.0.as_str()).zip(&combo) {
                 match value {
                     AxisValue::Arch(a) => {
-                        set(&mut v, &["train", "architecture"], serde_norway::to_value(HiddenOnly { hidden: a.hidden.clone() }).expect("serialises"));
+                        set(&mut v, &["train", "architecture"], serde_norway::to_value(HiddenSpec::Layers { hidden: a.hidden.clone() }).expect("serialises"));
                         arch = Some(a.clone());
                     }
                     AxisValue::Yaml(y) => {
                         if let Some(path) = axis.strip_prefix("set ") {
-                            set_values.insert(path.to_string(), serde_norway::to_string(y).unwrap_or_default().trim().to_string());
+                            set_values.insert(path.to_string(), show(y));
                         }
                         apply(&mut v, axis, y.clone())
                     }
@@ -250,11 +251,6 @@ impl std::fmt::Display for Shard {
     }
 }
 
-#[derive(Serialize)]
-struct HiddenOnly {
-    hidden: Vec<Layer>,
-}
-
 #[derive(Debug, Clone)]
 enum AxisValue {
     Arch(ArchChoice),
@@ -266,7 +262,9 @@ type Axis = (String, Vec<AxisValue>);
 fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
     let mut axes: Vec<Axis> = Vec::new();
     let yaml = |v: Vec<Value>| v.into_iter().map(AxisValue::Yaml).collect::<Vec<_>>();
-    let to = |x: &dyn erased::ToValue| x.value();
+    fn values<T: Serialize>(v: &[T]) -> Vec<AxisValue> {
+        v.iter().map(|x| AxisValue::Yaml(serde_norway::to_value(x).expect("serialises"))).collect()
+    }
     if let Some(list) = &a.architecture {
         let mut out = Vec::new();
         let mut zoo: Option<Vec<arch::ZooEntry>> = None;
@@ -285,7 +283,7 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
                         let e = entries.iter().find(|e| e.id == id).ok_or_else(|| {
                             Error::invalid("axes.architecture.zoo", format!("no zoo id {id} in {}", zoo_file.display()), format!("ids run from 0 to {}", entries.len().saturating_sub(1)))
                         })?;
-                        out.push(ArchChoice { hidden: e.hidden.clone(), shape: format!("{:?}", e.shape).to_lowercase(), zoo: Some(id) });
+                        out.push(ArchChoice { hidden: e.hidden.clone(), shape: e.shape.name().into(), zoo: Some(id) });
                     }
                 }
                 (None, None, Some(g)) => {
@@ -294,7 +292,7 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
                             for &budget in &g.budgets {
                                 for &act in &g.activations {
                                     let hidden = arch::shaped(shape, layers, budget, act).map_err(|e| Error::invalid("axes.architecture.generate", e.to_string(), e.hint().unwrap_or("").to_string()))?;
-                                    out.push(ArchChoice { hidden, shape: format!("{shape:?}").to_lowercase(), zoo: None });
+                                    out.push(ArchChoice { hidden, shape: shape.name().into(), zoo: None });
                                 }
                             }
                         }
@@ -306,19 +304,19 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
         axes.push(("architecture".into(), out.into_iter().map(AxisValue::Arch).collect()));
     }
     if let Some(v) = &a.mode {
-        axes.push(("mode".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("mode".into(), values(v)));
     }
     if let Some(v) = &a.data {
         if v.contains(&0) {
             return Err(Error::invalid("axes.data", "0 training rows", "give training-set sizes ≥ 1, such as [10, 100, 1000]"));
         }
-        axes.push(("data".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("data".into(), values(v)));
     }
     if let Some(v) = &a.seed {
-        axes.push(("seed".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("seed".into(), values(v)));
     }
     if let Some(v) = &a.windows {
-        axes.push(("windows".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("windows".into(), values(v)));
     }
     if let Some(v) = &a.adaptive {
         let mut out = Vec::new();
@@ -335,15 +333,14 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
         axes.push(("adaptive".into(), yaml(out)));
     }
     if let Some(v) = &a.target {
-        axes.push(("target".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("target".into(), values(v)));
     }
     if let Some(v) = &a.precision {
-        axes.push(("precision".into(), yaml(v.iter().map(|m| to(m)).collect())));
+        axes.push(("precision".into(), values(v)));
     }
     for (path, values) in &a.set {
         let parts: Vec<&str> = path.split('.').collect();
-        let sections = ["simulate", "train", "export", "build", "verify", "package"];
-        if parts.len() < 2 || !sections.contains(&parts[0]) || parts.iter().any(|p| p.is_empty()) {
+        if parts.len() < 2 || !Stage::ALL.iter().any(|s| s.name() == parts[0]) || parts.iter().any(|p| p.is_empty()) {
             return Err(Error::invalid(format!("axes.set.{path}"), format!("`{path}` is not a setting's path in a pipeline"), "write section.key, such as train.lr, train.steps or simulate.cells"));
         }
         axes.push((format!("set {path}"), yaml(values.clone())));
@@ -352,17 +349,6 @@ fn expand_axes(a: &Axes, zoo_file: &Path) -> Result<Vec<Axis>, Error> {
         return Err(Error::invalid(format!("axes.{name}"), "an empty list makes no points", format!("give {name} at least one value, or leave the axis out")));
     }
     Ok(axes)
-}
-
-mod erased {
-    pub trait ToValue {
-        fn value(&self) -> serde_norway::Value;
-    }
-    impl<T: serde::Serialize> ToValue for T {
-        fn value(&self) -> serde_norway::Value {
-            serde_norway::to_value(self).expect("serialises")
-        }
-    }
 }
 
 /// `[1, 2]`, `all`, or `"A-B"` (inclusive).
@@ -426,10 +412,15 @@ fn describe(axes: &[Axis], combo: &[AxisValue]) -> String {
         .zip(combo)
         .map(|((name, _), v)| match v {
             AxisValue::Arch(a) => format!("architecture {}", label(&a.hidden)),
-            AxisValue::Yaml(y) => format!("{name} {}", serde_norway::to_string(y).unwrap_or_default().trim()),
+            AxisValue::Yaml(y) => format!("{name} {}", show(y)),
         })
         .collect();
     parts.join(", ")
+}
+
+/// An axis value as YAML on one line.
+fn show(y: &Value) -> String {
+    serde_norway::to_string(y).unwrap_or_default().trim().to_string()
 }
 
 /// Where each axis goes in a pipeline file.

@@ -158,6 +158,19 @@ pub enum Shape {
     Diamond,
 }
 
+impl Shape {
+    /// The name the paper and the zoo file use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Rectangle => "rectangle",
+            Shape::Funnel => "funnel",
+            Shape::Bottleneck => "bottleneck",
+            Shape::Bowtie => "bowtie",
+            Shape::Diamond => "diamond",
+        }
+    }
+}
+
 /// Hidden layers of `shape` with `layers` layers and `budget` neurons in total.
 pub fn shaped(
     shape: Shape,
