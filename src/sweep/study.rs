@@ -31,6 +31,10 @@ use crate::train::spec::HiddenSpec;
 use crate::train::Mode;
 use crate::Error;
 
+/// The most points one study expands to: 125 times the authors' 800-model
+/// search, and a bound on what a study file makes excite allocate.
+pub const MAX_POINTS: usize = 100_000;
+
 /// The authors' zoo, where a study does not name another file.
 pub const DEFAULT_ZOO: &str = "../shared/reference/ufjf-results/model-zoo-800.csv";
 
@@ -179,6 +183,11 @@ impl Study {
         let zoo_file = raw.zoo_file.as_ref().map(|z| dir.join(z)).unwrap_or_else(|| PathBuf::from(DEFAULT_ZOO));
         let axes = expand_axes(&raw.axes, &zoo_file)?;
 
+        let count = axes.iter().try_fold(1usize, |n, a| n.checked_mul(a.1.len())).filter(|&n| n <= MAX_POINTS);
+        if count.is_none() {
+            let sizes: Vec<String> = axes.iter().map(|a| format!("{} {}", a.0, a.1.len())).collect();
+            return Err(Error::invalid("axes", format!("the axes make more than {MAX_POINTS} points ({})", sizes.join(" × ")), "split the study, or shorten its longest axes"));
+        }
         let mut points = Vec::new();
         let mut seen = BTreeSet::new();
         for combo in cartesian(&axes) {
@@ -361,6 +370,10 @@ fn zoo_ids(v: &Value, len: usize) -> Result<Vec<usize>, Error> {
             let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
             if a > b {
                 return Err(bad());
+            }
+            // refused before the range is made, however far it reaches
+            if b >= len {
+                return Err(Error::invalid("axes.architecture.zoo", format!("no zoo id {b}"), format!("ids run from 0 to {}", len.saturating_sub(1))));
             }
             Ok((a..=b).collect())
         }

@@ -170,6 +170,8 @@ fn mistakes_in_a_study_are_named_before_anything_runs() {
         ("  data: [0]\n", "0 training rows"),
         ("  seed: [1, 1]\n", "two points are the same pipeline"),
         ("  precision: [fp64]\n", "fp64"),
+        ("  architecture:\n    - zoo: \"0-99999999999\"\n", "no zoo id 99999999999"),
+        ("  seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  windows: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  data: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  set: {train.lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], train.steps: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n", "more than 100000 points"),
         ("  set: {lr: [0.1]}\n", "is not a setting's path"),
         ("  set: {train.lr: [-1]}\n", "is not a positive number"),
         ("  set: {train.learning_rate: [0.1]}\n", "unknown field `learning_rate`"),
