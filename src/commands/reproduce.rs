@@ -39,7 +39,6 @@ pub fn run(a: &ReproduceArgs) -> Result<ExitCode> {
     let mut complete = true;
     for (file, study) in files.iter().zip(&studies) {
         let out = a.out.join(&study.name);
-        std::fs::create_dir_all(&out)?;
         sweep::prepare(study, &out)?;
         excite::report::Reporter::phase(&progress, &format!("study {} ({} points) → {}", study.name, study.points.len(), out.display()));
         a.run.run(file, study, &out, &progress)?;
@@ -47,9 +46,9 @@ pub fn run(a: &ReproduceArgs) -> Result<ExitCode> {
         complete &= merged.missing.is_empty();
         let authors = study.compare.as_deref().map(|p| report::Authors::read(&a.authors_dir, p)).transpose()?;
         let s = report::write(&out, &report::default_out(&out), authors.as_ref())?;
-        let e = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
-        let _ = writeln!(md, "| {} | {} | {} | {} | {} | {} | {} | {} | [{0}/report/report.md]({0}/report/report.md) |", study.name, s.points, s.finished, s.diverged, e(s.best_val_mae), e(s.median_val_mae), e(s.authors_best_val_mae), e(s.authors_median_val_mae));
-        println!("{}: {} of {} points, best validation MAE {}", study.name, s.finished, s.points, e(s.best_val_mae));
+        let e = excite::verify::sci;
+        let _ = writeln!(md, "| {} | {} | {} | {} | {} | {} | {} | {} | [{0}/report/report.md]({0}/report/report.md) |", study.name, s.tally.points, s.tally.finished, s.tally.diverged, e(s.best_val_mae), e(s.median_val_mae), e(s.authors_best_val_mae), e(s.authors_median_val_mae));
+        println!("{}: {} of {} points, best validation MAE {}", study.name, s.tally.finished, s.tally.points, e(s.best_val_mae));
     }
     excite::fsio::write_atomic(&a.out.join("report.md"), md.as_bytes())?;
     println!("report {}", a.out.join("report.md").display());

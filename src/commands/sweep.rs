@@ -80,7 +80,6 @@ pub fn run(a: &SweepArgs) -> Result<ExitCode> {
         println!("{} points", study.points.len());
         return Ok(ExitCode::SUCCESS);
     }
-    std::fs::create_dir_all(&out)?;
     sweep::prepare(&study, &out)?;
     let progress = Progress::new();
     if a.mpi {
@@ -209,8 +208,9 @@ pub fn report(a: &ReportArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let e = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
-    println!("study {}: {} of {} points finished ({} diverged, {} failed)", study.name, s.finished, s.points, s.diverged, s.failed);
+    let e = excite::verify::sci;
+    let t = &s.tally;
+    println!("study {}: {} of {} points finished ({} diverged, {} failed)", study.name, t.finished, t.points, t.diverged, t.failed);
     println!("validation MAE  best {}  median {}", e(s.best_val_mae), e(s.median_val_mae));
     if let Some(a) = &authors {
         println!("the authors (problem {}, {} models)  best {}  median {}", a.problem, a.rows.len(), e(s.authors_best_val_mae), e(s.authors_median_val_mae));

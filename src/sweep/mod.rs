@@ -71,10 +71,8 @@ impl PointLock {
 pub fn prepare(study: &Study, dir: &Path) -> Result<(), Error> {
     let path = dir.join(results::STUDY_FILE);
     let json = serde_json::to_vec_pretty(study).expect("serialises");
-    if let Ok(old) = results::read_study(dir) {
-        if serde_json::to_vec_pretty(&old).expect("serialises") == json {
-            return Ok(());
-        }
+    if std::fs::read(&path).is_ok_and(|old| old == json) {
+        return Ok(());
     }
     // A changed study keeps every finished point whose pipeline is unchanged
     // (points are found by content hash); only the listing is replaced.
@@ -183,14 +181,19 @@ pub fn merge(dir: &Path) -> Result<Merged, Error> {
     let study = results::read_study(dir)?;
     let rows = results::collect(dir, &study);
     results::write_tables(dir, &rows)?;
+    Ok(tally(&study, &rows))
+}
+
+/// How far the study got, from its points' records.
+pub fn tally(study: &Study, rows: &[Row]) -> Merged {
     let done: std::collections::BTreeSet<usize> = rows.iter().filter(|r| r.status != Status::Failed).map(|r| r.index).collect();
-    Ok(Merged {
+    Merged {
         points: study.points.len(),
         finished: done.len(),
         missing: (0..study.points.len()).filter(|i| !done.contains(i)).collect(),
         diverged: rows.iter().filter(|r| r.status == Status::Diverged).count(),
         failed: rows.iter().filter(|r| r.status == Status::Failed).count(),
-    })
+    }
 }
 
 /// Shards of `count` whose points are not all finished.

@@ -15,6 +15,7 @@ use crate::fsio::{write_atomic, StagingDir};
 use crate::sweep::results::{self, Row, Status};
 use crate::sweep::stats;
 use crate::verify::chart::{self, BoxGroup, Chart, Scale, Series, Stroke};
+use crate::verify::sci;
 use crate::Error;
 
 /// The authors' results for the problem a study compares with.
@@ -71,10 +72,9 @@ impl Authors {
 /// The figures a report states, also written as `report.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    pub points: usize,
-    pub finished: usize,
-    pub diverged: usize,
-    pub failed: usize,
+    /// How far the study got.
+    #[serde(flatten)]
+    pub tally: crate::sweep::Merged,
     pub best_val_mae: Option<f64>,
     pub median_val_mae: Option<f64>,
     pub authors_best_val_mae: Option<f64>,
@@ -131,16 +131,13 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
     let euler = match ok.first().map(|r| results::point_dir(dir, &study.points[r.index]).join("run").join("simulate")) {
         Some(d) if d.exists() => {
             let problem = crate::verify::Problem::from_dataset(&d)?;
-            crate::verify::euler_line(&problem, 200, 0x5EED_0F_7E57, 0)?
+            crate::verify::euler_line(&problem, 200, crate::verify::Settings::default().seed, 0)?
         }
         _ => Vec::new(),
     };
     let authors_mae: Vec<f64> = authors.map(|a| a.rows.iter().map(|r| r.mae).collect()).unwrap_or_default();
     let summary = Summary {
-        points: study.points.len(),
-        finished: rows.iter().filter(|r| r.status != Status::Failed).count(),
-        diverged: rows.iter().filter(|r| r.status == Status::Diverged).count(),
-        failed: rows.iter().filter(|r| r.status == Status::Failed).count(),
+        tally: crate::sweep::tally(&study, &rows),
         best_val_mae: maes.iter().copied().min_by(f64::total_cmp),
         median_val_mae: stats::median(&maes),
         authors_best_val_mae: authors_mae.iter().copied().min_by(f64::total_cmp),
@@ -154,10 +151,11 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
     let staging = StagingDir::new(out)?;
     let o = staging.path();
     let mut md = String::new();
-    let e = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
+    let e = sci;
     let _ = writeln!(md, "# Study {}\n", study.name);
     let hosts: std::collections::BTreeSet<String> = rows.iter().map(|r| format!("{} ({})", r.host, r.cpu)).collect();
-    let _ = writeln!(md, "- points: {} ({} finished, {} diverged, {} failed)", summary.points, summary.finished, summary.diverged, summary.failed);
+    let t = &summary.tally;
+    let _ = writeln!(md, "- points: {} ({} finished, {} diverged, {} failed)", t.points, t.finished, t.diverged, t.failed);
     let _ = writeln!(md, "- measured on: {}", hosts.into_iter().collect::<Vec<_>>().join("; "));
     let _ = writeln!(md, "- validation MAE: the mean over output variables of the MAE on the dataset's validation rows (the authors' \"Final Error 1\")");
     let _ = writeln!(md, "- engine samples/s: `verify`'s timing of each point's engine on this machine; workers running side by side share its cores\n");
@@ -201,14 +199,12 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
         let _ = writeln!(md, "Welch's t-test on log10 of the validation MAE (unequal variances; a negative t: PINN lower).\n");
         let _ = writeln!(md, "| training rows | DDNN models | DDNN median | PINN models | PINN median | t | df | p |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
         for c in &summary.pinn_vs_ddnn {
-            let (t, df, p) = c.welch.map_or(("—".into(), "—".into(), "—".into()), |w| (format!("{:.2}", w.t), format!("{:.1}", w.df), stats::p_value(w.p)));
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} | {t} | {df} | {p} |", c.data.map_or("all".into(), |d| d.to_string()), c.ddnn.len(), e(stats::median(&c.ddnn)), c.pinn.len(), e(stats::median(&c.pinn)));
+            let _ = writeln!(md, "| {} | {} | {} | {} | {} | {} |", c.data.map_or("all".into(), |d| d.to_string()), c.ddnn.len(), e(stats::median(&c.ddnn)), c.pinn.len(), e(stats::median(&c.pinn)), welch_cells(c.welch));
         }
         if let Some(a) = authors {
             let (p, d): (Vec<f64>, Vec<f64>) = (a.rows.iter().filter(|r| r.pinn).map(|r| r.mae).collect(), a.rows.iter().filter(|r| !r.pinn).map(|r| r.mae).collect());
             if !p.is_empty() {
-                let w = stats::welch(&log(&p), &log(&d));
-                let _ = writeln!(md, "| the authors, problem {} | {} | {} | {} | {} | {} | {} | {} |", a.problem, d.len(), e(stats::median(&d)), p.len(), e(stats::median(&p)), w.map_or("—".into(), |w| format!("{:.2}", w.t)), w.map_or("—".into(), |w| format!("{:.1}", w.df)), w.map_or("—".into(), |w| stats::p_value(w.p)));
+                let _ = writeln!(md, "| the authors, problem {} | {} | {} | {} | {} | {} |", a.problem, d.len(), e(stats::median(&d)), p.len(), e(stats::median(&p)), welch_cells(stats::welch(&log(&p), &log(&d))));
             }
         }
         let _ = writeln!(md);
@@ -257,11 +253,19 @@ pub fn write(dir: &Path, out: &Path, authors: Option<&Authors>) -> Result<Summar
     Ok(summary)
 }
 
+/// `t | df | p` cells of a table row.
+fn welch_cells(w: Option<stats::Welch>) -> String {
+    match w {
+        Some(w) => format!("{:.2} | {:.1} | {}", w.t, w.df, stats::p_value(w.p)),
+        None => "— | — | —".into(),
+    }
+}
+
 fn front_table(md: &mut String, rows: &[Row], front: &[usize]) {
     let _ = writeln!(md, "| point | architecture | mode | parameters | validation MAE | verify MAE | engine samples/s |\n|---:|---|---|---:|---:|---:|---:|");
     for i in front {
         if let Some(r) = rows.iter().find(|r| r.index == *i) {
-            let e = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
+            let e = sci;
             let _ = writeln!(md, "| {} | {} | {} | {} | {} | {} | {} |", r.index, r.settings.architecture, r.settings.mode, r.parameters.map_or("—".into(), |p| p.to_string()), e(r.val_mae), e(r.verify_mae), e(r.engine_samples_per_s));
         }
     }

@@ -116,7 +116,7 @@ impl Row {
     /// Fills in what the train stage measured.
     pub fn read_training(&mut self, run_dir: &Path) -> Result<(), Error> {
         let train = run_dir.join("train");
-        let m: crate::train::Metrics = read_json(&train.join("metrics.json"))?;
+        let m: crate::train::Metrics = read_json(&train.join(crate::train::METRICS_FILE))?;
         let meta: crate::train::SurrogateMeta = read_json(&train.join(crate::train::SURROGATE_FILE))?;
         let arch = &meta.architecture;
         self.parameters = Some(arch.parameters());
@@ -181,10 +181,11 @@ pub fn collect(dir: &Path, study: &Study) -> Vec<Row> {
     study
         .points
         .iter()
-        .filter_map(|p| read_json::<Row>(&point_dir(dir, p).join(RESULT_FILE)).ok().filter(|r| r.id == p.id))
-        .map(|mut r| {
-            r.index = study.points.iter().position(|p| p.id == r.id).unwrap_or(r.index);
-            r
+        .filter_map(|p| {
+            let mut r = read_json::<Row>(&point_dir(dir, p).join(RESULT_FILE)).ok().filter(|r| r.id == p.id)?;
+            // a point's place in this study (a changed study may have moved it)
+            r.index = p.index;
+            Some(r)
         })
         .collect()
 }

@@ -39,6 +39,8 @@ pub use trainer::{train, Outcome};
 /// Version tag of the run folder layout.
 pub const FORMAT: &str = "excite-surrogate/1";
 pub const SURROGATE_FILE: &str = "surrogate.json";
+/// The validation errors and timing of a run ([`Metrics`]).
+pub const METRICS_FILE: &str = "metrics.json";
 
 /// Min-max scaling of each column to [-1, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -228,7 +228,7 @@ pub fn train(
         &serde_json::to_vec_pretty(&surrogate_meta).expect("serialises"),
     )?;
     write_atomic(
-        &work.join("metrics.json"),
+        &work.join(crate::train::METRICS_FILE),
         &serde_json::to_vec_pretty(&metrics).expect("serialises"),
     )?;
     staging.commit()?;

@@ -42,12 +42,11 @@ fn markdown(r: &Report) -> String {
         "- reference: forward Euler, {} ({:?} surrogate), {} cells, seed {}\n- compared on: {}",
         r.cell_model, r.kind, r.cells, r.seed, r.held_out
     );
-    let b = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3e}"));
     let _ = writeln!(
         m,
         "- budget: MAE ≤ {}, max abs error ≤ {}\n",
-        b(r.budget.max_mae),
-        b(r.budget.max_abs_error)
+        sci(r.budget.max_mae),
+        sci(r.budget.max_abs_error)
     );
     let _ = writeln!(m, "| variable | MAE | RMSE | max abs error | worst at t | passed |\n|---|---:|---:|---:|---:|:---:|");
     for v in &r.variables {
@@ -133,4 +132,9 @@ fn errors(r: &Report) -> String {
         y_scale: Scale::Log,
         series: &series,
     })
+}
+
+/// A figure in a report: `1.234e-3`, or `—` where there is none.
+pub fn sci(v: Option<f64>) -> String {
+    v.map_or("—".to_string(), |x| format!("{x:.3e}"))
 }
