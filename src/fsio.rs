@@ -241,6 +241,12 @@ fn parent_of(path: &Path) -> PathBuf {
 }
 
 /// `dir/.name.<tag>-<pid>`: a hidden neighbour on the same file system.
+/// The absolute form of `p` (made from the working directory, not resolved
+/// through links), for paths handed to processes that may start elsewhere.
+pub fn absolute(p: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(p).map_err(|e| Error::io(p, e))
+}
+
 fn sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path
         .file_name()

@@ -123,7 +123,7 @@ pub struct Execution {
 impl Execution {
     /// Runs every unfinished point of `study` (read from `file`) into `out`.
     pub fn run(&self, file: &std::path::Path, study: &Study, out: &std::path::Path, progress: &Progress) -> Result<()> {
-        let inv = executor::Invocation { exe: std::env::current_exe()?, study_file: executor::absolute(file)?, out: executor::absolute(out)? };
+        let inv = executor::Invocation { exe: std::env::current_exe()?, study_file: excite::fsio::absolute(file)?, out: excite::fsio::absolute(out)? };
         match (self.executor, self.workers) {
             (Executor::Local, 1) => {
                 sweep::run_shard(study, out, Shard::ALL, progress)?;

@@ -34,27 +34,13 @@ struct Dense {
 
 fn layers_of(s: &TrainedSurrogate, window: usize) -> Vec<Dense> {
     s.net(window)
-        .layers
-        .iter()
-        .map(|l| {
-            let [d_in, d_out] = l.weight.val().dims();
-            let w = l
-                .weight
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("f32 weights");
-            let b = l
-                .bias
-                .as_ref()
-                .map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32 bias"))
-                .unwrap_or_else(|| vec![0.0; d_out]);
-            Dense {
-                d_in,
-                d_out,
-                w: w.into_iter().map(f64::from).collect(),
-                b: b.into_iter().map(f64::from).collect(),
-            }
+        .host_layers()
+        .into_iter()
+        .map(|l| Dense {
+            d_in: l.inputs,
+            d_out: l.outputs,
+            w: l.w.into_iter().map(f64::from).collect(),
+            b: l.b.into_iter().map(f64::from).collect(),
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 //! `excite sweep FILE --out DIR --shard i/n` — so a shard behaves the same
 //! wherever it runs, and any of them resumes what another left.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,14 +23,12 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    fn shard_args(&self, shard: &str) -> Vec<String> {
-        vec!["sweep".into(), self.study_file.display().to_string(), "--out".into(), self.out.display().to_string(), "--shard".into(), shard.into()]
+    /// `sweep FILE --out DIR` and then `how` (`--shard i/n`, `--mpi`).
+    fn sweep_args(&self, how: &[&str]) -> Vec<String> {
+        let mut args = vec!["sweep".to_string(), self.study_file.display().to_string(), "--out".into(), self.out.display().to_string()];
+        args.extend(how.iter().map(|s| s.to_string()));
+        args
     }
-}
-
-/// The absolute form of `p`.
-pub fn absolute(p: &Path) -> Result<PathBuf, Error> {
-    std::path::absolute(p).map_err(|e| Error::io(p, e))
 }
 
 /// A program the executor needs, or which package provides it.
@@ -58,7 +56,7 @@ pub fn local(inv: &Invocation, study: &Study, workers: usize, retries: usize, re
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| Error::io(&log, e))?;
         let f2 = f.try_clone().map_err(|e| Error::io(&log, e))?;
         let mut cmd = Command::new(&inv.exe);
-        cmd.args(inv.shard_args(&format!("{i}/{workers}"))).env("RAYON_NUM_THREADS", threads.to_string()).stdin(Stdio::null()).stdout(f).stderr(f2);
+        cmd.args(inv.sweep_args(&["--shard", &format!("{i}/{workers}")])).env("RAYON_NUM_THREADS", threads.to_string()).stdin(Stdio::null()).stdout(f).stderr(f2);
         // a worker dies with the sweep that started it (killed or not):
         // what it finished is kept, and no orphan runs on beside a new sweep
         #[cfg(target_os = "linux")]
@@ -230,7 +228,7 @@ pub fn mpirun(inv: &Invocation, ranks: usize, mpirun_args: &[String], reporter: 
         .arg(ranks.to_string())
         .args(mpirun_args)
         .arg(&inv.exe)
-        .args(["sweep".to_string(), inv.study_file.display().to_string(), "--out".into(), inv.out.display().to_string(), "--mpi".into()])
+        .args(inv.sweep_args(&["--mpi"]))
         // Open MPI refuses root unless told; harmless elsewhere
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")

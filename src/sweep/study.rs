@@ -174,7 +174,7 @@ impl Study {
         let base_path = dir.join(&raw.pipeline);
         let base_text = std::fs::read_to_string(&base_path).map_err(|e| Error::io(&base_path, e))?;
         // absolute, for workers that start elsewhere
-        let base_dir = std::path::absolute(base_path.parent().unwrap_or(Path::new("."))).map_err(|e| Error::io(&base_path, e))?;
+        let base_dir = crate::fsio::absolute(base_path.parent().unwrap_or(Path::new(".")))?;
         let base: Value = serde_norway::from_str(&base_text).map_err(|e| Error::format(&base_path, format!("not YAML: {e}"), "compare with models/quick.yaml"))?;
         Pipeline::from_yaml(&base_text).map_err(|e| e.in_file(&base_path))?;
         if base.get("train").is_none() {

@@ -72,22 +72,13 @@ struct Work {
 /// two): the halves' gradients are summed, which is the whole batch's.
 const SPLIT_ROWS: usize = 256;
 
-fn floats(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 weights")
-}
-
 impl Fused {
     /// The weights of `net` (Adam starting fresh).
     pub fn from_net(net: &Net) -> Fused {
         let layers: Vec<Layer> = net
-            .layers
-            .iter()
-            .map(|l| {
-                let [inputs, outputs] = l.weight.val().dims();
-                let w = floats(l.weight.val().reshape([inputs * outputs]));
-                let b = l.bias.as_ref().map_or(vec![0.0; outputs], |b| floats(b.val()));
-                Layer { inputs, outputs, m_w: vec![0.0; w.len()], v_w: vec![0.0; w.len()], m_b: vec![0.0; outputs], v_b: vec![0.0; outputs], w, b }
-            })
+            .host_layers()
+            .into_iter()
+            .map(|l| Layer { inputs: l.inputs, outputs: l.outputs, m_w: vec![0.0; l.w.len()], v_w: vec![0.0; l.w.len()], m_b: vec![0.0; l.outputs], v_b: vec![0.0; l.outputs], w: l.w, b: l.b })
             .collect();
         Fused { layers, acts: net.activations.clone(), time: 0, work: Default::default() }
     }

@@ -24,6 +24,15 @@ pub struct Net {
     pub host_activations: bool,
 }
 
+/// A layer's weights, `w` row-major `[inputs][outputs]` (burn's Linear
+/// layout), and its bias, as host values.
+pub struct HostLayer {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
 /// Held while weights are drawn from burn's process-wide generator.
 fn init_lock() -> std::sync::MutexGuard<'static, ()> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -74,6 +83,20 @@ impl Net {
             activations: arch.hidden.iter().map(|l| l.0).collect(),
             host_activations,
         }
+    }
+
+    /// Each layer's weights and bias, copied to the host.
+    pub fn host_layers(&self) -> Vec<HostLayer> {
+        let floats = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 weights");
+        self.layers
+            .iter()
+            .map(|l| {
+                let [inputs, outputs] = l.weight.val().dims();
+                let w = floats(l.weight.val());
+                let b = l.bias.as_ref().map_or_else(|| vec![0.0; outputs], |b| floats(b.val().reshape([1, outputs])));
+                HostLayer { inputs, outputs, w, b }
+            })
+            .collect()
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
