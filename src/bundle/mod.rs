@@ -102,7 +102,7 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
     let engine_dir = format!("engines/{}-{}", engine.target.name(), engine.precision.name());
     crate::fsio::copy_dir(c.engine, &bundle.join(&engine_dir))?;
     crate::fsio::copy_dir(c.report, &bundle.join("report"))?;
-    let report_path = c.report.join("report.json");
+    let report_path = c.report.join(crate::verify::REPORT_FILE);
     let report: Report = serde_json::from_slice(&std::fs::read(&report_path).map_err(|e| Error::io(&report_path, e))?)
         .map_err(|e| Error::format(&report_path, format!("not a verification report: {e}"), "re-run the verify stage"))?;
     let problem = Problem::from_onnx(onnx)?;

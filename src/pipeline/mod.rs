@@ -56,6 +56,8 @@ pub struct Pipeline {
     sections: BTreeMap<Stage, String>,
     /// The file itself: the simulate and train stages read their sections from it.
     yaml: String,
+    /// The training section, checked (none where the model is imported).
+    pub train: Option<crate::train::TrainSpec>,
     /// A model trained elsewhere, in place of the train and export stages.
     pub import: Option<ImportSection>,
     pub build: BuildSection,
@@ -110,13 +112,14 @@ impl Pipeline {
             .map_err(|e| Error::format("<pipeline>", format!("not a valid pipeline file: {e}"), "compare with models/quick.yaml (sections simulate, train, build, verify, package)"))?;
         // Check the sections now, so a typo fails before any stage runs.
         crate::data::DatasetSpec::from_yaml(text)?;
-        match (&raw.train, &raw.import) {
-            (Some(_), None) => {
-                crate::train::TrainSpec::from_yaml(text)?;
+        let train = match (&raw.train, &raw.import) {
+            (Some(_), None) => Some(crate::train::TrainSpec::from_yaml(text)?),
+            (None, Some(i)) => {
+                i.check()?;
+                None
             }
-            (None, Some(i)) => i.check()?,
             _ => return Err(Error::invalid("<pipeline>", "needs either a `train` section or an `import` section (a model trained elsewhere), not both or neither", "see models/quick.yaml for train, README (Bring your own model) for import")),
-        }
+        };
         raw.build.check()?;
         raw.verify.check()?;
         fn json<T: Serialize>(v: &T) -> String {
@@ -132,7 +135,7 @@ impl Pipeline {
         sections.insert(Stage::Build, json(&raw.build));
         sections.insert(Stage::Verify, json(&raw.verify));
         sections.insert(Stage::Package, json(&raw.package));
-        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
+        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), train, import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
     }
 }
 
@@ -149,6 +152,8 @@ pub struct LockEntry {
 }
 
 pub const LOCK_FILE: &str = "pipeline.lock";
+/// Where a verify stage over its budget leaves its report (the good one stays in verify/).
+pub const VERIFY_REJECTED: &str = "verify.rejected";
 
 /// Which stages to run and how.
 #[derive(Debug, Clone, Default)]

@@ -155,7 +155,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
             staging.commit()?;
         }
         Stage::Train => {
-            let mut spec = crate::train::TrainSpec::from_yaml(&p.yaml)?;
+            let mut spec = p.train.clone().expect("a pipeline without import has a checked train section");
             spec.dataset = dir(Stage::Simulate);
             // An interrupted run left its checkpoint in the staging folder: continue it.
             let out = dir(Stage::Train);
@@ -197,7 +197,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
             let report = crate::verify::verify(&model, engine.as_mut(), &p.verify.settings(), reporter)?;
             if let Some(f) = &report.failure {
                 // The previous good report stays; the failing one goes beside it.
-                let rejected = run_dir.join("verify.rejected");
+                let rejected = run_dir.join(super::VERIFY_REJECTED);
                 crate::verify::write(&report, &rejected)?;
                 return Err(Error::Gate {
                     stage: "verify".into(),

@@ -144,12 +144,12 @@ pub fn run_point(study: &Study, dir: &Path, point: &Point, reporter: &dyn Report
         if row.status == Status::Diverged {
             return Ok(());
         }
-        let rejected = run.join("verify.rejected");
-        let _ = std::fs::remove_dir_all(&rejected);
+        let rejected = run.join(pipeline::VERIFY_REJECTED).join(crate::verify::REPORT_FILE);
+        let _ = std::fs::remove_file(&rejected);
         match pipeline::run(&p, &run, &Options { from: Some(Stage::Export), until: Some(study.until), ..Options::default() }, reporter) {
-            Ok(_) => row.read_verify(&run.join("verify").join("report.json")),
+            Ok(_) => row.read_verify(&run.join(Stage::Verify.name()).join(crate::verify::REPORT_FILE)),
             // over the pipeline's budget: a result, with its errors
-            Err(Error::Gate { .. }) if rejected.join("report.json").exists() => row.read_verify(&rejected.join("report.json")),
+            Err(Error::Gate { .. }) if rejected.exists() => row.read_verify(&rejected),
             Err(e) => Err(e),
         }
     })();

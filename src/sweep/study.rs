@@ -210,7 +210,7 @@ impl Study {
             }
             let yaml = serde_norway::to_string(&v).expect("serialises");
             let pipeline = Pipeline::from_yaml(&yaml).map_err(|e| Error::invalid(format!("point {}", points.len()), format!("{} ({})", e, describe(&axes, &combo)), e.hint().unwrap_or("check the axis values").to_string()))?;
-            let mut settings = settings_of(&yaml, &pipeline, arch)?;
+            let mut settings = settings_of(&pipeline, arch)?;
             settings.set = set_values;
             // the content alone: the same point whatever path names the study
             let id = crate::hash::sha256_hex(yaml.as_bytes())[..16].to_string();
@@ -490,8 +490,8 @@ pub fn label(h: &[Layer]) -> String {
     }
 }
 
-fn settings_of(yaml: &str, p: &Pipeline, arch: Option<ArchChoice>) -> Result<Settings, Error> {
-    let spec = crate::train::TrainSpec::from_yaml(yaml)?;
+fn settings_of(p: &Pipeline, arch: Option<ArchChoice>) -> Result<Settings, Error> {
+    let spec = p.train.as_ref().expect("a study's base pipeline has a train section");
     let arch = match arch {
         Some(a) => a,
         None => {

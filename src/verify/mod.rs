@@ -19,7 +19,7 @@ use crate::solve::{Cells, Trajectories};
 use crate::train::Mode;
 use crate::Error;
 pub use problem::Problem;
-pub use report::{sci, write};
+pub use report::{sci, write, REPORT_FILE};
 pub use timing::{euler_line, reference_rate, time_engine, time_engine_for, time_rows, EulerPoint, Timing};
 
 /// Error limits; a variable passes when every given limit holds.

@@ -9,12 +9,15 @@ use crate::verify::chart::{self, Chart, Scale, Series, Stroke};
 use crate::verify::Report;
 use crate::Error;
 
+/// The report's file for scripts in its folder.
+pub const REPORT_FILE: &str = "report.json";
+
 /// Writes the report folder, replacing a previous one only when complete.
 pub fn write(r: &Report, dir: &Path) -> Result<(), Error> {
     let staging = StagingDir::new(dir)?;
     let p = staging.path();
     write_atomic(
-        &p.join("report.json"),
+        &p.join(REPORT_FILE),
         &serde_json::to_vec_pretty(r).expect("serialises"),
     )?;
     write_atomic(&p.join("report.md"), markdown(r).as_bytes())?;
