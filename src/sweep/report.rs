@@ -41,10 +41,8 @@ impl Authors {
     /// Reads `problem-{a,b,c}-results.csv` from `dir` (rows that are
     /// trained models: their folder is `simulationN`).
     pub fn read(dir: &Path, problem: &str) -> Result<Authors, Error> {
+        let problem = crate::sweep::study::paper_problem(problem, "--authors")?;
         let p = problem.to_ascii_lowercase();
-        if !matches!(p.as_str(), "a" | "b" | "c") {
-            return Err(Error::invalid("--authors", format!("`{problem}` is not one of the paper's problems"), "use A, B or C"));
-        }
         let path = dir.join(format!("problem-{p}-results.csv"));
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::invalid("--authors-dir", format!("no {} (the authors' results for problem {problem})", path.display()), "pass --authors-dir with the authors' ufjf-results folder (shared/reference/ufjf-results)"),
@@ -65,7 +63,7 @@ impl Authors {
             let Some(m) = num(mae) else { continue };
             rows.push(AuthorRow { mae: m, pinn: rec.get(pinn) == Some("True"), shape: rec.get(shape).unwrap_or("").to_string(), neurons: num(neurons).unwrap_or(0.0) as usize });
         }
-        Ok(Authors { problem: p.to_ascii_uppercase(), rows })
+        Ok(Authors { problem: problem.to_string(), rows })
     }
 }
 

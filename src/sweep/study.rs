@@ -219,18 +219,23 @@ impl Study {
             }
             points.push(Point { index: points.len(), id, settings, yaml });
         }
-        if let Some(c) = &raw.compare {
-            if !matches!(c.as_str(), "A" | "B" | "C" | "a" | "b" | "c") {
-                return Err(Error::invalid("compare", format!("`{c}` is not one of the paper's problems"), "compare: A, B or C"));
-            }
-        }
-        Ok(Study { name: raw.name, base_dir, until: raw.until, compare: raw.compare, points })
+        let compare = raw.compare.as_deref().map(|c| paper_problem(c, "compare")).transpose()?.map(str::to_string);
+        Ok(Study { name: raw.name, base_dir, until: raw.until, compare, points })
     }
 
     /// The points shard `i` of `n` runs: every n-th, starting at i.
     pub fn shard(&self, shard: Shard) -> impl Iterator<Item = &Point> {
         self.points.iter().filter(move |p| p.index % shard.count == shard.index)
     }
+}
+
+/// The paper's problem `name` (A, B or C, either case) as the paper writes it,
+/// or an error naming `field`.
+pub fn paper_problem(name: &str, field: &str) -> Result<&'static str, Error> {
+    ["A", "B", "C"]
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(name))
+        .ok_or_else(|| Error::invalid(field, format!("`{name}` is not one of the paper's problems"), "use A, B or C"))
 }
 
 /// `i/n`: the i-th of n parts of a study (0-based).
