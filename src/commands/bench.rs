@@ -282,9 +282,18 @@ pub struct TrainArgs {
     /// in memory first) or a dataset folder from `excite simulate`.
     #[arg(long, default_value = "models/problem-c.yaml")]
     dataset: PathBuf,
-    /// Mini-batch size (and PINN collocation points).
+    /// Mini-batch size.
     #[arg(long, default_value_t = 1024)]
     batch: usize,
+    /// Where the PINN step evaluates its physics residual, as training's
+    /// `collocation:` setting: a number of fresh points per step, or `batch`
+    /// for the mini-batch's own rows. As many fresh points as the batch when absent.
+    #[arg(long)]
+    collocation: Option<String>,
+    /// Initial-condition rows per PINN step (training's `initial_points:`);
+    /// as many as the residual's points when absent.
+    #[arg(long)]
+    initial_points: Option<usize>,
     /// Timed steps per measurement (after a warm-up).
     #[arg(long, default_value_t = 200)]
     steps: usize,
@@ -297,7 +306,8 @@ pub struct TrainArgs {
 
 /// `excite bench train`: samples per second of the real training step.
 pub fn train(a: &TrainArgs) -> Result<ExitCode> {
-    use excite::train::{step_rate, Activation, Layer};
+    use excite::train::spec::Collocation;
+    use excite::train::{step_rate, Activation, Layer, PinnForm};
     let act = Activation::parse(&a.activation).with_context(|| {
         format!(
             "--activation {}: unknown; use relu, leaky_relu, elu, silu, gelu, tanh or sigmoid",
@@ -307,10 +317,17 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     let (meta, x, y) = training_rows(&a.dataset)?;
     let hidden: Vec<Layer> = a.hidden.iter().map(|&w| Layer(act, w)).collect();
     let arch = excite::train::Architecture { inputs: meta.inputs.len(), hidden: hidden.clone(), outputs: meta.outputs.len() };
+    let collocation = match a.collocation.as_deref() {
+        None => Collocation::Points(a.batch),
+        Some("batch") => Collocation::Batch,
+        Some(n) => Collocation::Points(n.parse().ok().filter(|&n| n > 0).with_context(|| format!("--collocation {n}: give a number of points ≥ 1, or `batch`"))?),
+    };
+    anyhow::ensure!(a.initial_points != Some(0), "--initial-points 0: give at least 1 (the initial condition needs a row)");
+    let form = PinnForm { collocation, initial_points: a.initial_points };
     let (mut ddnn, mut pinn) = (Vec::new(), Vec::new());
     for _ in 0..a.repeat {
-        ddnn.push(step_rate(&hidden, &meta, &x, &y, false, a.batch, a.steps)?);
-        pinn.push(step_rate(&hidden, &meta, &x, &y, true, a.batch, a.steps)?);
+        ddnn.push(step_rate(&hidden, &meta, &x, &y, None, a.batch, a.steps)?);
+        pinn.push(step_rate(&hidden, &meta, &x, &y, Some(form), a.batch, a.steps)?);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -321,6 +338,7 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
         "architecture": arch.summary(), "dataset": a.dataset.display().to_string(), "batch": a.batch, "threads": rayon::current_num_threads(),
         "ddnn_samples_per_s": d, "pinn_samples_per_s": p, "ddnn_step_ms": a.batch as f64 / d * 1e3,
         "pinn_step_ms": a.batch as f64 / p * 1e3, "pinn_cost_ratio": d / p,
+        "collocation": collocation, "initial_points": a.initial_points,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -337,8 +355,13 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
             rate(d),
             a.batch as f64 / d * 1e3
         );
+        let residual = match collocation {
+            Collocation::Points(n) => format!("residual at {n} fresh points"),
+            Collocation::Batch => "residual at the batch's rows".into(),
+        };
+        let initial = a.initial_points.map_or("as many".into(), |n| n.to_string());
         println!(
-            "  PINN  {:>10} samples/s  ({:.2} ms/step, {:.2}× a DDNN step)",
+            "  PINN  {:>10} samples/s  ({:.2} ms/step, {:.2}× a DDNN step; {residual}, initial condition at {initial})",
             rate(p),
             a.batch as f64 / p * 1e3,
             d / p

@@ -125,6 +125,53 @@ pub fn value_and_slope(act: Activation, x: &[f32], y: &mut [f32], slope: &mut [f
     }
 }
 
+/// σ''(x) of every `x`, from the value `y` and slope `slope` that
+/// [`value_and_slope`] gave for it: the curvature the PINN step's
+/// backward pass through the time derivative needs (the derivative of the
+/// slopes the burn path's tensors form, zero where the slope is piecewise constant).
+pub fn curvature(act: Activation, x: &[f32], y: &[f32], slope: &[f32], out: &mut [f32]) {
+    match act {
+        // (1 − t²)' = −2t(1 − t²)
+        Activation::Tanh => {
+            for ((c, y), s) in out.iter_mut().zip(y).zip(slope) {
+                *c = -2.0 * y * s;
+            }
+        }
+        // (σ(1 − σ))' = σ(1 − σ)(1 − 2σ)
+        Activation::Sigmoid => {
+            for ((c, y), s) in out.iter_mut().zip(y).zip(slope) {
+                *c = s * (1.0 - 2.0 * y);
+            }
+        }
+        // (σ + xσ(1 − σ))' = σ(1 − σ)(2 + x(1 − 2σ))
+        Activation::Silu => {
+            for (c, x) in out.iter_mut().zip(x) {
+                *c = 0.5 * x;
+            }
+            tanh_in_place(out);
+            for (c, x) in out.iter_mut().zip(x) {
+                let sig = 0.5 * *c + 0.5;
+                *c = sig * (1.0 - sig) * (2.0 + x * (1.0 - 2.0 * sig));
+            }
+        }
+        Activation::Relu | Activation::LeakyRelu => out.fill(0.0),
+        // e^x below zero, which is the slope there
+        Activation::Elu => {
+            for ((c, &x), s) in out.iter_mut().zip(x).zip(slope) {
+                *c = if x > 0.0 { 0.0 } else { *s };
+            }
+        }
+        // (Φ + xφ)' = φ(2 − x²)
+        Activation::Gelu => {
+            for (c, &x) in out.iter_mut().zip(x) {
+                let z = x as f64;
+                let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                *c = (pdf * (2.0 - z * z)) as f32;
+            }
+        }
+    }
+}
+
 /// tanh of a tensor, with gradient 1 − tanh².
 pub fn tanh(z: Tensor<2>) -> Tensor<2> {
     pointwise(z, |x, y, slope| value_and_slope(Activation::Tanh, x, y, slope))
@@ -180,5 +227,31 @@ mod tests {
         let mut odd = vec![0.3f32, -0.3];
         tanh_in_place(&mut odd);
         assert_eq!(odd[0], -odd[1]);
+    }
+
+    /// σ'' is the slope's derivative, for every activation (central
+    /// differences of the slopes, away from the kinks).
+    #[test]
+    fn curvature_is_the_slopes_derivative() {
+        let xs: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.1 + 0.05).collect();
+        let h = 1e-2f32;
+        for act in Activation::ALL {
+            let n = xs.len();
+            let slope_at = |xs: &[f32]| {
+                let (mut y, mut s) = (vec![0.0; n], vec![0.0; n]);
+                value_and_slope(act, xs, &mut y, &mut s);
+                (y, s)
+            };
+            let (y, s) = slope_at(&xs);
+            let mut c = vec![0.0; n];
+            curvature(act, &xs, &y, &s, &mut c);
+            let up: Vec<f32> = xs.iter().map(|x| x + h).collect();
+            let down: Vec<f32> = xs.iter().map(|x| x - h).collect();
+            let (su, sd) = (slope_at(&up).1, slope_at(&down).1);
+            for i in 0..n {
+                let want = (su[i] - sd[i]) / (2.0 * h);
+                assert!((c[i] - want).abs() < 2e-3, "{act:?} at {}: {} vs {want}", xs[i], c[i]);
+            }
+        }
     }
 }

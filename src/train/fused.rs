@@ -14,6 +14,8 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::fsio::write_atomic;
 use crate::train::arch::Activation;
+use crate::train::physics::{HostResidual, InitialRows, ResidualScratch};
+use crate::train::spec::LossWeights;
 use crate::train::{fastmath, Net};
 use crate::Error;
 
@@ -60,12 +62,34 @@ struct Work {
     a: Vec<Vec<f32>>,
     /// Per hidden layer: the activation's slope at its pre-activation.
     slope: Vec<Vec<f32>>,
+    /// The last layer's outputs.
     z: Vec<f32>,
+    /// The gradient of the loss at the current layer's outputs, and below it.
     grad: Vec<f32>,
     grad_prev: Vec<f32>,
     /// Per layer: the gradients of the weights and the bias.
     g_w: Vec<Vec<f32>>,
     g_b: Vec<Vec<f32>>,
+    /// With a time tangent (PINN): per layer the inputs' derivative in
+    /// time (layer 0's is implicit: a scaled unit vector), per hidden
+    /// layer σ''(z)·dz/dt, the outputs' derivative, and the gradient of the
+    /// loss at the outputs' derivative and below it.
+    da: Vec<Vec<f32>>,
+    curve: Vec<Vec<f32>>,
+    dz: Vec<f32>,
+    gd: Vec<f32>,
+    gd_prev: Vec<f32>,
+    residual: ResidualScratch,
+}
+
+/// The physics terms of one fused PINN step beside its data rows.
+pub(super) struct PinnTerms<'a> {
+    pub residual: &'a HostResidual<'a>,
+    /// The collocation points `[n][inputs]` and their count; `None`: the
+    /// residual at the data rows themselves.
+    pub collocation: Option<(&'a [f32], usize)>,
+    pub initial: &'a InitialRows,
+    pub weights: LossWeights,
 }
 
 /// Batches at least this large are split over two threads (when rayon has
@@ -123,41 +147,139 @@ impl Fused {
     /// One Adam step on `rows` rows of `x` (`[rows][inputs]`, unit scale) and
     /// targets `y`; returns the batch's MSE before the update.
     pub fn step(&mut self, x: &[f32], y: &[f32], rows: usize, lr: f64) -> f64 {
+        let count = (rows * self.n_out()) as f32;
+        let loss = self.split(rows, 0, 0, |layers, acts, w, part| {
+            let (x, y, rows) = part.data(x, y, layers);
+            forward(layers, acts, w, x, rows, None);
+            let sum = mse_gradient(w, y, 1.0, count);
+            backward(layers, w, rows, None, false);
+            sum
+        });
+        self.adam_step(lr);
+        loss / count as f64
+    }
+
+    /// One Adam step of a PINN: λ_D times the MSE on the data rows, λ_P
+    /// times the mean squared residual at the collocation points (the
+    /// outputs' time derivative by a forward tangent, the backward pass
+    /// through it by hand), λ_B times the initial condition's MSE. Returns
+    /// that loss before the update, as burn's step would.
+    pub(super) fn step_pinn(&mut self, x: &[f32], y: &[f32], rows: usize, p: &PinnTerms, lr: f64) -> f64 {
+        let n_out = self.n_out();
         let n_in = self.layers[0].inputs;
-        let n_out = self.layers[self.layers.len() - 1].outputs;
-        let count = (rows * n_out) as f32;
-        let (layers, acts) = (&self.layers, &self.acts);
-        let [w0, w1] = &mut self.work;
-        let sum = if rows >= SPLIT_ROWS && rayon::current_num_threads() > 1 {
-            let half = rows / 2;
-            let (x0, x1) = x.split_at(half * n_in);
-            let (y0, y1) = y.split_at(half * n_out);
-            let (s0, s1) = rayon::join(|| gradients(layers, acts, w0, x0, y0, half, count), || gradients(layers, acts, w1, x1, y1, rows - half, count));
-            for (a, b) in w0.g_w.iter_mut().zip(&w1.g_w).chain(w0.g_b.iter_mut().zip(&w1.g_b)) {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += b;
+        let points = p.collocation.map_or(rows, |(_, n)| n);
+        let (c_data, c_phys, c_init) = ((rows * n_out) as f64, (points * n_out) as f64, (p.initial.rows * n_out).max(1) as f64);
+        let (wd, wp, wb) = (p.weights.data, p.weights.physics, p.weights.initial);
+        let tangent = Some((0, p.residual.time_scale()));
+        let loss = self.split(rows, points, p.initial.rows, |layers, acts, w, part| {
+            let (xd, yd, rd) = part.data(x, y, layers);
+            let mut loss = 0.0;
+            match p.collocation {
+                // the residual at the data rows: one pass with a tangent carries both
+                None => {
+                    forward(layers, acts, w, xd, rd, tangent);
+                    loss += wd * mse_gradient(w, yd, wd as f32, c_data as f32) / c_data;
+                    loss += wp * residual_gradient(w, p.residual, xd, rd, wp / c_phys) / c_phys;
+                    backward(layers, w, rd, tangent, false);
+                }
+                Some((xc, _)) => {
+                    forward(layers, acts, w, xd, rd, None);
+                    loss += wd * mse_gradient(w, yd, wd as f32, c_data as f32) / c_data;
+                    backward(layers, w, rd, None, false);
+                    let (xc, rc) = part.slice(xc, n_in, 1);
+                    if rc > 0 {
+                        forward(layers, acts, w, xc, rc, tangent);
+                        w.grad.clear();
+                        w.grad.resize(w.z.len(), 0.0);
+                        loss += wp * residual_gradient(w, p.residual, xc, rc, wp / c_phys) / c_phys;
+                        backward(layers, w, rc, tangent, true);
+                    }
                 }
             }
-            s0 + s1
-        } else {
-            gradients(layers, acts, w0, x, y, rows, count)
-        };
+            let (x0, r0) = part.slice(&p.initial.x, n_in, 2);
+            if r0 > 0 {
+                let (y0, _) = part.slice(&p.initial.y, n_out, 2);
+                forward(layers, acts, w, x0, r0, None);
+                loss += wb * mse_gradient(w, y0, wb as f32, c_init as f32) / c_init;
+                backward(layers, w, r0, None, true);
+            }
+            loss
+        });
+        self.adam_step(lr);
+        loss
+    }
+
+    fn n_out(&self) -> usize {
+        self.layers[self.layers.len() - 1].outputs
+    }
+
+    /// Runs `pass` on the whole batch, or on its two halves on two threads
+    /// (every kind of row halved) and sums their gradients, which is the
+    /// whole batch's; returns the sum of what `pass` returned.
+    fn split(&mut self, rows: usize, points: usize, initial: usize, pass: impl Fn(&[Layer], &[Activation], &mut Work, Part) -> f64 + Sync) -> f64 {
+        let (layers, acts) = (&self.layers, &self.acts);
+        let [w0, w1] = &mut self.work;
+        if rows < SPLIT_ROWS || rayon::current_num_threads() < 2 {
+            return pass(layers, acts, w0, Part::whole([rows, points, initial]));
+        }
+        let (first, second) = Part::halves([rows, points, initial]);
+        let (s0, s1) = rayon::join(|| pass(layers, acts, w0, first), || pass(layers, acts, w1, second));
+        for (a, b) in w0.g_w.iter_mut().zip(&w1.g_w).chain(w0.g_b.iter_mut().zip(&w1.g_b)) {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        }
+        s0 + s1
+    }
+
+    /// Adam on the gradients in the first work buffers.
+    fn adam_step(&mut self, lr: f64) {
         self.time += 1;
         let bc2 = (1.0 - BETA2.powi(self.time)).sqrt();
         let cf = bc2 / (1.0 - BETA1.powi(self.time));
         let lr = lr as f32;
+        let w0 = &self.work[0];
         for (l, layer) in self.layers.iter_mut().enumerate() {
             adam(&mut layer.w, &mut layer.m_w, &mut layer.v_w, &w0.g_w[l], self.time, bc2, cf, lr);
             adam(&mut layer.b, &mut layer.m_b, &mut layer.v_b, &w0.g_b[l], self.time, bc2, cf, lr);
         }
-        sum / count as f64
     }
 }
 
-/// Forward and backward over `rows` rows: the gradients of the MSE over
-/// `count` outputs in all (of the whole batch) into `w.g_w`, `w.g_b`;
-/// returns this part's sum of squared errors.
-fn gradients(layers: &[Layer], acts: &[Activation], w: &mut Work, x: &[f32], y: &[f32], rows: usize, count: f32) -> f64 {
+/// Which rows of each kind (data, collocation, initial) one pass takes.
+#[derive(Clone, Copy)]
+struct Part {
+    ranges: [(usize, usize); 3],
+}
+
+impl Part {
+    fn whole(counts: [usize; 3]) -> Part {
+        Part { ranges: counts.map(|n| (0, n)) }
+    }
+
+    fn halves(counts: [usize; 3]) -> (Part, Part) {
+        // the second half takes the odd row: a single initial row goes to it
+        (Part { ranges: counts.map(|n| (0, n / 2)) }, Part { ranges: counts.map(|n| (n / 2, n)) })
+    }
+
+    /// This part's rows of `v` (`cols` wide) among the rows of kind `kind`, and their count.
+    fn slice<'v>(&self, v: &'v [f32], cols: usize, kind: usize) -> (&'v [f32], usize) {
+        let (a, b) = self.ranges[kind];
+        (&v[a * cols..b * cols], b - a)
+    }
+
+    /// This part's data rows of `x` and `y`.
+    fn data<'v>(&self, x: &'v [f32], y: &'v [f32], layers: &[Layer]) -> (&'v [f32], &'v [f32], usize) {
+        let (xs, rows) = self.slice(x, layers[0].inputs, 0);
+        (xs, self.slice(y, layers[layers.len() - 1].outputs, 0).0, rows)
+    }
+}
+
+/// The forward pass over `rows` rows of `x`: every layer's inputs and
+/// slopes kept for the backward pass, the outputs in `w.z`. With a
+/// `tangent` (input column, scale) also the outputs' derivative along that
+/// input, in `w.dz`.
+fn forward(layers: &[Layer], acts: &[Activation], w: &mut Work, x: &[f32], rows: usize, tangent: Option<(usize, f32)>) {
     let n = layers.len();
     w.a.resize_with(n, Vec::new);
     w.slope.resize_with(n - 1, Vec::new);
@@ -165,8 +287,12 @@ fn gradients(layers: &[Layer], acts: &[Activation], w: &mut Work, x: &[f32], y: 
     w.g_b.resize_with(n, Vec::new);
     w.a[0].clear();
     w.a[0].extend_from_slice(x);
-    // forward: z = a·W + b; a' = σ(z), slope σ'(z)
+    if tangent.is_some() {
+        w.da.resize_with(n, Vec::new);
+        w.curve.resize_with(n - 1, Vec::new);
+    }
     for (l, layer) in layers.iter().enumerate() {
+        // z = a·W + b
         w.z.resize(rows * layer.outputs, 0.0);
         matmul(&mut w.z, &w.a[l], &layer.w, rows, layer.inputs, layer.outputs);
         for r in 0..rows {
@@ -174,44 +300,118 @@ fn gradients(layers: &[Layer], acts: &[Activation], w: &mut Work, x: &[f32], y: 
                 *zv += bv;
             }
         }
+        // dz = da·W; at the inputs da is the unit vector of `col`, scaled: dz is that row of W
+        if let Some((col, scale)) = tangent {
+            w.dz.resize(rows * layer.outputs, 0.0);
+            if l == 0 {
+                let row = &layer.w[col * layer.outputs..(col + 1) * layer.outputs];
+                for chunk in w.dz.chunks_exact_mut(layer.outputs) {
+                    for (d, v) in chunk.iter_mut().zip(row) {
+                        *d = scale * v;
+                    }
+                }
+            } else {
+                matmul(&mut w.dz, &w.da[l], &layer.w, rows, layer.inputs, layer.outputs);
+            }
+        }
         if l + 1 < n {
+            // a' = σ(z), slope σ'(z); with the tangent da' = σ'(z)·dz and σ''(z)·dz
             w.a[l + 1].resize(w.z.len(), 0.0);
             w.slope[l].resize(w.z.len(), 0.0);
             fastmath::value_and_slope(acts[l], &w.z, &mut w.a[l + 1], &mut w.slope[l]);
+            if tangent.is_some() {
+                let curve = &mut w.curve[l];
+                curve.resize(w.z.len(), 0.0);
+                fastmath::curvature(acts[l], &w.z, &w.a[l + 1], &w.slope[l], curve);
+                let da = &mut w.da[l + 1];
+                da.resize(w.z.len(), 0.0);
+                for (((da, c), s), dz) in da.iter_mut().zip(curve.iter_mut()).zip(&w.slope[l]).zip(&w.dz) {
+                    *da = s * dz;
+                    *c *= dz;
+                }
+            }
         }
     }
-    // the MSE's gradient at the outputs (in w.z)
+}
+
+/// The gradient of `weight`·Σ(out − y)²/`count` at the outputs of the last
+/// forward pass, into `w.grad`; returns Σ(out − y)².
+fn mse_gradient(w: &mut Work, y: &[f32], weight: f32, count: f32) -> f64 {
     let mut sum = 0.0f64;
     w.grad.resize(w.z.len(), 0.0);
+    let k = 2.0 * weight / count;
     for ((g, o), t) in w.grad.iter_mut().zip(&w.z).zip(y) {
         let d = o - t;
         sum += (d * d) as f64;
-        *g = 2.0 * d / count;
+        *g = k * d;
     }
-    // backward, last layer first
-    for l in (0..n).rev() {
+    sum
+}
+
+/// The gradient of `coef`·Σr² of the physics residuals at the last
+/// (tangent) forward pass over the points `x`: added to `w.grad`, written
+/// to `w.gd`; returns Σr².
+fn residual_gradient(w: &mut Work, residual: &HostResidual, x: &[f32], rows: usize, coef: f64) -> f64 {
+    w.gd.clear();
+    w.gd.resize(w.dz.len(), 0.0);
+    residual.add_gradients(&mut w.residual, x, &w.z, &w.dz, rows, coef, &mut w.grad, &mut w.gd)
+}
+
+/// The backward pass of the last forward pass from the outputs' gradient
+/// in `w.grad` (and with a `tangent`, the outputs' derivative's in `w.gd`):
+/// the weights' and biases' gradients written to `w.g_w`, `w.g_b`, or added
+/// to them with `accumulate`.
+fn backward(layers: &[Layer], w: &mut Work, rows: usize, tangent: Option<(usize, f32)>, accumulate: bool) {
+    for l in (0..layers.len()).rev() {
         let (inputs, outputs) = (layers[l].inputs, layers[l].outputs);
-        // dW = aᵀ·g, db = Σ rows of g
+        // dW = aᵀ·g (+ daᵀ·gd), db = Σ rows of g
         w.g_w[l].resize(inputs * outputs, 0.0);
-        matmul_at_b(&mut w.g_w[l], &w.a[l], &w.grad, rows, inputs, outputs);
+        matmul_at_b(&mut w.g_w[l], &w.a[l], &w.grad, rows, inputs, outputs, accumulate);
+        if let Some((col, scale)) = tangent {
+            if l == 0 {
+                let g_row = &mut w.g_w[0][col * outputs..(col + 1) * outputs];
+                for chunk in w.gd.chunks_exact(outputs) {
+                    for (g, d) in g_row.iter_mut().zip(chunk) {
+                        *g += scale * d;
+                    }
+                }
+            } else {
+                matmul_at_b(&mut w.g_w[l], &w.da[l], &w.gd, rows, inputs, outputs, true);
+            }
+        }
         let g_b = &mut w.g_b[l];
-        g_b.clear();
+        if !accumulate {
+            g_b.clear();
+        }
         g_b.resize(outputs, 0.0);
         for r in 0..rows {
             for (gb, g) in g_b.iter_mut().zip(&w.grad[r * outputs..(r + 1) * outputs]) {
                 *gb += g;
             }
         }
-        if l > 0 {
-            w.grad_prev.resize(rows * inputs, 0.0);
-            matmul_a_bt(&mut w.grad_prev, &w.grad, &layers[l].w, rows, outputs, inputs);
-            for (g, s) in w.grad_prev.iter_mut().zip(&w.slope[l - 1]) {
+        if l == 0 {
+            break;
+        }
+        // through the layer: g·Wᵀ, then the activation
+        w.grad_prev.resize(rows * inputs, 0.0);
+        matmul_a_bt(&mut w.grad_prev, &w.grad, &layers[l].w, rows, outputs, inputs);
+        let slope = &w.slope[l - 1];
+        if tangent.is_some() {
+            // a = σ(z), da = σ'(z)·dz: ∂/∂z = g·σ' + gd·σ''·dz, ∂/∂dz = gd·σ'
+            w.gd_prev.resize(rows * inputs, 0.0);
+            matmul_a_bt(&mut w.gd_prev, &w.gd, &layers[l].w, rows, outputs, inputs);
+            for (((g, gd), s), c) in w.grad_prev.iter_mut().zip(w.gd_prev.iter_mut()).zip(slope).zip(&w.curve[l - 1]) {
+                *g = *g * s + *gd * c;
+                *gd *= s;
+            }
+            std::mem::swap(&mut w.gd, &mut w.gd_prev);
+        } else {
+            for (g, s) in w.grad_prev.iter_mut().zip(slope) {
                 *g *= s;
             }
-            std::mem::swap(&mut w.grad, &mut w.grad_prev);
         }
+        std::mem::swap(&mut w.grad, &mut w.grad_prev);
     }
-    sum
 }
 
 /// burn's Adam update of `p` by gradient `g` at step `time`.
@@ -229,26 +429,27 @@ fn adam(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], time: i32, bc2: 
 
 /// `c[m×n] = a[m×k] · b[k×n]`, row-major.
 fn matmul(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-    gemm(c, m, n, k, (a.as_ptr(), k as isize, 1), (b.as_ptr(), n as isize, 1));
+    gemm(c, m, n, k, (a.as_ptr(), k as isize, 1), (b.as_ptr(), n as isize, 1), false);
 }
 
-/// `c[k×n] = aᵀ · b` for `a[m×k]`, `b[m×n]`.
-fn matmul_at_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-    gemm(c, k, n, m, (a.as_ptr(), 1, k as isize), (b.as_ptr(), n as isize, 1));
+/// `c[k×n] = aᵀ · b` (or `c += aᵀ · b` with `accumulate`) for `a[m×k]`, `b[m×n]`.
+fn matmul_at_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    gemm(c, k, n, m, (a.as_ptr(), 1, k as isize), (b.as_ptr(), n as isize, 1), accumulate);
 }
 
 /// `c[m×k] = a · bᵀ` for `a[m×n]`, `b[k×n]`.
 fn matmul_a_bt(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
-    gemm(c, m, k, n, (a.as_ptr(), n as isize, 1), (b.as_ptr(), 1, n as isize));
+    gemm(c, m, k, n, (a.as_ptr(), n as isize, 1), (b.as_ptr(), 1, n as isize), false);
 }
 
-/// `dst[m×n] = lhs[m×depth] · rhs[depth×n]`, operands given as (pointer, row stride, column stride).
-fn gemm(dst: &mut [f32], m: usize, n: usize, depth: usize, lhs: (*const f32, isize, isize), rhs: (*const f32, isize, isize)) {
+/// `dst[m×n] = lhs[m×depth] · rhs[depth×n]` (`dst +=` with `accumulate`),
+/// operands given as (pointer, row stride, column stride).
+fn gemm(dst: &mut [f32], m: usize, n: usize, depth: usize, lhs: (*const f32, isize, isize), rhs: (*const f32, isize, isize), accumulate: bool) {
     assert_eq!(dst.len(), m * n);
     // SAFETY: the callers' slices hold m×depth, depth×n and m×n elements at
     // these strides (dst's length is checked; the operands' by construction)
     unsafe {
-        gemm::gemm(m, n, depth, dst.as_mut_ptr(), 1, n as isize, false, lhs.0, lhs.2, lhs.1, rhs.0, rhs.2, rhs.1, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(m, n, depth, dst.as_mut_ptr(), 1, n as isize, accumulate, lhs.0, lhs.2, lhs.1, rhs.0, rhs.2, rhs.1, 1.0, 1.0, false, false, false, gemm::Parallelism::None);
     }
 }
 
@@ -295,6 +496,67 @@ mod tests {
             let written = Fused::from_net(&fused.write_into(net));
             assert_eq!(written.layers[0].w, fused.layers[0].w);
             assert_eq!(written.layers[2].b, fused.layers[2].b);
+        }
+    }
+
+    /// The fused PINN step and burn's autodiff PINN step (forward tangent,
+    /// residual of the model's taped equations, initial condition) take the
+    /// same network to the same weights, for every activation: a varying
+    /// parameter and a sampled initial value among the inputs, split and
+    /// unsplit batches, a first window (with the initial condition) and a later one.
+    #[test]
+    fn the_fused_pinn_step_is_burns_step() {
+        use crate::cell::symbolic;
+        use crate::data::VarRange;
+        use crate::train::physics::PhysicsCtx;
+        use crate::train::spec::{Collocation, LossWeights};
+        use crate::train::trainer::Physics;
+        use crate::train::Normalization;
+
+        let model = crate::cell::by_name("fhn-cardiac").unwrap();
+        let info = model.info();
+        let mut fixed: Vec<Option<f64>> = info.params.iter().map(|p| Some(p.default)).collect();
+        let k = info.params.iter().position(|p| p.name == "k").unwrap();
+        fixed[k] = None;
+        let mut param_cols = vec![None; fixed.len()];
+        param_cols[k] = Some(1);
+        let ctx = PhysicsCtx { tape: symbolic::trace(model, &fixed), param_cols, initial: vec![Ok(2), Err(0.1)] };
+        let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
+        let norm = Normalization { inputs: vec![range("t", 0.0, 50.0), range("k", 0.0, 2.0), range("u0", 0.0, 0.6)], outputs: vec![range("u", -0.2, 1.1), range("v", 0.0, 2.5)] };
+        let weights = LossWeights { data: 3.0, physics: 0.7, initial: 1.3 };
+        let residual = HostResidual::new(&ctx, &norm);
+        // fresh points with the initial condition at all of them, and the
+        // residual at the batch's rows with the initial condition at five
+        let forms = [(Collocation::Points(96), None), (Collocation::Batch, Some(5))];
+        for (act, (collocation, initial_points)) in Activation::ALL.into_iter().flat_map(|a| forms.map(|f| (a, f))) {
+            let arch = Architecture { inputs: 3, hidden: vec![Hidden(act, 16), Hidden(act, 8)], outputs: 2 };
+            let device = Device::flex().autodiff();
+            let mut net = Net::seeded(&arch, &device, true, 11);
+            let mut fused = Fused::from_net(&net);
+            let mut optim = AdamConfig::new().init();
+            let (mut data, mut burn_rng, mut fused_rng) = (Rng::new(5), Rng::new(9), Rng::new(9));
+            for step in 0..5 {
+                let rows = if step % 2 == 0 { 64 } else { 2 * SPLIT_ROWS + 3 };
+                let t_range = if step == 3 { (25.0, 50.0) } else { (0.0, 50.0) };
+                let physics = Physics { ctx: &ctx, norm: &norm, t_range, collocation, initial_points, weights };
+                let x: Vec<f32> = (0..rows * 3).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
+                let y: Vec<f32> = (0..rows * 2).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
+                let lr = 1e-2 / (step + 1) as f64;
+                let points = physics.draw(&x, rows, &mut fused_rng);
+                let terms = PinnTerms { residual: &residual, collocation: points.fresh.as_deref().map(|x| (x, points.count)), initial: &points.initial, weights };
+                let loss = fused.step_pinn(&x, &y, rows, &terms, lr);
+                let (xb, yb) = (Tensor::<2>::from_data(TensorData::new(x, [rows, 3]), &device), Tensor::<2>::from_data(TensorData::new(y, [rows, 2]), &device));
+                let burn_loss;
+                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, xb, yb, Some(&physics), &mut burn_rng, &device, true);
+                let burn_loss = burn_loss.unwrap();
+                assert!((loss - burn_loss).abs() <= 2e-5 * burn_loss.max(1e-3), "{act:?} {collocation:?} step {step}: loss {loss} vs burn {burn_loss}");
+            }
+            let theirs = Fused::from_net(&net);
+            for (a, b) in fused.layers.iter().zip(&theirs.layers) {
+                for (x, y) in a.w.iter().chain(&a.b).zip(b.w.iter().chain(&b.b)) {
+                    assert!((x - y).abs() <= 5e-5 * (1.0 + y.abs()), "{act:?} {collocation:?}: weight {x} vs burn {y}");
+                }
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::Error;
 pub use arch::{Activation, Architecture, Layer};
 pub use net::Net;
 pub use spec::{Mode, TrainSpec};
-pub use bench::step_rate;
+pub use bench::{step_rate, PinnForm};
 pub use evaluate::{Metrics, Rollout};
 pub use trainer::{train, Outcome};
 
@@ -50,7 +50,8 @@ pub struct Normalization {
 }
 
 impl Normalization {
-    fn span(r: &VarRange) -> (f64, f64) {
+    /// (mid, half-width) of one range: unit = (x − mid) / half.
+    pub fn span(r: &VarRange) -> (f64, f64) {
         let half = (r.max - r.min) / 2.0;
         ((r.max + r.min) / 2.0, if half > 0.0 { half } else { 1.0 })
     }

@@ -128,22 +128,11 @@ impl PhysicsCtx {
         })
     }
 
-    /// (L_physics, L_B) on fresh collocation points inside the time window.
-    #[allow(clippy::too_many_arguments)]
-    pub fn losses(
-        &self,
-        net: &Net,
-        tape: &symbolic::Tape,
-        norm: &Normalization,
-        t_range: (f64, f64),
-        n: usize,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> (Tensor<1>, Tensor<1>) {
+    /// `n` fresh collocation points (unit space, `[n][inputs]`): time
+    /// uniform over the window, every other input uniform over its range.
+    pub fn collocation(norm: &Normalization, t_range: (f64, f64), n: usize, rng: &mut Rng) -> Vec<f32> {
         let n_in = norm.inputs.len();
-        let ins = Normalization::spans(&norm.inputs);
-        let outs = Normalization::spans(&norm.outputs);
-        let (tmid, thalf) = ins[0];
+        let (tmid, thalf) = Normalization::span(&norm.inputs[0]);
         let (u0, u1) = ((t_range.0 - tmid) / thalf, (t_range.1 - tmid) / thalf);
         let mut xc = Vec::with_capacity(n * n_in);
         for _ in 0..n {
@@ -152,8 +141,46 @@ impl PhysicsCtx {
                 xc.push((rng.uniform() * 2.0 - 1.0) as f32);
             }
         }
-        let x = Tensor::<2>::from_data(TensorData::new(xc.clone(), [n, n_in]), device);
-        let (y, dy) = net.forward_tangent(x.clone(), 0, 1.0 / thalf);
+        xc
+    }
+
+    /// The initial-condition rows: the first `m` of the points `xc` moved to
+    /// t = 0, and their initial states (unit space); none past the first
+    /// window. With time the only input every moved point is the same one,
+    /// whose mean loss one row gives at a fraction of the cost.
+    pub fn initial_rows(&self, norm: &Normalization, t_range: (f64, f64), xc: &[f32], m: usize) -> InitialRows {
+        let n_in = norm.inputs.len();
+        if t_range.0 > 0.0 || xc.is_empty() {
+            return InitialRows { x: Vec::new(), y: Vec::new(), rows: 0 };
+        }
+        let ins = Normalization::spans(&norm.inputs);
+        let outs = Normalization::spans(&norm.outputs);
+        let rows = if n_in == 1 { 1 } else { m.min(xc.len() / n_in) };
+        let t0 = ((0.0 - ins[0].0) / ins[0].1) as f32;
+        let mut x = xc[..rows * n_in].to_vec();
+        let mut y = Vec::with_capacity(rows * outs.len());
+        for r in 0..rows {
+            x[r * n_in] = t0;
+            for (i, init) in self.initial.iter().enumerate() {
+                let phys = match *init {
+                    Ok(c) => x[r * n_in + c] as f64 * ins[c].1 + ins[c].0,
+                    Err(v) => v,
+                };
+                y.push(((phys - outs[i].0) / outs[i].1) as f32);
+            }
+        }
+        InitialRows { x, y, rows }
+    }
+
+    /// (L_physics, L_B) on burn tensors: the residual at the collocation
+    /// points `xc` (`n` rows) and the initial condition at `ic`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn losses(&self, net: &Net, norm: &Normalization, xc: Vec<f32>, n: usize, ic: InitialRows, device: &Device) -> (Tensor<1>, Tensor<1>) {
+        let n_in = norm.inputs.len();
+        let ins = Normalization::spans(&norm.inputs);
+        let outs = Normalization::spans(&norm.outputs);
+        let x = Tensor::<2>::from_data(TensorData::new(xc, [n, n_in]), device);
+        let (y, dy) = net.forward_tangent(x.clone(), 0, 1.0 / ins[0].1);
         let state: Vec<Tensor<2>> = outs
             .iter()
             .enumerate()
@@ -162,49 +189,97 @@ impl PhysicsCtx {
         let params: Vec<Option<Tensor<2>>> = self
             .param_cols
             .iter()
-            .map(|c| {
-                c.map(|c| {
-                    x.clone()
-                        .narrow(1, c, 1)
-                        .mul_scalar(ins[c].1)
-                        .add_scalar(ins[c].0)
-                })
-            })
+            .map(|c| c.map(|c| x.clone().narrow(1, c, 1).mul_scalar(ins[c].1).add_scalar(ins[c].0)))
             .collect();
-        let f = rhs(tape, &params, &state);
+        let f = rhs(&self.tape, &params, &state);
         let residuals: Vec<Tensor<2>> = f
             .into_iter()
             .enumerate()
             .map(|(i, fi)| dy.clone().narrow(1, i, 1) - fi.div_scalar(outs[i].1))
             .collect();
         let phys = Tensor::cat(residuals, 1).square().mean();
-
-        // Initial condition: the same points moved to t = 0 (only in the first window).
-        let ic = if t_range.0 > 0.0 {
+        let ic = if ic.rows == 0 {
             Tensor::<1>::zeros([1], device)
         } else {
-            let t0 = ((0.0 - tmid) / thalf) as f32;
-            let mut x0 = xc;
-            // with time the only input (problem A) every moved point is the
-            // same one: its loss is the mean over identical rows, so one row
-            // gives the same loss and gradient at a fraction of the cost
-            let n = if n_in == 1 { 1 } else { n };
-            x0.truncate(n * n_in);
-            let mut target = Vec::with_capacity(n * outs.len());
-            for r in 0..n {
-                x0[r * n_in] = t0;
-                for (i, init) in self.initial.iter().enumerate() {
-                    let phys = match *init {
-                        Ok(c) => x0[r * n_in + c] as f64 * ins[c].1 + ins[c].0,
-                        Err(v) => v,
-                    };
-                    target.push(((phys - outs[i].0) / outs[i].1) as f32);
-                }
-            }
-            let x0 = Tensor::<2>::from_data(TensorData::new(x0, [n, n_in]), device);
-            let target = Tensor::<2>::from_data(TensorData::new(target, [n, outs.len()]), device);
+            let x0 = Tensor::<2>::from_data(TensorData::new(ic.x, [ic.rows, n_in]), device);
+            let target = Tensor::<2>::from_data(TensorData::new(ic.y, [ic.rows, outs.len()]), device);
             (net.forward(x0) - target).square().mean()
         };
         (phys, ic)
+    }
+}
+
+/// Initial-condition rows (unit space) from [`PhysicsCtx::initial_rows`].
+pub(super) struct InitialRows {
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub rows: usize,
+}
+
+/// The physics residual on the host, for the fused PINN step: the tape
+/// replayed per point in f64 and differentiated in reverse.
+pub(super) struct HostResidual<'a> {
+    ctx: &'a PhysicsCtx,
+    ins: Vec<(f64, f64)>,
+    outs: Vec<(f64, f64)>,
+}
+
+/// One thread's scratch space for [`HostResidual::add_gradients`].
+#[derive(Default)]
+pub(super) struct ResidualScratch {
+    params: Vec<f64>,
+    state: Vec<f64>,
+    values: Vec<f64>,
+    adj: Vec<f64>,
+    seed: Vec<f64>,
+    d_state: Vec<f64>,
+}
+
+impl<'a> HostResidual<'a> {
+    pub fn new(ctx: &'a PhysicsCtx, norm: &Normalization) -> Self {
+        HostResidual { ctx, ins: Normalization::spans(&norm.inputs), outs: Normalization::spans(&norm.outputs) }
+    }
+
+    /// d(unit time)/d(physical time): the scale of the input tangent.
+    pub fn time_scale(&self) -> f32 {
+        (1.0 / self.ins[0].1) as f32
+    }
+
+    /// The residuals r = dŷ/dt − f(ŷ)/half at `rows` points `x` (unit
+    /// space) with network outputs `y` and time derivatives `dy`: adds
+    /// `coef`·∂(Σr²)/∂y to `g_y` and `coef`·∂(Σr²)/∂dy to `g_dy`, returns Σr².
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_gradients(&self, s: &mut ResidualScratch, x: &[f32], y: &[f32], dy: &[f32], rows: usize, coef: f64, g_y: &mut [f32], g_dy: &mut [f32]) -> f64 {
+        let (n_in, n_out) = (self.ins.len(), self.outs.len());
+        let tape = &self.ctx.tape;
+        s.params.resize(self.ctx.param_cols.len(), 0.0);
+        s.state.resize(n_out, 0.0);
+        s.seed.resize(n_out, 0.0);
+        let mut sum = 0.0;
+        for r in 0..rows {
+            let (xr, yr) = (&x[r * n_in..(r + 1) * n_in], &y[r * n_out..(r + 1) * n_out]);
+            for (p, c) in s.params.iter_mut().zip(&self.ctx.param_cols) {
+                if let Some(c) = *c {
+                    *p = xr[c] as f64 * self.ins[c].1 + self.ins[c].0;
+                }
+            }
+            for (j, st) in s.state.iter_mut().enumerate() {
+                *st = yr[j] as f64 * self.outs[j].1 + self.outs[j].0;
+            }
+            tape.eval_into(&s.params, &s.state, &mut s.values);
+            for i in 0..n_out {
+                let res = dy[r * n_out + i] as f64 - s.values[tape.outputs[i]] / self.outs[i].1;
+                sum += res * res;
+                g_dy[r * n_out + i] += (2.0 * coef * res) as f32;
+                s.seed[i] = -2.0 * coef * res / self.outs[i].1;
+            }
+            s.d_state.clear();
+            s.d_state.resize(n_out, 0.0);
+            tape.vjp(&s.values, &s.seed, &mut s.adj, &mut s.d_state);
+            for j in 0..n_out {
+                g_y[r * n_out + j] += (s.d_state[j] * self.outs[j].1) as f32;
+            }
+        }
+        sum
     }
 }

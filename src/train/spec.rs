@@ -100,9 +100,15 @@ pub struct TrainSpec {
     pub seed: u64,
     #[serde(default = "default_weights")]
     pub loss: LossWeights,
-    /// PINN collocation points per step.
-    #[serde(default = "default_batch")]
-    pub collocation: usize,
+    /// Where a PINN step evaluates the physics residual: at this many fresh
+    /// points drawn uniformly over the window, or (`batch`) at the
+    /// mini-batch's own rows, as the paper's Eq. 2 writes it.
+    #[serde(default)]
+    pub collocation: Collocation,
+    /// Initial-condition rows per PINN step (the first of the residual's
+    /// points moved to t = 0); all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_points: Option<usize>,
     #[serde(default)]
     pub adaptive: Option<Adaptive>,
     /// Time-domain splitting: this many sub-models over consecutive windows of t.
@@ -115,6 +121,56 @@ pub struct TrainSpec {
     /// Where to train: `cpu` (burn's flex backend) or `cuda` (needs a build with `--features gpu-train`).
     #[serde(default)]
     pub device: TrainDevice,
+}
+
+/// Where a PINN step evaluates the physics residual (`collocation:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collocation {
+    /// This many fresh points per step, uniform over the window and the inputs' ranges.
+    Points(usize),
+    /// At the mini-batch's rows.
+    Batch,
+}
+
+impl Default for Collocation {
+    fn default() -> Self {
+        Collocation::Points(default_batch())
+    }
+}
+
+impl Collocation {
+    /// The number of residual points of a step with `batch` rows.
+    pub fn count(self, batch: usize) -> usize {
+        match self {
+            Collocation::Points(n) => n,
+            Collocation::Batch => batch,
+        }
+    }
+}
+
+impl Serialize for Collocation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Collocation::Points(n) => s.serialize_u64(*n as u64),
+            Collocation::Batch => s.serialize_str("batch"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Collocation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Points(usize),
+            Word(String),
+        }
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("collocation: give a number of points per step, or `batch` for the mini-batch's own rows"))? {
+            Raw::Points(n) => Ok(Collocation::Points(n)),
+            Raw::Word(w) if w == "batch" => Ok(Collocation::Batch),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("collocation: `{w}` is neither a number of points nor `batch`"))),
+        }
+    }
 }
 
 /// The burn backend training runs on.
@@ -217,7 +273,8 @@ impl TrainSpec {
             ("steps", self.steps),
             ("batch", self.batch),
             ("val_every", self.val_every),
-            ("collocation", self.collocation),
+            ("collocation", self.collocation.count(1)),
+            ("initial_points", self.initial_points.unwrap_or(1)),
             ("windows", self.windows),
             ("rows", self.rows.unwrap_or(1)),
         ] {

@@ -11,7 +11,6 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::cell::symbolic;
 use crate::data::{self, sampling::Rng, Array2, Kind};
 use crate::fsio::{write_atomic, StagingDir};
 use crate::metrics::VarMetrics;
@@ -19,10 +18,10 @@ use crate::report::Reporter;
 use crate::train::adaptive::{draw, hardest_rows};
 use crate::train::checkpoint::{self, State};
 use crate::train::evaluate::{evaluate, Metrics};
-use crate::train::fused::Fused;
+use crate::train::fused::{Fused, PinnTerms};
 use crate::train::log::{self, LossRow};
-use crate::train::physics::PhysicsCtx;
-use crate::train::spec::{Mode, Schedule, TrainSpec};
+use crate::train::physics::{HostResidual, InitialRows, PhysicsCtx};
+use crate::train::spec::{Collocation, Mode, Schedule, TrainSpec};
 use crate::train::{
     load_net, net_bytes, Architecture, Net, Normalization, SurrogateMeta, TrainedSurrogate, Window,
     FORMAT, SURROGATE_FILE,
@@ -296,21 +295,21 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             ctx.window, state.step
         ));
     }
-    // data-driven training on the CPU takes the fused step; burn's net is
-    // written from it whenever it is read (validation, hard rows, checkpoints)
-    let mut fused = match (ctx.physics, host) {
-        (None, true) => {
-            let mut f = Fused::from_net(&net);
-            if resumed.is_some() {
-                f.resume(&ckpt)?;
-            }
-            Some(f)
+    // training on the CPU takes the fused step; burn's net is written from
+    // it whenever it is read (validation, hard rows, checkpoints)
+    let mut fused = if host {
+        let mut f = Fused::from_net(&net);
+        if resumed.is_some() {
+            f.resume(&ckpt)?;
         }
-        _ => None,
+        Some(f)
+    } else {
+        None
     };
+    let physics = ctx.physics.map(|p| Physics { ctx: p, norm: ctx.norm, t_range: ctx.t_range, collocation: spec.collocation, initial_points: spec.initial_points, weights: spec.loss });
+    let residual = ctx.physics.map(|p| HostResidual::new(p, ctx.norm));
     let (mut xf, mut yf) = (Vec::new(), Vec::new());
     let mut rng = Rng::from_state(state.rng);
-    let tape = ctx.physics.map(|p| p.tape.clone());
     let plain = device.clone().inner();
     let x_val = Tensor::<2>::from_data(
         TensorData::new(d.x_val.clone(), [d.x_val.len() / n_in, n_in]),
@@ -348,21 +347,20 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         if let Some(f) = fused.as_mut() {
             gather_into(&mut xf, &d.x_train, n_in, &rows);
             gather_into(&mut yf, &d.y_train, n_out, &rows);
-            let loss = f.step(&xf, &yf, rows.len(), state.lr);
+            let loss = match (&physics, &residual) {
+                (Some(p), Some(residual)) => {
+                    let points = p.draw(&xf, rows.len(), &mut rng);
+                    let terms = PinnTerms { residual, collocation: points.fresh.as_deref().map(|x| (x, points.count)), initial: &points.initial, weights: p.weights };
+                    f.step_pinn(&xf, &yf, rows.len(), &terms, state.lr)
+                }
+                _ => f.step(&xf, &yf, rows.len(), state.lr),
+            };
             if check {
                 last_loss = loss;
             }
         } else {
             let xb = gather(&d.x_train, n_in, &rows, &device);
             let yb = gather(&d.y_train, n_out, &rows, &device);
-            let physics = ctx.physics.zip(tape.as_ref()).map(|(p, tape)| Physics {
-                ctx: p,
-                tape,
-                norm: ctx.norm,
-                t_range: ctx.t_range,
-                points: spec.collocation,
-                weights: spec.loss,
-            });
             let loss;
             (net, loss) = step(
                 net,
@@ -471,11 +469,33 @@ fn best_or_last(ctx: &WindowCtx, best_path: &Path, net: &Net) -> Result<Net, Err
 /// The physics terms of a PINN step.
 pub(super) struct Physics<'a> {
     pub ctx: &'a PhysicsCtx,
-    pub tape: &'a symbolic::Tape,
     pub norm: &'a Normalization,
     pub t_range: (f64, f64),
-    pub points: usize,
+    pub collocation: Collocation,
+    pub initial_points: Option<usize>,
     pub weights: crate::train::spec::LossWeights,
+}
+
+/// Where one PINN step evaluates its residual and initial condition.
+pub(super) struct PinnPoints {
+    /// Fresh collocation points `[count][inputs]`; `None`: the batch's rows.
+    pub fresh: Option<Vec<f32>>,
+    pub count: usize,
+    pub initial: InitialRows,
+}
+
+impl Physics<'_> {
+    /// The residual's and the initial condition's points for a step on the
+    /// `rows` mini-batch rows `x` (unit space): the one draw both the fused
+    /// and burn's step take.
+    pub fn draw(&self, x: &[f32], rows: usize, rng: &mut Rng) -> PinnPoints {
+        let (fresh, count) = match self.collocation {
+            Collocation::Points(n) => (Some(PhysicsCtx::collocation(self.norm, self.t_range, n, rng)), n),
+            Collocation::Batch => (None, rows),
+        };
+        let initial = self.ctx.initial_rows(self.norm, self.t_range, fresh.as_deref().unwrap_or(x), self.initial_points.unwrap_or(count));
+        PinnPoints { fresh, count, initial }
+    }
 }
 
 /// One optimisation step on a batch; returns the updated net, and the loss if `read_loss`.
@@ -491,12 +511,14 @@ pub(super) fn step(
     device: &Device,
     read_loss: bool,
 ) -> (Net, Option<f64>) {
-    let data_loss = (net.forward(xb) - yb).square().mean();
+    let data_loss = (net.forward(xb.clone()) - yb).square().mean();
     let loss = match physics {
         Some(p) => {
-            let (phys, ic) = p
-                .ctx
-                .losses(&net, p.tape, p.norm, p.t_range, p.points, rng, device);
+            let rows = xb.dims()[0];
+            let x = xb.into_data().try_into_vec::<f32>().expect("f32 inputs");
+            let points = p.draw(&x, rows, rng);
+            let xc = points.fresh.unwrap_or(x);
+            let (phys, ic) = p.ctx.losses(&net, p.norm, xc, points.count, points.initial, device);
             data_loss.mul_scalar(p.weights.data)
                 + phys.mul_scalar(p.weights.physics)
                 + ic.mul_scalar(p.weights.initial)
