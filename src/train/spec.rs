@@ -355,3 +355,29 @@ impl TrainSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<TrainSpec, Error> {
+        TrainSpec::from_yaml(&format!("name: t\ndataset: d\nmode: pinn\narchitecture:\n  hidden: [[tanh, 8]]\nsteps: 10\n{extra}"))
+    }
+
+    /// `collocation` takes a count or `batch`; anything else, or zero, is refused by name.
+    #[test]
+    fn collocation_is_a_count_or_batch() {
+        assert_eq!(parse("").unwrap().collocation, Collocation::Points(1024));
+        assert_eq!(parse("collocation: 96").unwrap().collocation, Collocation::Points(96));
+        let s = parse("collocation: batch\ninitial_points: 7").unwrap();
+        assert_eq!((s.collocation, s.initial_points), (Collocation::Batch, Some(7)));
+        assert_eq!(s.collocation.count(33), 33);
+        // it serialises as it was written (a pipeline's content hash sees the same text)
+        assert_eq!(serde_json::to_string(&s.collocation).unwrap(), "\"batch\"");
+        assert_eq!(serde_json::to_string(&Collocation::Points(96)).unwrap(), "96");
+        for (bad, says) in [("collocation: lots", "`lots` is neither"), ("collocation: 0", "collocation"), ("initial_points: 0", "initial_points"), ("collocation: -3", "number of points")] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
