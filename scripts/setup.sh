@@ -10,6 +10,8 @@
 #     onnx it is the independent reader the export tests check files with;
 #   - scikit-learn and skl2onnx: real exporters' files for the tests of models
 #     trained elsewhere (tests/integration/foreign.rs);
+#   - myokit: real cell models (exported as CellML at test time) and the peer the
+#     CellML import and the cell-model solvers are checked against;
 #   - maturin (builds the Python package in python/) and pytest (its tests);
 #   - and, system-wide, the Debian packages below (minisign, Open MPI, Slurm).
 # Safe to re-run: it does nothing when .deps/ already matches this list.
@@ -40,7 +42,7 @@ if [[ -n $missing ]]; then
     fi
 fi
 
-requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0 maturin==1.16.0 pytest==9.0.1"
+requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0 myokit==1.39.2 maturin==1.16.0 pytest==9.0.1"
 python="${PYTHON:-python3}"
 target=.deps/python
 stamp=.deps/installed.txt

@@ -7,6 +7,8 @@
 //! in f64 (checking), f32 (the scalar reference) and SIMD lanes; the CUDA
 //! solver takes the same equations as a short CUDA C snippet.
 
+pub mod cellml;
+pub mod equations;
 mod real;
 pub mod symbolic;
 

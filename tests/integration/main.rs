@@ -1,6 +1,7 @@
 //! Integration tests, one module per user-visible behaviour, in one binary.
 
 mod build;
+mod cellml;
 mod cli;
 mod export;
 mod foreign;

@@ -1,0 +1,236 @@
+//! The equation IR of an imported cell model: named variables (states with
+//! initial values, parameters with values, algebraic variables in the order
+//! they can be computed) and expressions over them, in one set of units per
+//! variable. CellML import produces it; [`Equations::rates`] evaluates it in
+//! f64, the scalar reference the executable forms are checked against.
+
+/// A function or operator of the IR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Neg,
+    Pow,
+    Exp,
+    Ln,
+    Log10,
+    Floor,
+    Ceil,
+    Abs,
+    Sqrt,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    /// Comparisons and logic give 1 for true and 0 for false.
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+/// An expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Num(f64),
+    /// A variable of the model (an index into [`Equations::vars`]).
+    Var(usize),
+    /// The free variable, time.
+    Time,
+    /// `Add` and `Mul` take any number of arguments, `Sub` one or two, the rest their arity.
+    Call(Func, Vec<Expr>),
+    /// The value of the first piece whose condition holds, else `otherwise`.
+    Piecewise(Vec<(Expr, Expr)>, Box<Expr>),
+}
+
+impl Expr {
+    pub fn call(f: Func, args: Vec<Expr>) -> Expr {
+        Expr::Call(f, args)
+    }
+
+    /// `k · self`, leaving the expression alone when `k` is 1.
+    pub fn scaled(self, k: f64) -> Expr {
+        if k == 1.0 {
+            self
+        } else {
+            Expr::Call(Func::Mul, vec![Expr::Num(k), self])
+        }
+    }
+
+    /// Its value, with `vals` holding every variable's value and `t` the time.
+    pub fn eval(&self, vals: &[f64], t: f64) -> f64 {
+        let truth = |b: bool| if b { 1.0 } else { 0.0 };
+        match self {
+            Expr::Num(v) => *v,
+            Expr::Var(i) => vals[*i],
+            Expr::Time => t,
+            Expr::Piecewise(pieces, otherwise) => {
+                for (value, cond) in pieces {
+                    if cond.eval(vals, t) != 0.0 {
+                        return value.eval(vals, t);
+                    }
+                }
+                otherwise.eval(vals, t)
+            }
+            Expr::Call(f, args) => {
+                let a = |i: usize| args[i].eval(vals, t);
+                match f {
+                    Func::Add => args.iter().map(|e| e.eval(vals, t)).sum(),
+                    Func::Mul => args.iter().map(|e| e.eval(vals, t)).product(),
+                    Func::Sub if args.len() == 1 => -a(0),
+                    Func::Sub => a(0) - a(1),
+                    Func::Div => a(0) / a(1),
+                    Func::Neg => -a(0),
+                    Func::Pow => a(0).powf(a(1)),
+                    Func::Exp => a(0).exp(),
+                    Func::Ln => a(0).ln(),
+                    Func::Log10 => a(0).log10(),
+                    Func::Floor => a(0).floor(),
+                    Func::Ceil => a(0).ceil(),
+                    Func::Abs => a(0).abs(),
+                    Func::Sqrt => a(0).sqrt(),
+                    Func::Sin => a(0).sin(),
+                    Func::Cos => a(0).cos(),
+                    Func::Tan => a(0).tan(),
+                    Func::Asin => a(0).asin(),
+                    Func::Acos => a(0).acos(),
+                    Func::Atan => a(0).atan(),
+                    Func::Sinh => a(0).sinh(),
+                    Func::Cosh => a(0).cosh(),
+                    Func::Tanh => a(0).tanh(),
+                    Func::Lt => truth(a(0) < a(1)),
+                    Func::Le => truth(a(0) <= a(1)),
+                    Func::Gt => truth(a(0) > a(1)),
+                    Func::Ge => truth(a(0) >= a(1)),
+                    Func::Eq => truth(a(0) == a(1)),
+                    Func::Ne => truth(a(0) != a(1)),
+                    Func::And => truth(args.iter().all(|e| e.eval(vals, t) != 0.0)),
+                    Func::Or => truth(args.iter().any(|e| e.eval(vals, t) != 0.0)),
+                    Func::Xor => truth(args.iter().filter(|e| e.eval(vals, t) != 0.0).count() % 2 == 1),
+                    Func::Not => truth(a(0) == 0.0),
+                }
+            }
+        }
+    }
+
+    /// Calls `f` on every variable the expression reads.
+    pub fn visit_vars(&self, f: &mut impl FnMut(usize)) {
+        match self {
+            Expr::Var(i) => f(*i),
+            Expr::Num(_) | Expr::Time => {}
+            Expr::Call(_, args) => args.iter().for_each(|a| a.visit_vars(f)),
+            Expr::Piecewise(pieces, otherwise) => {
+                for (v, c) in pieces {
+                    v.visit_vars(f);
+                    c.visit_vars(f);
+                }
+                otherwise.visit_vars(f);
+            }
+        }
+    }
+}
+
+/// What a variable is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// A state variable with its initial value; its rate is `Equations::rates`' entry.
+    State { initial: f64 },
+    /// A constant (a parameter a study may vary).
+    Param { value: f64 },
+    /// Computed from others by its equation.
+    Algebraic,
+}
+
+/// A variable of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variable {
+    /// `component.variable` where it is defined.
+    pub name: String,
+    /// Its units' name, as the file writes it.
+    pub units: String,
+    pub kind: Kind,
+}
+
+/// A cell model's equations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Equations {
+    pub name: String,
+    /// The free variable's name and units.
+    pub time: (String, String),
+    pub vars: Vec<Variable>,
+    /// The state variables, in the order the file declares them, and their rates.
+    pub states: Vec<usize>,
+    pub rates: Vec<Expr>,
+    /// The parameters, in the order the file declares them.
+    pub params: Vec<usize>,
+    /// Algebraic variables and their equations, each after all it reads.
+    pub algebraic: Vec<(usize, Expr)>,
+}
+
+impl Equations {
+    /// The variable called `name` (`component.variable`, or the bare variable name where that is unique).
+    pub fn find(&self, name: &str) -> Option<usize> {
+        if let Some(i) = self.vars.iter().position(|v| v.name == name) {
+            return Some(i);
+        }
+        let mut hits = self.vars.iter().enumerate().filter(|(_, v)| v.name.rsplit('.').next() == Some(name));
+        match (hits.next(), hits.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn initial_state(&self) -> Vec<f64> {
+        self.states
+            .iter()
+            .map(|&i| match self.vars[i].kind {
+                Kind::State { initial } => initial,
+                _ => unreachable!("states are states"),
+            })
+            .collect()
+    }
+
+    pub fn param_values(&self) -> Vec<f64> {
+        self.params
+            .iter()
+            .map(|&i| match self.vars[i].kind {
+                Kind::Param { value } => value,
+                _ => unreachable!("parameters are parameters"),
+            })
+            .collect()
+    }
+
+    /// Every variable's value at time `t` for this state and these parameters (in `states` and `params` order).
+    pub fn values(&self, t: f64, state: &[f64], params: &[f64]) -> Vec<f64> {
+        let mut vals = vec![f64::NAN; self.vars.len()];
+        for (&i, &v) in self.states.iter().zip(state) {
+            vals[i] = v;
+        }
+        for (&i, &v) in self.params.iter().zip(params) {
+            vals[i] = v;
+        }
+        for (i, e) in &self.algebraic {
+            vals[*i] = e.eval(&vals, t);
+        }
+        vals
+    }
+
+    /// The right-hand side: d state / dt.
+    pub fn rates(&self, t: f64, state: &[f64], params: &[f64]) -> Vec<f64> {
+        let vals = self.values(t, state, params);
+        self.rates.iter().map(|e| e.eval(&vals, t)).collect()
+    }
+}

@@ -1,0 +1,58 @@
+//! CellML import against Myokit: real models (Luo–Rudy 1991, Beeler–Reuter
+//! 1977, Noble 1962, Decker 2009, Hodgkin–Huxley 1952) exported by Myokit as
+//! CellML 1.0, 1.1 and 2.0, and real CellML 1.0 files of the model
+//! repository, read by excite and by Myokit: the same states, initial values
+//! and derivatives.
+
+use std::path::{Path, PathBuf};
+
+use excite::cell::cellml;
+
+use crate::util::{python, root, scratch};
+
+/// The files of cellml_models.py and Myokit's reference, written into `dir`.
+pub fn models(dir: &Path) -> PathBuf {
+    let out = dir.join("cellml");
+    let o = python().arg(root().join("tests/integration/cellml_models.py")).arg(&out).output().unwrap();
+    assert!(o.status.success(), "cellml_models.py: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[test]
+fn real_models_read_as_myokit_reads_them() {
+    let dir = scratch("cellml-models");
+    let out = models(&dir);
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("reference.json")).unwrap()).unwrap();
+    let reference = reference.as_object().unwrap();
+    assert_eq!(reference.len(), 18, "five models in three versions and three repository files");
+    for (file, want) in reference {
+        let eq = cellml::load(&out.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let names: Vec<&str> = want["states"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        assert_eq!(eq.states.len(), names.len(), "{file}: states");
+        // Myokit's order → ours, by name
+        let ours: Vec<usize> = names
+            .iter()
+            .map(|n| eq.states.iter().position(|&s| eq.vars[s].name == *n).unwrap_or_else(|| panic!("{file}: no state {n} among {:?}", eq.states.iter().map(|&s| &eq.vars[s].name).collect::<Vec<_>>())))
+            .collect();
+        let params = eq.param_values();
+        let initial = eq.initial_state();
+        for point in want["points"].as_array().unwrap() {
+            let get = |k: &str| point[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
+            let (t, state, rates) = (point["t"].as_f64().unwrap(), get("state"), get("rates"));
+            let mut x = vec![0.0; state.len()];
+            for (m, &o) in ours.iter().enumerate() {
+                x[o] = state[m];
+            }
+            if t == 0.0 {
+                for (m, &o) in ours.iter().enumerate() {
+                    assert!((initial[o] - state[m]).abs() <= 1e-12 * state[m].abs(), "{file}: initial {} {} vs {}", names[m], initial[o], state[m]);
+                }
+            }
+            let got = eq.rates(t, &x, &params);
+            for (m, &o) in ours.iter().enumerate() {
+                let tol = 1e-9 * rates[m].abs() + 1e-12;
+                assert!((got[o] - rates[m]).abs() <= tol, "{file}: d{}/dt at t = {t}: {} vs Myokit {}", names[m], got[o], rates[m]);
+            }
+        }
+    }
+}
