@@ -234,3 +234,145 @@ impl Equations {
         self.rates.iter().map(|e| e.eval(&vals, t)).collect()
     }
 }
+
+/// A gating variable's rate as `a + b·x`: Rush–Larsen advances it exactly
+/// over a step with `a` and `b` held, `x ← x + (a + b·x)·(e^{b·dt} − 1)/b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub a: Expr,
+    pub b: Expr,
+}
+
+impl Equations {
+    /// For each state, its [`Gate`] form if it is a gating variable: a rate
+    /// linear in the state itself (`α(1−x) − βx`, `(x∞−x)/τ`, …) whose
+    /// coefficients read no state but `potential` (the membrane potential,
+    /// as Rush and Larsen's scheme and Myokit take it); `None` for the others,
+    /// which a Rush–Larsen step advances by forward Euler.
+    pub fn gates(&self, potential: Option<usize>) -> Vec<Option<Gate>> {
+        // which states each algebraic variable reads, through others
+        let mut reads: Vec<Vec<bool>> = vec![Vec::new(); self.vars.len()];
+        let n = self.states.len();
+        for (k, &s) in self.states.iter().enumerate() {
+            reads[s] = (0..n).map(|j| j == k).collect();
+        }
+        for i in 0..self.vars.len() {
+            if reads[i].is_empty() {
+                reads[i] = vec![false; n];
+            }
+        }
+        for (v, e) in &self.algebraic {
+            let mut r = vec![false; n];
+            e.visit_vars(&mut |u| {
+                for (a, b) in r.iter_mut().zip(&reads[u]) {
+                    *a |= *b;
+                }
+            });
+            reads[*v] = r;
+        }
+        let defs: std::collections::HashMap<usize, &Expr> = self.algebraic.iter().map(|(v, e)| (*v, e)).collect();
+        let reads_state = |e: &Expr, k: usize| {
+            let mut hit = false;
+            e.visit_vars(&mut |u| hit |= reads[u][k]);
+            hit
+        };
+        self.states
+            .iter()
+            .enumerate()
+            .map(|(k, &x)| {
+                let (a, b) = affine(&self.rates[k], x, k, &reads, &defs)?;
+                if b == Expr::Num(0.0) {
+                    return None;
+                }
+                let others = (0..n).filter(|&j| j != k && Some(self.states[j]) != potential);
+                for j in others {
+                    if reads_state(&a, j) || reads_state(&b, j) {
+                        return None;
+                    }
+                }
+                Some(Gate { a, b })
+            })
+            .collect()
+    }
+
+    /// The membrane potential: the state named `V`, `Vm`, `V_m` or `v` (one of them), if any.
+    pub fn potential(&self) -> Option<usize> {
+        let mut hits = self.states.iter().copied().filter(|&s| matches!(self.vars[s].name.rsplit('.').next(), Some("V" | "Vm" | "V_m" | "v")));
+        match (hits.next(), hits.next()) {
+            (Some(s), None) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// `e` as `a + b·x` for the variable `x` (state number `k`), with `a` and
+/// `b` free of `x`, inlining algebraic variables that read it; `None` where
+/// `e` is not linear in `x`.
+fn affine(e: &Expr, x: usize, k: usize, reads: &[Vec<bool>], defs: &std::collections::HashMap<usize, &Expr>) -> Option<(Expr, Expr)> {
+    let zero = || Expr::Num(0.0);
+    let depends = |e: &Expr| {
+        let mut hit = false;
+        e.visit_vars(&mut |u| hit |= u == x || reads[u][k]);
+        hit
+    };
+    if !depends(e) {
+        return Some((e.clone(), zero()));
+    }
+    let sum = |terms: Vec<Expr>| -> Expr {
+        let terms: Vec<Expr> = terms.into_iter().filter(|t| *t != Expr::Num(0.0)).collect();
+        match terms.len() {
+            0 => Expr::Num(0.0),
+            1 => terms.into_iter().next().unwrap(),
+            _ => Expr::Call(Func::Add, terms),
+        }
+    };
+    match e {
+        Expr::Var(v) if *v == x => Some((zero(), Expr::Num(1.0))),
+        Expr::Var(v) => affine(defs.get(v)?, x, k, reads, defs),
+        Expr::Call(Func::Add, args) => {
+            let parts: Vec<(Expr, Expr)> = args.iter().map(|a| affine(a, x, k, reads, defs)).collect::<Option<_>>()?;
+            let (a, b): (Vec<Expr>, Vec<Expr>) = parts.into_iter().unzip();
+            Some((sum(a), sum(b)))
+        }
+        Expr::Call(f @ (Func::Sub | Func::Neg), args) => {
+            let parts: Vec<(Expr, Expr)> = args.iter().map(|a| affine(a, x, k, reads, defs)).collect::<Option<_>>()?;
+            let neg = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Neg, vec![e]) };
+            if parts.len() == 1 || *f == Func::Neg {
+                let (a, b) = parts.into_iter().next()?;
+                return Some((neg(a), neg(b)));
+            }
+            let mut it = parts.into_iter();
+            let ((a0, b0), (a1, b1)) = (it.next()?, it.next()?);
+            Some((sum(vec![a0, neg(a1)]), sum(vec![b0, neg(b1)])))
+        }
+        Expr::Call(Func::Mul, args) => {
+            // one factor may depend on x
+            let mut dependent = args.iter().enumerate().filter(|(_, a)| depends(a));
+            let (i, d) = dependent.next()?;
+            if dependent.next().is_some() {
+                return None;
+            }
+            let (a, b) = affine(d, x, k, reads, defs)?;
+            let others: Vec<Expr> = args.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
+            let times = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Mul, others.iter().cloned().chain([e]).collect()) };
+            Some((times(a), times(b)))
+        }
+        Expr::Call(Func::Div, args) if !depends(&args[1]) => {
+            let (a, b) = affine(&args[0], x, k, reads, defs)?;
+            let over = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Div, vec![e, args[1].clone()]) };
+            Some((over(a), over(b)))
+        }
+        Expr::Piecewise(pieces, otherwise) if pieces.iter().all(|(_, c)| !depends(c)) => {
+            let mut pa = Vec::new();
+            let mut pb = Vec::new();
+            for (v, c) in pieces {
+                let (a, b) = affine(v, x, k, reads, defs)?;
+                pa.push((a, c.clone()));
+                pb.push((b, c.clone()));
+            }
+            let (oa, ob) = affine(otherwise, x, k, reads, defs)?;
+            Some((Expr::Piecewise(pa, Box::new(oa)), Expr::Piecewise(pb, Box::new(ob))))
+        }
+        _ => None,
+    }
+}

@@ -9,6 +9,7 @@
 //! The fast paths are tested against the scalar one.
 
 pub mod cpu;
+pub mod imported;
 pub mod cuda;
 pub mod scalar;
 

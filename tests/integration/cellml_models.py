@@ -54,3 +54,20 @@ for path in files:
     reference[os.path.basename(path)] = {"states": states, "time": m.time().qname(), "points": points}
 with open(os.path.join(out, "reference.json"), "w") as f:
     json.dump(reference, f)
+
+# Myokit's own solvers on the same models: Simulation1d (compiled C, one cell,
+# fixed step) with forward Euler and with Rush-Larsen, V every 1 ms over 1 s
+# at dt 0.01 ms; the stimulus from the model's protocol.
+traces = {}
+for name in ["lr1991", "br1977", "noble1962"]:
+    model, protocol = models[name]
+    v = model.label("membrane_potential")
+    if v is None or model.binding("diffusion_current") is None or protocol is None:
+        continue
+    for rl in [False, True]:
+        sim = myokit.Simulation1d(model, protocol, ncells=1, rl=rl)
+        sim.set_step_size(0.01)
+        log = sim.run(1000, log=["0." + v.qname()], log_interval=1.0)
+        traces[f"{name}-{'rl' if rl else 'euler'}"] = list(log["0." + v.qname()])
+with open(os.path.join(out, "traces.json"), "w") as f:
+    json.dump(traces, f)
