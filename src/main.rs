@@ -254,6 +254,14 @@ enum BenchCommand {
     /// (`scripts/setup.sh`). The problem is fhn-cardiac with sampled
     /// (u0, v0, k), dt = 0.01, one stored sample every 100 steps.
     Euler(commands::bench::EulerArgs),
+    /// Reference throughput of an imported (CellML) model in cell-steps per second.
+    ///
+    /// Solves copies of the model's default cell with the compiled program
+    /// over SIMD blocks (forward Euler and Rush–Larsen) on each thread count
+    /// given, in f64, and prints cell-steps per second. Its peer is Myokit's
+    /// Simulation1d on the same model, dt and cell count:
+    /// `scripts/bench_myokit.py` (`scripts/bench-cellml.sh` runs both in one sitting).
+    Cellml(commands::bench::CellmlArgs),
     /// Training throughput in samples per second.
     ///
     /// Times the real training step (forward, MSE, backward, Adam) on the
@@ -309,6 +317,7 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Inspect { path, json }) => commands::data_inspect::run(&path, json),
         Command::Models(a) => commands::models::run(a.json),
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
+        Command::Bench(BenchCommand::Cellml(a)) => commands::bench::cellml(&a),
         Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),
         Command::Bench(BenchCommand::Engine(a)) => commands::bench::engine(&a),
         Command::Bench(BenchCommand::Gpu(a)) => commands::bench_gpu::gpu(&a),

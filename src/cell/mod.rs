@@ -9,6 +9,7 @@
 
 pub mod cellml;
 pub mod equations;
+pub mod program;
 mod real;
 pub mod symbolic;
 

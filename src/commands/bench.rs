@@ -490,3 +490,69 @@ pub fn engine(a: &EngineArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct CellmlArgs {
+    /// The CellML file (1.0, 1.1 or 2.0).
+    model: PathBuf,
+    /// Cells, all starting from the model's initial state.
+    #[arg(long, default_value_t = 1024)]
+    cells: usize,
+    /// Simulated time, in the model's time units.
+    #[arg(long, default_value_t = 100.0)]
+    t_end: f64,
+    /// Step size, in the model's time units.
+    #[arg(long, default_value_t = 0.01)]
+    dt: f64,
+    /// Thread counts to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Timed repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `excite bench cellml`: the imported model's reference solver, timed.
+pub fn cellml(a: &CellmlArgs) -> Result<ExitCode> {
+    use excite::solve::imported::{solve_cells, Scheme};
+    use excite::solve::{Cells, Column, TimeGrid};
+    anyhow::ensure!(a.cells >= 1 && a.repeat >= 1, "--cells and --repeat must be at least 1");
+    let eq = excite::cell::cellml::load(&a.model)?;
+    let grid = TimeGrid::new(a.t_end, a.dt, a.t_end)?;
+    let cells = Cells { n: a.cells, init: eq.initial_state().into_iter().map(Column::Same).collect(), params: eq.param_values().into_iter().map(Column::Same).collect() };
+    let steps = (grid.total_steps() * a.cells) as f64;
+    let mut rows = Vec::new();
+    for scheme in [Scheme::Euler, Scheme::RushLarsen] {
+        for &threads in &a.threads {
+            let mut times = Vec::new();
+            for _ in 0..a.repeat {
+                let start = std::time::Instant::now();
+                let out = solve_cells(&eq, scheme, &grid, &cells, threads)?;
+                times.push(start.elapsed().as_secs_f64());
+                anyhow::ensure!(out.data.iter().all(|x| x.is_finite()), "{}: the {scheme:?} solution is not finite at dt {}", a.model.display(), a.dt);
+            }
+            times.sort_by(f64::total_cmp);
+            let rate = steps / times[times.len() / 2];
+            rows.push(serde_json::json!({"scheme": scheme, "threads": threads, "cell_steps_per_s": rate}));
+        }
+    }
+    let gate_forms = eq.gates(eq.potential());
+    let gates = gate_forms.iter().filter(|g| g.is_some()).count();
+    let program = excite::cell::program::Program::compile(&eq, &gate_forms);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "model": eq.name, "file": a.model.display().to_string(), "states": eq.states.len(), "gates": gates,
+            "cells": a.cells, "dt": a.dt, "t_end": a.t_end, "cpu": excite::isa::cpu_name(), "rows": rows,
+            "instructions_per_step": program.code.len(), "instructions_per_block": program.setup.len(), "registers": program.n_regs,
+        }))?);
+    } else {
+        println!("{} ({} states, {gates} gates for Rush–Larsen), {} cells, dt {}, {} time units, f64, median of {}", eq.name, eq.states.len(), a.cells, a.dt, a.t_end, a.repeat);
+        println!("  compiled: {} instructions a step, {} once per block, {} registers", program.code.len(), program.setup.len(), program.n_regs);
+        for r in &rows {
+            println!("  {:<12} {} thread{}  {:>10} cell-steps/s", r["scheme"].as_str().unwrap_or(""), r["threads"], if r["threads"] == 1 { " " } else { "s" }, rate(r["cell_steps_per_s"].as_f64().unwrap_or(0.0)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,10 +1,16 @@
-//! The scalar reference solver of imported models: the equation IR
-//! evaluated in f64, one cell, forward Euler or Rush–Larsen. The time of
-//! step `n` is `n·dt` (not a running sum), so a stimulus edge falls on the
-//! same step however long the run.
+//! Solvers of imported models, forward Euler or Rush–Larsen in f64: the
+//! scalar reference ([`solve`]: the equation IR evaluated one cell at a
+//! time) and the fast path ([`solve_cells`]: the compiled [`Program`] over
+//! blocks of cells in SIMD lanes, blocks over threads), tested against it.
+//! The time of step `n` is `n·dt` (not a running sum) in both, so a
+//! stimulus edge falls on the same step however long the run.
+
+use rayon::prelude::*;
 
 use crate::cell::equations::{Equations, Gate};
-use crate::solve::TimeGrid;
+use crate::cell::program::{exp_block, Program};
+use crate::isa::Isa;
+use crate::solve::{Cells, Column, TimeGrid, Trajectories};
 use crate::Error;
 
 /// How states advance over a step.
@@ -78,4 +84,134 @@ pub fn solve(eq: &Equations, scheme: Scheme, grid: &TimeGrid, initial: &[f64], p
         out.push(x.clone());
     }
     Ok(out)
+}
+
+/// Checks `cells` against the model's states and parameters.
+fn check_cells(eq: &Equations, cells: &Cells) -> Result<(), Error> {
+    let fits = |cols: &[Column]| cols.iter().all(|c| !matches!(c, Column::PerCell(v) if v.len() != cells.n));
+    if cells.init.len() != eq.states.len() || cells.params.len() != eq.params.len() || !fits(&cells.init) || !fits(&cells.params) {
+        return Err(Error::invalid("cells", format!("cells do not match model `{}` ({} states, {} parameters)", eq.name, eq.states.len(), eq.params.len()), "build the cells from the model's own state and parameter lists"));
+    }
+    Ok(())
+}
+
+/// Cells per block: registers of this many lanes.
+const BLOCK: usize = 32;
+
+/// Every cell of `cells` on `threads` threads (0: all cores) with the
+/// compiled program: `Trajectories` of every state at every sample.
+pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
+    check_cells(eq, cells)?;
+    let gates = match scheme {
+        Scheme::Euler => vec![None; eq.states.len()],
+        Scheme::RushLarsen => eq.gates(eq.potential()),
+    };
+    let program = Program::compile(eq, &gates);
+    let mut out = Trajectories::filled(eq.states.len(), grid.n_samples, cells.n, 0.0f64);
+    let n_blocks = cells.n.div_ceil(BLOCK);
+    let dest = OutPtr(out.data.as_mut_ptr());
+    let isa = Isa::best();
+    let run = || {
+        (0..n_blocks).into_par_iter().for_each(|b| {
+            // SAFETY: block `b` writes only its own cells of `out`, which
+            // no other block touches and which outlives the loop
+            unsafe { block_for(isa, &program, grid, cells, b, dest) }
+        })
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f64);
+// SAFETY: blocks write disjoint ranges (see `solve_cells`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+unsafe fn block_for(isa: Isa, p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    // the x86 variants exist only where the CPU runs them (`Isa`'s proof)
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(_) => block_avx512(p, g, c, b, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma(_) => block_avx2(p, g, c, b, out),
+        _ => block(p, g, c, b, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    block(p, g, c, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    block(p, g, c, b, out)
+}
+
+/// One block of cells through the whole grid (a partial last block padded
+/// with its last cell, so no cell's result depends on where blocks fall).
+#[inline(always)]
+unsafe fn block(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    const W: usize = BLOCK;
+    let first = b * W;
+    let valid = W.min(c.n - first);
+    let mut regs = vec![0.0f64; p.n_regs * W];
+    let lanes = |regs: &mut [f64], r: u32| -> *mut f64 { regs[r as usize * W..].as_mut_ptr() };
+    for &(r, v) in &p.consts {
+        regs[r as usize * W..(r as usize + 1) * W].fill(v);
+    }
+    for (cols, regs_of) in [(&c.init, &p.states), (&c.params, &p.params)] {
+        for (col, &r) in cols.iter().zip(regs_of) {
+            for k in 0..W {
+                regs[r as usize * W + k] = col.get(first + k.min(valid - 1));
+            }
+        }
+    }
+    p.run_setup::<W>(&mut regs);
+    let dt = g.dt;
+    let mut factor = [0.0f64; W];
+    let mut n = 0usize;
+    for s in 0..g.n_samples {
+        if s > 0 {
+            for _ in 0..g.steps_per_sample {
+                regs[p.time as usize * W..(p.time as usize + 1) * W].fill(n as f64 * dt);
+                p.run::<W>(&mut regs);
+                for (k, &x) in p.states.iter().enumerate() {
+                    let xs = std::slice::from_raw_parts_mut(lanes(&mut regs, x), W);
+                    match p.gates[k] {
+                        // x + (a + b·x)·(e^{b·dt} − 1)/b, e^{b·dt} − 1 as exp − 1 (Myokit's form, x∞ + (x − x∞)·e^{−dt/τ}, rounds the same way)
+                        Some((ra, rb)) => {
+                            let a = std::slice::from_raw_parts(lanes(&mut regs, ra), W);
+                            let bb = std::slice::from_raw_parts(lanes(&mut regs, rb), W);
+                            for i in 0..W {
+                                factor[i] = bb[i] * dt;
+                            }
+                            exp_block(&mut factor);
+                            for i in 0..W {
+                                let rate = a[i] + bb[i] * xs[i];
+                                xs[i] = if bb[i] == 0.0 { xs[i] + dt * a[i] } else { xs[i] + rate * (factor[i] - 1.0) / bb[i] };
+                            }
+                        }
+                        None => {
+                            let rate = std::slice::from_raw_parts(lanes(&mut regs, p.rates[k]), W);
+                            for i in 0..W {
+                                xs[i] += dt * rate[i];
+                            }
+                        }
+                    }
+                }
+                n += 1;
+            }
+        }
+        for (k, &x) in p.states.iter().enumerate() {
+            let at = (k * g.n_samples + s) * c.n + first;
+            std::ptr::copy_nonoverlapping(regs[x as usize * W..].as_ptr(), out.0.add(at), valid);
+        }
+    }
 }

@@ -1,0 +1,438 @@
+//! The executable form of an imported model's equations: a straight-line
+//! program over registers, each register a block of cells, compiled once
+//! from the [`Equations`] IR. Evaluating an instruction is one loop over the
+//! block, which the compiler turns into vector instructions, so the cost of
+//! interpreting is paid once per block rather than once per cell. The
+//! exponential, which dominates gating kinetics, has a branch-free form
+//! ([`exp_block`]) that vectorises too; the other functions call libm lane by lane.
+
+use std::collections::HashMap;
+
+use crate::cell::equations::{Equations, Expr, Func, Gate};
+
+/// One instruction: `dst = op(args)`; every register is written once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ins {
+    Call(Func, u32, [u32; 2]),
+    /// `dst = if cond ≠ 0 { a } else { b }`
+    Select(u32, u32, u32, u32),
+}
+
+/// A compiled model: its registers, code, and where states, parameters,
+/// time, rates and gate coefficients live.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub n_regs: usize,
+    /// Registers holding constants, with their values.
+    pub consts: Vec<(u32, f64)>,
+    pub states: Vec<u32>,
+    pub params: Vec<u32>,
+    pub time: u32,
+    /// Instructions that read only constants and parameters, run once per block.
+    pub setup: Vec<Ins>,
+    /// The rest, run every step.
+    pub code: Vec<Ins>,
+    /// Each state's rate.
+    pub rates: Vec<u32>,
+    /// Each state's Rush–Larsen coefficients `(a, b)` (rate = a + b·x), if it is a gate.
+    pub gates: Vec<Option<(u32, u32)>>,
+}
+
+struct Builder {
+    n: u32,
+    consts: HashMap<u64, u32>,
+    const_list: Vec<(u32, f64)>,
+    setup: Vec<Ins>,
+    code: Vec<Ins>,
+    vars: HashMap<usize, u32>,
+    time: u32,
+    /// Per register: whether it changes from step to step (reads time or a state).
+    varying: Vec<bool>,
+}
+
+impl Builder {
+    fn reg(&mut self) -> u32 {
+        self.n += 1;
+        self.varying.push(false);
+        self.n - 1
+    }
+
+    /// Appends `ins` writing `d` from `args`: to the per-step code if any argument varies, else to the setup.
+    fn emit(&mut self, ins: Ins, d: u32, args: &[u32]) {
+        let varies = args.iter().any(|&a| self.varying[a as usize]);
+        self.varying[d as usize] = varies;
+        if varies {
+            self.code.push(ins);
+        } else {
+            self.setup.push(ins);
+        }
+    }
+
+    fn constant(&mut self, v: f64) -> u32 {
+        if let Some(&r) = self.consts.get(&v.to_bits()) {
+            return r;
+        }
+        let r = self.reg();
+        self.consts.insert(v.to_bits(), r);
+        self.const_list.push((r, v));
+        r
+    }
+
+    fn call(&mut self, f: Func, a: u32, b: u32) -> u32 {
+        let d = self.reg();
+        self.emit(Ins::Call(f, d, [a, b]), d, &[a, b]);
+        d
+    }
+
+    /// Emits `e`, in the order [`Expr::eval`] computes it (so the results agree to the last bit but for `exp`).
+    fn expr(&mut self, e: &Expr) -> u32 {
+        match e {
+            Expr::Num(v) => self.constant(*v),
+            Expr::Var(i) => self.vars[i],
+            Expr::Time => self.time,
+            Expr::Piecewise(pieces, otherwise) => {
+                let mut acc = self.expr(otherwise);
+                for (v, c) in pieces.iter().rev() {
+                    let (v, c) = (self.expr(v), self.expr(c));
+                    let d = self.reg();
+                    self.emit(Ins::Select(d, c, v, acc), d, &[c, v, acc]);
+                    acc = d;
+                }
+                acc
+            }
+            Expr::Call(f, args) => {
+                let regs: Vec<u32> = args.iter().map(|a| self.expr(a)).collect();
+                match (f, regs.len()) {
+                    // sums and products from the identity, left to right, as eval's sum() and product()
+                    (Func::Add | Func::Mul, _) => {
+                        let unit = self.constant(if *f == Func::Add { 0.0 } else { 1.0 });
+                        regs.iter().fold(unit, |acc, &r| self.call(*f, acc, r))
+                    }
+                    (Func::And | Func::Or | Func::Xor, _) => {
+                        let mut acc = regs[0];
+                        // `x ≠ 0` as 0/1 first, so the chain sees truth values
+                        let zero = self.constant(0.0);
+                        acc = self.call(Func::Ne, acc, zero);
+                        for &r in &regs[1..] {
+                            let t = self.call(Func::Ne, r, zero);
+                            acc = self.call(*f, acc, t);
+                        }
+                        acc
+                    }
+                    (Func::Sub, 1) => self.call(Func::Neg, regs[0], regs[0]),
+                    // small whole and half powers by products and square roots
+                    (Func::Pow, 2) => match args[1] {
+                        Expr::Num(e) if e == 2.0 || e == 3.0 || e == 4.0 => {
+                            let x = regs[0];
+                            let sq = self.call(Func::Mul, x, x);
+                            match e as u32 {
+                                2 => sq,
+                                3 => self.call(Func::Mul, sq, x),
+                                _ => self.call(Func::Mul, sq, sq),
+                            }
+                        }
+                        Expr::Num(e) if e == 0.5 => self.call(Func::Sqrt, regs[0], regs[0]),
+                        Expr::Num(e) if e == 1.0 => regs[0],
+                        _ => self.call(Func::Pow, regs[0], regs[1]),
+                    },
+                    (_, 1) => self.call(*f, regs[0], regs[0]),
+                    (_, _) => self.call(*f, regs[0], regs[1]),
+                }
+            }
+        }
+    }
+}
+
+impl Program {
+    /// Compiles `eq`; with `gates` (from [`Equations::gates`]) also each gate's coefficients.
+    pub fn compile(eq: &Equations, gates: &[Option<Gate>]) -> Program {
+        let mut b = Builder { n: 0, consts: HashMap::new(), const_list: Vec::new(), setup: Vec::new(), code: Vec::new(), vars: HashMap::new(), time: 0, varying: Vec::new() };
+        b.time = b.reg();
+        b.varying[b.time as usize] = true;
+        let states: Vec<u32> = eq.states.iter().map(|&s| {
+            let r = b.reg();
+            b.varying[r as usize] = true;
+            b.vars.insert(s, r);
+            r
+        }).collect();
+        let params: Vec<u32> = eq.params.iter().map(|&p| {
+            let r = b.reg();
+            b.vars.insert(p, r);
+            r
+        }).collect();
+        for (v, e) in &eq.algebraic {
+            let r = b.expr(e);
+            b.vars.insert(*v, r);
+        }
+        let rates = eq.rates.iter().map(|e| b.expr(e)).collect();
+        let gates = gates.iter().map(|g| g.as_ref().map(|g| (b.expr(&g.a), b.expr(&g.b)))).collect();
+        let mut p = Program { n_regs: b.n as usize, consts: b.const_list, states, params, time: b.time, setup: b.setup, code: b.code, rates, gates };
+        p.allocate();
+        p
+    }
+
+    /// Renames registers so that one whose value is no longer needed is
+    /// reused: the register file shrinks from one register per value to the
+    /// most values alive at once, and a block's registers stay in the L1
+    /// cache. Time, states, parameters, constants, the setup's results the
+    /// steps read, and the rates and gate coefficients keep their own.
+    fn allocate(&mut self) {
+        const FOREVER: usize = usize::MAX;
+        let n = self.n_regs;
+        let operands = |ins: &Ins| -> (u32, Vec<u32>) {
+            match *ins {
+                Ins::Call(_, d, [a, b]) => (d, vec![a, b]),
+                Ins::Select(d, c, a, b) => (d, vec![c, a, b]),
+            }
+        };
+        // last use of each register, in the order setup then code; anything
+        // the steps read that the setup made, and the outputs, live forever
+        let mut last = vec![0usize; n];
+        let mut read = vec![false; n];
+        let mut made_in_setup = vec![false; n];
+        for ins in &self.setup {
+            made_in_setup[operands(ins).0 as usize] = true;
+        }
+        let order: Vec<&Ins> = self.setup.iter().chain(&self.code).collect();
+        for (i, ins) in order.iter().enumerate() {
+            for a in operands(ins).1 {
+                let a = a as usize;
+                read[a] = true;
+                last[a] = if i >= self.setup.len() && made_in_setup[a] { FOREVER } else { last[a].max(i) };
+            }
+        }
+        let pinned: Vec<u32> = [self.time]
+            .into_iter()
+            .chain(self.states.iter().copied())
+            .chain(self.params.iter().copied())
+            .chain(self.consts.iter().map(|c| c.0))
+            .chain(self.rates.iter().copied())
+            .chain(self.gates.iter().flatten().flat_map(|&(a, b)| [a, b]))
+            .collect();
+        for &r in &pinned {
+            last[r as usize] = FOREVER;
+            read[r as usize] = true;
+        }
+        let mut map: Vec<Option<u32>> = vec![None; n];
+        let mut next = 0u32;
+        for &r in &pinned {
+            // an output may be an input itself (a rate that is a parameter)
+            if map[r as usize].is_none() {
+                map[r as usize] = Some(next);
+                next += 1;
+            }
+        }
+        let mut free: Vec<u32> = Vec::new();
+        let mut renamed: Vec<Ins> = Vec::with_capacity(order.len());
+        for (i, ins) in order.iter().enumerate() {
+            let (d, args) = operands(ins);
+            let get = |map: &[Option<u32>], r: u32| map[r as usize].expect("read after written");
+            let args_now: Vec<u32> = args.iter().map(|&a| get(&map, a)).collect();
+            // the destination is taken before operands are freed: never one of them
+            let dst = match map[d as usize] {
+                Some(p) => p,
+                None => {
+                    let p = free.pop().unwrap_or_else(|| {
+                        next += 1;
+                        next - 1
+                    });
+                    map[d as usize] = Some(p);
+                    p
+                }
+            };
+            for &a in &args {
+                if last[a as usize] == i {
+                    free.push(get(&map, a));
+                    last[a as usize] = FOREVER - 1; // freed once
+                }
+            }
+            if !read[d as usize] {
+                // written and never read: its register is free at once
+                free.push(dst);
+            }
+            renamed.push(match **ins {
+                Ins::Call(f, _, _) => Ins::Call(f, dst, [args_now[0], args_now[1]]),
+                Ins::Select(..) => Ins::Select(dst, args_now[0], args_now[1], args_now[2]),
+            });
+        }
+        let code = renamed.split_off(self.setup.len());
+        self.setup = renamed;
+        self.code = code;
+        let at = |r: u32| map[r as usize].expect("pinned registers are mapped");
+        self.time = at(self.time);
+        self.states = self.states.iter().map(|&r| at(r)).collect();
+        self.params = self.params.iter().map(|&r| at(r)).collect();
+        self.consts = self.consts.iter().map(|&(r, v)| (at(r), v)).collect();
+        self.rates = self.rates.iter().map(|&r| at(r)).collect();
+        self.gates = self.gates.iter().map(|g| g.map(|(a, b)| (at(a), at(b)))).collect();
+        self.n_regs = next as usize;
+    }
+
+    /// Runs the setup (once per block, after constants and parameters are set).
+    #[inline(always)]
+    pub fn run_setup<const W: usize>(&self, regs: &mut [f64]) {
+        run::<W>(&self.setup, self.n_regs, regs)
+    }
+
+    /// Runs one step's code on a register file of `W` lanes per register
+    /// (`regs` holds `n_regs × W` values, register-major), whose constants,
+    /// parameters, setup, time and states are already set.
+    #[inline(always)]
+    pub fn run<const W: usize>(&self, regs: &mut [f64]) {
+        run::<W>(&self.code, self.n_regs, regs)
+    }
+}
+
+#[inline(always)]
+fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
+    {
+        assert!(regs.len() >= n_regs * W);
+        let base = regs.as_mut_ptr();
+        for ins in code {
+            // SAFETY: registers are in bounds (checked above: every index
+            // the compiler made is < n_regs) and an instruction's destination
+            // is never one of its operands (each register is written once)
+            unsafe {
+                match *ins {
+                    Ins::Call(f, d, [a, b]) => {
+                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                        let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
+                        call::<W>(f, d, a, b);
+                    }
+                    Ins::Select(d, c, a, b) => {
+                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                        let c = std::slice::from_raw_parts(base.add(c as usize * W), W);
+                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                        let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
+                        for i in 0..W {
+                            d[i] = if c[i] != 0.0 { a[i] } else { b[i] };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn call<const W: usize>(f: Func, d: &mut [f64], a: &[f64], b: &[f64]) {
+    let truth = |x: bool| if x { 1.0 } else { 0.0 };
+    macro_rules! each {
+        (|$x:ident, $y:ident| $e:expr) => {
+            for i in 0..W {
+                let ($x, $y) = (a[i], b[i]);
+                d[i] = $e;
+            }
+        };
+    }
+    match f {
+        Func::Add => each!(|x, y| x + y),
+        Func::Sub => each!(|x, y| x - y),
+        Func::Mul => each!(|x, y| x * y),
+        Func::Div => each!(|x, y| x / y),
+        Func::Neg => each!(|x, _y| -x),
+        Func::Exp => {
+            d.copy_from_slice(a);
+            exp_block(d);
+        }
+        Func::Pow => each!(|x, y| x.powf(y)),
+        Func::Ln => each!(|x, _y| x.ln()),
+        Func::Log10 => each!(|x, _y| x.log10()),
+        Func::Floor => each!(|x, _y| x.floor()),
+        Func::Ceil => each!(|x, _y| x.ceil()),
+        Func::Abs => each!(|x, _y| x.abs()),
+        Func::Sqrt => each!(|x, _y| x.sqrt()),
+        Func::Sin => each!(|x, _y| x.sin()),
+        Func::Cos => each!(|x, _y| x.cos()),
+        Func::Tan => each!(|x, _y| x.tan()),
+        Func::Asin => each!(|x, _y| x.asin()),
+        Func::Acos => each!(|x, _y| x.acos()),
+        Func::Atan => each!(|x, _y| x.atan()),
+        Func::Sinh => each!(|x, _y| x.sinh()),
+        Func::Cosh => each!(|x, _y| x.cosh()),
+        Func::Tanh => each!(|x, _y| x.tanh()),
+        Func::Lt => each!(|x, y| truth(x < y)),
+        Func::Le => each!(|x, y| truth(x <= y)),
+        Func::Gt => each!(|x, y| truth(x > y)),
+        Func::Ge => each!(|x, y| truth(x >= y)),
+        Func::Eq => each!(|x, y| truth(x == y)),
+        Func::Ne => each!(|x, y| truth(x != y)),
+        // operands are 0/1 here (the compiler compares with 0 first)
+        Func::And => each!(|x, y| x * y),
+        Func::Or => each!(|x, y| truth(x + y > 0.0)),
+        Func::Xor => each!(|x, y| truth(x != y)),
+        Func::Not => each!(|x, _y| truth(x == 0.0)),
+    }
+}
+
+/// e^x of every element, branch-free so that it vectorises: x = k·ln 2 + r
+/// with |r| ≤ ln 2 / 2, e^r by its Taylor series to the 13th power
+/// (truncation below 1e-17), and 2^k built in two halves from the exponent
+/// bits (so the subnormal range works too). Within 2 ulp of libm's exp;
+/// NaN stays NaN, large arguments give ∞ and 0 as exp does.
+#[inline(always)]
+pub fn exp_block(v: &mut [f64]) {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // 1/n! for n = 13 … 2
+    const C: [f64; 12] = [
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ];
+    const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0; // 2^52 + the exponent bias
+    for x in v.iter_mut() {
+        let xi = *x;
+        let c = xi.clamp(-746.0, 710.0);
+        let k = (c * LOG2E).round();
+        let r = (c - k * LN2_HI) - k * LN2_LO;
+        let mut p = C[0];
+        for &ci in &C[1..] {
+            p = p * r + ci;
+        }
+        let p = (p * r + 1.0) * r + 1.0;
+        // 2^k = 2^k1 · 2^k2 with both halves normal
+        let k1 = (k * 0.5).floor();
+        let k2 = k - k1;
+        let s1 = f64::from_bits((k1 + SHIFT).to_bits() << 52);
+        let s2 = f64::from_bits((k2 + SHIFT).to_bits() << 52);
+        let y = p * s1 * s2;
+        *x = if xi.is_nan() { xi } else if xi > 709.79 { f64::INFINITY } else { y };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_block_is_exp() {
+        let mut xs: Vec<f64> = (-7_460_000..=7_100_000).step_by(37).map(|i| i as f64 * 1e-4).collect();
+        xs.extend([0.0, -0.0, 1e-300, -1e-300, 709.78, -708.4, -744.0, -745.2, 800.0, -900.0, f64::INFINITY, f64::NEG_INFINITY]);
+        let mut got = xs.clone();
+        exp_block(&mut got);
+        for (x, y) in xs.iter().zip(&got) {
+            let want = x.exp();
+            let ulp = if want == 0.0 || !want.is_finite() { 0.0 } else { (want.to_bits() as i64 - y.to_bits() as i64).abs() as f64 };
+            if want < f64::MIN_POSITIVE {
+                assert!((y - want).abs() <= 2.0 * 4.9e-324 * 2f64.powi(1), "exp({x}) = {y}, libm {want}");
+            } else {
+                assert!(ulp <= 2.0 || (want.is_infinite() && y.is_infinite()), "exp({x}) = {y}, libm {want} ({ulp} ulp)");
+            }
+        }
+        let mut nan = [f64::NAN];
+        exp_block(&mut nan);
+        assert!(nan[0].is_nan());
+    }
+}
