@@ -177,7 +177,13 @@ enum Command {
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// List the built-in cell models with their parameters.
+    /// List the built-in cell models with their parameters, or read a CellML model.
+    ///
+    /// With --cellml FILE, reads a CellML 1.0, 1.1 or 2.0 file and shows what
+    /// excite makes of it: states with initial values (and which are gating
+    /// variables that Rush–Larsen advances), parameters with values, the
+    /// algebraic variables in evaluation order and the free variable. A
+    /// file that cannot be read is named with its line and element.
     Models(ModelsArgs),
     /// Measure the speed of excite's components.
     #[command(subcommand)]
@@ -238,6 +244,9 @@ enum DataCommand {
 
 #[derive(Args)]
 struct ModelsArgs {
+    /// Read this CellML file instead of listing the built-in models.
+    #[arg(long)]
+    cellml: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -315,7 +324,10 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&a),
         Command::Train(a) => commands::train::run(&a.config, a.out, a.resume, a.json),
         Command::Data(DataCommand::Inspect { path, json }) => commands::data_inspect::run(&path, json),
-        Command::Models(a) => commands::models::run(a.json),
+        Command::Models(a) => match a.cellml {
+            Some(path) => commands::models::cellml(&path, a.json),
+            None => commands::models::run(a.json),
+        },
         Command::Bench(BenchCommand::Euler(a)) => commands::bench::euler(&a),
         Command::Bench(BenchCommand::Cellml(a)) => commands::bench::cellml(&a),
         Command::Bench(BenchCommand::Train(a)) => commands::bench::train(&a),

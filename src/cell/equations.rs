@@ -88,8 +88,9 @@ impl Expr {
             Expr::Call(f, args) => {
                 let a = |i: usize| args[i].eval(vals, t);
                 match f {
-                    Func::Add => args.iter().map(|e| e.eval(vals, t)).sum(),
-                    Func::Mul => args.iter().map(|e| e.eval(vals, t)).product(),
+                    // left to right from the first term, as the compiled program does
+                    Func::Add => args[1..].iter().fold(a(0), |acc, e| acc + e.eval(vals, t)),
+                    Func::Mul => args[1..].iter().fold(a(0), |acc, e| acc * e.eval(vals, t)),
                     Func::Sub if args.len() == 1 => -a(0),
                     Func::Sub => a(0) - a(1),
                     Func::Div => a(0) / a(1),

@@ -14,6 +14,8 @@ use crate::cell::equations::{Equations, Expr, Func, Gate};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ins {
     Call(Func, u32, [u32; 2]),
+    /// `dst = f(a, k)`, or `f(k, a)` when the flag is set: a constant operand, broadcast.
+    CallK(Func, u32, u32, f64, bool),
     /// `dst = if cond ≠ 0 { a } else { b }`
     Select(u32, u32, u32, u32),
 }
@@ -80,7 +82,18 @@ impl Builder {
 
     fn call(&mut self, f: Func, a: u32, b: u32) -> u32 {
         let d = self.reg();
-        self.emit(Ins::Call(f, d, [a, b]), d, &[a, b]);
+        // a varying operand beside a constant: the constant as an immediate
+        let konst = |r: u32| self.const_list.iter().find(|c| c.0 == r).map(|c| c.1);
+        let binary = !matches!(f, Func::Neg | Func::Exp | Func::Ln | Func::Log10 | Func::Floor | Func::Ceil | Func::Abs | Func::Sqrt | Func::Sin | Func::Cos | Func::Tan | Func::Asin | Func::Acos | Func::Atan | Func::Sinh | Func::Cosh | Func::Tanh | Func::Not);
+        let ins = match (binary, konst(a), konst(b)) {
+            (true, None, Some(k)) if self.varying[a as usize] => Some(Ins::CallK(f, d, a, k, false)),
+            (true, Some(k), None) if self.varying[b as usize] => Some(Ins::CallK(f, d, b, k, true)),
+            _ => None,
+        };
+        match ins {
+            Some(ins @ Ins::CallK(_, _, x, _, _)) => self.emit(ins, d, &[x]),
+            _ => self.emit(Ins::Call(f, d, [a, b]), d, &[a, b]),
+        }
         d
     }
 
@@ -103,11 +116,8 @@ impl Builder {
             Expr::Call(f, args) => {
                 let regs: Vec<u32> = args.iter().map(|a| self.expr(a)).collect();
                 match (f, regs.len()) {
-                    // sums and products from the identity, left to right, as eval's sum() and product()
-                    (Func::Add | Func::Mul, _) => {
-                        let unit = self.constant(if *f == Func::Add { 0.0 } else { 1.0 });
-                        regs.iter().fold(unit, |acc, &r| self.call(*f, acc, r))
-                    }
+                    // sums and products left to right from the first term, as eval folds them
+                    (Func::Add | Func::Mul, _) => regs[1..].iter().fold(regs[0], |acc, &r| self.call(*f, acc, r)),
                     (Func::And | Func::Or | Func::Xor, _) => {
                         let mut acc = regs[0];
                         // `x ≠ 0` as 0/1 first, so the chain sees truth values
@@ -182,6 +192,7 @@ impl Program {
         let operands = |ins: &Ins| -> (u32, Vec<u32>) {
             match *ins {
                 Ins::Call(_, d, [a, b]) => (d, vec![a, b]),
+                Ins::CallK(_, d, a, _, _) => (d, vec![a]),
                 Ins::Select(d, c, a, b) => (d, vec![c, a, b]),
             }
         };
@@ -201,6 +212,9 @@ impl Program {
                 last[a] = if i >= self.setup.len() && made_in_setup[a] { FOREVER } else { last[a].max(i) };
             }
         }
+        // constants only immediates read need no register (unless they are outputs)
+        let outputs: Vec<u32> = self.rates.iter().copied().chain(self.gates.iter().flatten().flat_map(|&(a, b)| [a, b])).collect();
+        self.consts.retain(|c| read[c.0 as usize] || outputs.contains(&c.0));
         let pinned: Vec<u32> = [self.time]
             .into_iter()
             .chain(self.states.iter().copied())
@@ -252,6 +266,7 @@ impl Program {
             }
             renamed.push(match **ins {
                 Ins::Call(f, _, _) => Ins::Call(f, dst, [args_now[0], args_now[1]]),
+                Ins::CallK(f, _, _, k, first) => Ins::CallK(f, dst, args_now[0], k, first),
                 Ins::Select(..) => Ins::Select(dst, args_now[0], args_now[1], args_now[2]),
             });
         }
@@ -298,7 +313,16 @@ fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
                         let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
                         let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
                         let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
-                        call::<W>(f, d, a, b);
+                        call::<W, _, _>(f, d, a, b);
+                    }
+                    Ins::CallK(f, d, a, k, first) => {
+                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                        if first {
+                            call::<W, _, _>(f, d, Splat(k), a);
+                        } else {
+                            call::<W, _, _>(f, d, a, Splat(k));
+                        }
                     }
                     Ins::Select(d, c, a, b) => {
                         let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
@@ -315,13 +339,36 @@ fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
     }
 }
 
+/// An operand of an instruction: a register's lanes, or one constant for all.
+trait Operand: Copy {
+    fn at(self, i: usize) -> f64;
+}
+
+impl Operand for &[f64] {
+    #[inline(always)]
+    fn at(self, i: usize) -> f64 {
+        self[i]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Splat(f64);
+
+impl Operand for Splat {
+    #[inline(always)]
+    fn at(self, _: usize) -> f64 {
+        self.0
+    }
+}
+
 #[inline(always)]
-fn call<const W: usize>(f: Func, d: &mut [f64], a: &[f64], b: &[f64]) {
+fn call<const W: usize, A: Operand, B: Operand>(f: Func, d: &mut [f64], a: A, b: B) {
     let truth = |x: bool| if x { 1.0 } else { 0.0 };
+    let d = &mut d[..W];
     macro_rules! each {
         (|$x:ident, $y:ident| $e:expr) => {
             for i in 0..W {
-                let ($x, $y) = (a[i], b[i]);
+                let ($x, $y) = (a.at(i), b.at(i));
                 d[i] = $e;
             }
         };
@@ -333,7 +380,7 @@ fn call<const W: usize>(f: Func, d: &mut [f64], a: &[f64], b: &[f64]) {
         Func::Div => each!(|x, y| x / y),
         Func::Neg => each!(|x, _y| -x),
         Func::Exp => {
-            d.copy_from_slice(a);
+            each!(|x, _y| x);
             exp_block(d);
         }
         Func::Pow => each!(|x, y| x.powf(y)),

@@ -96,7 +96,7 @@ fn check_cells(eq: &Equations, cells: &Cells) -> Result<(), Error> {
 }
 
 /// Cells per block: registers of this many lanes.
-const BLOCK: usize = 32;
+const BLOCK: usize = 64;
 
 /// Every cell of `cells` on `threads` threads (0: all cores) with the
 /// compiled program: `Trajectories` of every state at every sample.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use excite::cell::cellml;
 
-use crate::util::{python, root, scratch};
+use crate::util::{excite, python, root, scratch};
 
 /// The files of cellml_models.py and Myokit's reference, written into `dir`.
 pub fn models(dir: &Path) -> PathBuf {
@@ -71,6 +71,13 @@ fn luo_rudy_traces_match_myokit() {
     let traces: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("traces.json")).unwrap()).unwrap();
     let eq = cellml::load(&out.join("lr1991-2.0.cellml")).unwrap();
     let v = eq.states.iter().position(|&s| eq.vars[s].name == "membrane.V").unwrap();
+    // the six Hodgkin–Huxley gates are found, V and [Ca]i are not gates (as Myokit decides)
+    let o = excite().args(["models", "--json", "--cellml"]).arg(out.join("lr1991-2.0.cellml")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gates: Vec<&str> = shown["states"].as_array().unwrap().iter().filter(|s| s["gate"] == true).map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(gates, ["ica.d", "ica.f", "ik.x", "ina.h", "ina.j", "ina.m"]);
+    assert_eq!(shown["potential"], "membrane.V");
     let grid = excite::solve::TimeGrid::new(999.0, 0.01, 1.0).unwrap();
     for (scheme, key) in [(Scheme::Euler, "lr1991-euler"), (Scheme::RushLarsen, "lr1991-rl")] {
         let ours = solve(&eq, scheme, &grid, &eq.initial_state(), &eq.param_values()).unwrap();
