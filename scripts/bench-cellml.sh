@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# excite's compiled solver of an imported CellML model next to Myokit's
+# Simulation1d on the same model, dt and cell count, interleaved in rounds
+# on this machine (the figures in BENCHMARKS.md, "CellML models").
+#   scripts/bench-cellml.sh [ROUNDS] [CELLS] [T_END]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+cells=${2:-1024}
+t_end=${3:-100}
+scripts/setup.sh
+cargo build --release --quiet
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+PYTHONPATH=.deps/python python3 tests/integration/cellml_models.py "$dir" >/dev/null
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for r in $(seq "$rounds"); do
+    echo "round $r"
+    target/release/excite bench cellml "$dir/lr1991-2.0.cellml" --cells "$cells" --t-end "$t_end" --repeat 3
+    PYTHONPATH=.deps/python python3 scripts/bench_myokit.py --model lr1991 --cells "$cells" --t-end "$t_end" --repeat 3
+done
