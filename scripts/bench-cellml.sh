@@ -16,6 +16,8 @@ PYTHONPATH=.deps/python python3 tests/integration/cellml_models.py "$dir" >/dev/
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for r in $(seq "$rounds"); do
     echo "round $r"
-    target/release/excite bench cellml "$dir/lr1991-2.0.cellml" --cells "$cells" --t-end "$t_end" --repeat 3
-    PYTHONPATH=.deps/python python3 scripts/bench_myokit.py --model lr1991 --cells "$cells" --t-end "$t_end" --repeat 3
+    for model in lr1991 hh1952; do
+        target/release/excite bench cellml "$dir/$model-2.0.cellml" --cells "$cells" --t-end "$t_end" --repeat 3
+        PYTHONPATH=.deps/python python3 scripts/bench_myokit.py --model "$model" --cells "$cells" --t-end "$t_end" --repeat 3
+    done
 done

@@ -13,6 +13,7 @@ import time
 import warnings
 
 import myokit
+import myokit.formats
 
 warnings.simplefilter("ignore")
 parser = argparse.ArgumentParser()
@@ -25,11 +26,19 @@ parser.add_argument("--json", action="store_true")
 a = parser.parse_args()
 
 data = os.path.join(os.path.dirname(myokit.__file__), "tests", "data")
-paths = {"lr1991": "example", "hh1952": None}
 if a.model == "lr1991":
     model, protocol, _ = myokit.load("example")
+elif a.model == "hh1952":
+    # Myokit's SBML copy of Hodgkin-Huxley, as tests/integration/cellml_models.py
+    # exports it; Simulation1d needs the potential labelled and a diffusion current
+    model = myokit.formats.importer("sbml").model(os.path.join(data, "formats", "sbml", "HodgkinHuxley.xml"))
+    model.get("global.V").set_label("membrane_potential")
+    i_diff = model.get("global").add_variable("i_diff")
+    i_diff.set_rhs(0)
+    i_diff.set_binding("diffusion_current")
+    protocol = None
 else:
-    raise SystemExit(f"--model {a.model}: this script knows lr1991")
+    raise SystemExit(f"--model {a.model}: this script knows lr1991 and hh1952")
 rows = []
 for rl in [False, True]:
     sim = myokit.Simulation1d(model, protocol, ncells=a.cells, rl=rl)

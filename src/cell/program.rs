@@ -423,6 +423,27 @@ fn call<const W: usize, A: Operand, B: Operand>(f: Func, d: &mut [f64], a: A, b:
 /// NaN stays NaN, large arguments give ∞ and 0 as exp does.
 #[inline(always)]
 pub fn exp_block(v: &mut [f64]) {
+    // stage by stage over chunks of LANES values: each stage is several
+    // independent vector operations, so the polynomial's dependency chain
+    // does not leave the FMA units waiting
+    let mut chunks = v.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        exp_lanes(c.try_into().expect("LANES long"));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut pad = [0.0; LANES];
+        pad[..rest.len()].copy_from_slice(rest);
+        exp_lanes(&mut pad);
+        rest.copy_from_slice(&pad[..rest.len()]);
+    }
+}
+
+/// Values per stage of [`exp_block`] and [`ln_block`]: four AVX-512 vectors.
+const LANES: usize = 32;
+
+#[inline(always)]
+fn exp_lanes(v: &mut [f64; LANES]) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
@@ -442,23 +463,29 @@ pub fn exp_block(v: &mut [f64]) {
         0.5,
     ];
     const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0; // 2^52 + the exponent bias
-    for x in v.iter_mut() {
-        let xi = *x;
-        let c = xi.clamp(-746.0, 710.0);
-        let k = (c * LOG2E).round();
-        let r = (c - k * LN2_HI) - k * LN2_LO;
-        let mut p = C[0];
-        for &ci in &C[1..] {
-            p = p * r + ci;
+    let mut k = [0.0; LANES];
+    let mut r = [0.0; LANES];
+    for i in 0..LANES {
+        let c = v[i].clamp(-746.0, 710.0);
+        k[i] = (c * LOG2E).round();
+        r[i] = (c - k[i] * LN2_HI) - k[i] * LN2_LO;
+    }
+    let mut p = [C[0]; LANES];
+    for &ci in &C[1..] {
+        for i in 0..LANES {
+            p[i] = p[i] * r[i] + ci;
         }
-        let p = (p * r + 1.0) * r + 1.0;
+    }
+    for i in 0..LANES {
+        let p = (p[i] * r[i] + 1.0) * r[i] + 1.0;
         // 2^k = 2^k1 · 2^k2 with both halves normal
-        let k1 = (k * 0.5).floor();
-        let k2 = k - k1;
+        let k1 = (k[i] * 0.5).floor();
+        let k2 = k[i] - k1;
         let s1 = f64::from_bits((k1 + SHIFT).to_bits() << 52);
         let s2 = f64::from_bits((k2 + SHIFT).to_bits() << 52);
         let y = p * s1 * s2;
-        *x = if xi.is_nan() { xi } else if xi > 709.79 { f64::INFINITY } else { y };
+        let xi = v[i];
+        v[i] = if xi.is_nan() { xi } else if xi > 709.79 { f64::INFINITY } else { y };
     }
 }
 

@@ -92,8 +92,8 @@ fn luo_rudy_traces_match_myokit() {
 
 /// The compiled program over blocks of cells (the fast path) against the
 /// scalar reference, both schemes: Luo–Rudy 1991 cells with different
-/// conductances and initial potentials, 40 of them (a full block and a
-/// partial one), on two threads.
+/// conductances and initial potentials, 140 of them (a full block of 128 and
+/// a partial one), on two threads.
 #[test]
 fn compiled_blocks_match_the_scalar_reference() {
     use excite::solve::imported::{solve, solve_cells, Scheme};
@@ -101,19 +101,19 @@ fn compiled_blocks_match_the_scalar_reference() {
     let dir = scratch("cellml-blocks");
     let out = models(&dir);
     let eq = cellml::load(&out.join("lr1991-1.0.cellml")).unwrap();
-    let n = 40;
+    let n = 140;
     let params = eq.param_values();
     let g_na = eq.params.iter().position(|&p| eq.vars[p].name == "ina.gNa").expect("gNa is a parameter");
     let v = eq.states.iter().position(|&s| eq.vars[s].name == "membrane.V").unwrap();
     let mut init: Vec<Column> = eq.initial_state().into_iter().map(Column::Same).collect();
-    init[v] = Column::PerCell((0..n).map(|i| -84.5 + 0.1 * i as f64).collect());
+    init[v] = Column::PerCell((0..n).map(|i| -84.5 + 0.03 * i as f64).collect());
     let mut cols: Vec<Column> = params.iter().map(|&p| Column::Same(p)).collect();
-    cols[g_na] = Column::PerCell((0..n).map(|i| params[g_na] * (0.6 + 0.02 * i as f64)).collect());
+    cols[g_na] = Column::PerCell((0..n).map(|i| params[g_na] * (0.6 + 0.005 * i as f64)).collect());
     let cells = Cells { n, init, params: cols };
     let grid = excite::solve::TimeGrid::new(400.0, 0.01, 1.0).unwrap();
     for scheme in [Scheme::Euler, Scheme::RushLarsen] {
         let fast = solve_cells(&eq, scheme, &grid, &cells, 2).unwrap();
-        for cell in [0, 7, 31, 32, 39] {
+        for cell in [0, 7, 127, 128, 139] {
             let x0: Vec<f64> = cells.init.iter().map(|c| c.get(cell)).collect();
             let p: Vec<f64> = cells.params.iter().map(|c| c.get(cell)).collect();
             let reference = solve(&eq, scheme, &grid, &x0, &p).unwrap();
