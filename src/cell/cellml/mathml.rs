@@ -140,35 +140,27 @@ fn apply<'a, 'i>(node: Node<'a, 'i>, names: &dyn Names) -> Res<'a, 'i, Expr> {
         },
         "divide" => binary(Func::Div),
         "power" => binary(Func::Pow),
-        "root" => {
+        // root and log: their argument and an optional qualifier (degree, base) holding one value
+        "root" | "log" => {
             arity(1)?;
             let x = expr(args[0], names)?;
-            match qualifier("degree") {
-                None => Ok(Expr::call(Func::Sqrt, vec![x])),
-                Some(d) => {
-                    let inner: Vec<Node> = children(d).collect();
+            let (tag, hint) = if name == "root" { ("degree", "write <degree><cn>3</cn></degree>") } else { ("logbase", "write <logbase><cn>2</cn></logbase>") };
+            let q = match qualifier(tag) {
+                None => None,
+                Some(q) => {
+                    let inner: Vec<Node> = children(q).collect();
                     if inner.len() != 1 {
-                        return fail(d, "a degree holds one value", "write <degree><cn>3</cn></degree>");
+                        return fail(q, format!("a {tag} holds one value"), hint);
                     }
-                    let degree = expr(inner[0], names)?;
-                    Ok(Expr::call(Func::Pow, vec![x, Expr::call(Func::Div, vec![Expr::Num(1.0), degree])]))
+                    Some(expr(inner[0], names)?)
                 }
-            }
-        }
-        "log" => {
-            arity(1)?;
-            let x = expr(args[0], names)?;
-            match qualifier("logbase") {
-                None => Ok(Expr::call(Func::Log10, vec![x])),
-                Some(b) => {
-                    let inner: Vec<Node> = children(b).collect();
-                    if inner.len() != 1 {
-                        return fail(b, "a logbase holds one value", "write <logbase><cn>2</cn></logbase>");
-                    }
-                    let base = expr(inner[0], names)?;
-                    Ok(Expr::call(Func::Div, vec![Expr::call(Func::Ln, vec![x]), Expr::call(Func::Ln, vec![base])]))
-                }
-            }
+            };
+            Ok(match (name, q) {
+                ("root", None) => Expr::call(Func::Sqrt, vec![x]),
+                ("root", Some(degree)) => Expr::call(Func::Pow, vec![x, Expr::call(Func::Div, vec![Expr::Num(1.0), degree])]),
+                (_, None) => Expr::call(Func::Log10, vec![x]),
+                (_, Some(base)) => Expr::call(Func::Div, vec![Expr::call(Func::Ln, vec![x]), Expr::call(Func::Ln, vec![base])]),
+            })
         }
         "exp" => unary(Func::Exp),
         "ln" => unary(Func::Ln),

@@ -524,6 +524,46 @@ mod tests {
         assert!((vals[i] - 3.0 * -0.060).abs() < 1e-15);
     }
 
+    /// Roots with a degree, logs with a base, e-notation, piecewise with
+    /// conditions joined by `and`, constants.
+    #[test]
+    fn the_mathml_subset_evaluates() {
+        let body = r#"
+<component name="c">
+  <variable name="t" units="ms"/>
+  <variable name="x" units="dimensionless" initial_value="0"/>
+  <math MATH><apply><eq/><apply><diff/><bvar><ci>t</ci></bvar><ci>x</ci></apply>
+    <apply><plus/>
+      <apply><root/><degree><cn cellml:units="dimensionless">3</cn></degree><cn cellml:units="dimensionless">8</cn></apply>
+      <apply><log/><logbase><cn cellml:units="dimensionless">2</cn></logbase><cn cellml:units="dimensionless">8</cn></apply>
+      <cn cellml:units="dimensionless" type="e-notation">1.5<sep/>-3</cn>
+      <apply><root/><cn cellml:units="dimensionless">16</cn></apply>
+      <apply><cos/><pi/></apply>
+      <piecewise>
+        <piece><cn cellml:units="dimensionless">10</cn><apply><and/><apply><lt/><ci>t</ci><cn cellml:units="ms">1</cn></apply><apply><geq/><ci>t</ci><cn cellml:units="ms">0</cn></apply></apply></piece>
+        <otherwise><cn cellml:units="dimensionless">20</cn></otherwise>
+      </piecewise>
+    </apply></apply></math>
+</component>"#;
+        let eq = read(&body.replace("MATH", MATH)).unwrap();
+        let at = |t: f64| eq.rates(t, &[0.0], &[])[0];
+        assert!((at(0.5) - (2.0 + 3.0 + 1.5e-3 + 4.0 - 1.0 + 10.0)).abs() < 1e-12, "{}", at(0.5));
+        assert!((at(1.0) - (2.0 + 3.0 + 1.5e-3 + 4.0 - 1.0 + 20.0)).abs() < 1e-12, "{}", at(1.0));
+        // and the compiled program agrees
+        let p = crate::cell::program::Program::compile(&eq, &[None]);
+        let mut regs = vec![0.0; p.n_regs * 4];
+        for &(r, v) in &p.consts {
+            regs[r as usize * 4..(r as usize + 1) * 4].fill(v);
+        }
+        p.run_setup::<4>(&mut regs);
+        regs[p.time as usize * 4..(p.time as usize + 1) * 4].copy_from_slice(&[0.5, 1.0, -1.0, 3.0]);
+        p.run::<4>(&mut regs);
+        let rate = &regs[p.rates[0] as usize * 4..(p.rates[0] as usize + 1) * 4];
+        for (t, r) in [0.5, 1.0, -1.0, 3.0].iter().zip(rate) {
+            assert!((r - at(*t)).abs() < 1e-12, "t = {t}: {r} vs {}", at(*t));
+        }
+    }
+
     /// Each mistake is refused with the line, the element and what is wrong.
     #[test]
     fn bad_models_are_named() {
