@@ -97,8 +97,12 @@ fn check_cells(eq: &Equations, cells: &Cells) -> Result<(), Error> {
 
 /// Cells per block: registers of this many lanes. Wide blocks spread the
 /// cost of dispatching an instruction over more cells (measured on Luo–Rudy
-/// 1991, one Zen 4 core: 32 cells 7.9e6 cell-steps/s, 64 9.5e6, 128 1.15e7, 256 1.21e7).
+/// 1991, one Zen 4 core: 32 cells 7.9e6 cell-steps/s, 64 9.5e6, 128 1.15e7,
+/// 256 1.21e7); fewer than that many cells take narrow blocks, so a run of
+/// a few cells does not pay for 128. Lanes never mix, so a cell's result is
+/// the same at either width.
 const BLOCK: usize = 128;
+const NARROW: usize = 32;
 
 /// Every cell of `cells` on `threads` threads (0: all cores) with the
 /// compiled program: `Trajectories` of every state at every sample.
@@ -110,14 +114,21 @@ pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cell
     };
     let program = Program::compile(eq, &gates);
     let mut out = Trajectories::filled(eq.states.len(), grid.n_samples, cells.n, 0.0f64);
-    let n_blocks = cells.n.div_ceil(BLOCK);
+    let wide = cells.n >= BLOCK;
+    let n_blocks = cells.n.div_ceil(if wide { BLOCK } else { NARROW });
     let dest = OutPtr(out.data.as_mut_ptr());
     let isa = Isa::best();
     let run = || {
         (0..n_blocks).into_par_iter().for_each(|b| {
             // SAFETY: block `b` writes only its own cells of `out`, which
             // no other block touches and which outlives the loop
-            unsafe { block_for(isa, &program, grid, cells, b, dest) }
+            unsafe {
+                if wide {
+                    block_for::<BLOCK>(isa, &program, grid, cells, b, dest)
+                } else {
+                    block_for::<NARROW>(isa, &program, grid, cells, b, dest)
+                }
+            }
         })
     };
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
@@ -133,34 +144,33 @@ struct OutPtr(*mut f64);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-unsafe fn block_for(isa: Isa, p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+unsafe fn block_for<const W: usize>(isa: Isa, p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
     // the x86 variants exist only where the CPU runs them (`Isa`'s proof)
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(_) => block_avx512(p, g, c, b, out),
+        Isa::Avx512(_) => block_avx512::<W>(p, g, c, b, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma(_) => block_avx2(p, g, c, b, out),
-        _ => block(p, g, c, b, out),
+        Isa::Avx2Fma(_) => block_avx2::<W>(p, g, c, b, out),
+        _ => block::<W>(p, g, c, b, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
-    block(p, g, c, b, out)
+unsafe fn block_avx512<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    block::<W>(p, g, c, b, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
-    block(p, g, c, b, out)
+unsafe fn block_avx2<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    block::<W>(p, g, c, b, out)
 }
 
-/// One block of cells through the whole grid (a partial last block padded
-/// with its last cell, so no cell's result depends on where blocks fall).
+/// One block of `W` cells through the whole grid (a partial last block
+/// padded with its last cell, so no cell's result depends on where blocks fall).
 #[inline(always)]
-unsafe fn block(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
-    const W: usize = BLOCK;
+unsafe fn block<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
     let first = b * W;
     let valid = W.min(c.n - first);
     let mut regs = vec![0.0f64; p.n_regs * W];

@@ -93,7 +93,7 @@ fn luo_rudy_traces_match_myokit() {
 /// The compiled program over blocks of cells (the fast path) against the
 /// scalar reference, both schemes: Luo–Rudy 1991 cells with different
 /// conductances and initial potentials, 140 of them (a full block of 128 and
-/// a partial one), on two threads.
+/// a partial one), on two threads; and 40 of them alone (narrow blocks).
 #[test]
 fn compiled_blocks_match_the_scalar_reference() {
     use excite::solve::imported::{solve, solve_cells, Scheme};
@@ -125,6 +125,18 @@ fn compiled_blocks_match_the_scalar_reference() {
             }
             // the cells differ: the conductance and start matter
             assert!(fast.get(v, 60, cell) != fast.get(v, 60, (cell + 1) % n));
+        }
+        // the first 40 cells alone take narrow blocks: the same results to the bit
+        let cut = |cols: &[Column]| cols.iter().map(|c| match c {
+            Column::PerCell(v) => Column::PerCell(v[..40].to_vec()),
+            same => same.clone(),
+        }).collect::<Vec<_>>();
+        let few = Cells { n: 40, init: cut(&cells.init), params: cut(&cells.params) };
+        let narrow = solve_cells(&eq, scheme, &grid, &few, 1).unwrap();
+        for k in 0..eq.states.len() {
+            for s in [0, 100, 400] {
+                assert_eq!(narrow.row(k, s), &fast.row(k, s)[..40], "{scheme:?} state {k} sample {s}");
+            }
         }
     }
 }
