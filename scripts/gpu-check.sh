@@ -10,6 +10,9 @@
 #  3. The same networks through PyTorch (fp32, fp16, bf16) as a peer
 #     (`scripts/torch_peer.py`), and one table of everything.
 #  4. With cargo: the `gpu-train` feature (burn's CUDA backend) compiles.
+#  Between 1 and 2: imported CellML models (FHN as CellML; Luo-Rudy 1991 and
+#     Decker 2009 where Python can import myokit) through the generated CUDA
+#     kernel next to the CPU solver; fails if they differ by more than 1e-5.
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR]     (OUT_DIR receives the JSON reports)
 # Without cargo on the GPU machine, build here and carry a stripped copy (the
@@ -55,6 +58,28 @@ d = r["cuda_max_abs_diff_to_cpu"]
 print(f"max |cuda - cpu| = {d:.3e} (limit 1e-5)")
 sys.exit(0 if d is not None and d <= 1e-5 else 1)
 PY
+
+echo "== imported (CellML) models: the generated CUDA kernel vs the CPU, f64"
+cellml_models=(models/fhn-cardiac.cellml)
+if PYTHONPATH=.deps/python python3 -c 'import myokit' 2>/dev/null; then
+    PYTHONPATH=.deps/python python3 tests/integration/cellml_models.py "$out/cellml" >/dev/null
+    cellml_models+=("$out/cellml/lr1991-2.0.cellml" "$out/cellml/decker2009-2.0.cellml")
+else
+    echo "myokit not importable here: only the FHN CellML file is checked"
+fi
+for m in "${cellml_models[@]}"; do
+    "$bin" bench cellml "$m" --cuda --cells 100000 --t-end 100 --dt 0.01 --threads 16 --repeat 1 --json > "$out/gpu-check-cellml-$(basename "$m" .cellml).json"
+    python3 - "$out/gpu-check-cellml-$(basename "$m" .cellml).json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = False
+for row in r["rows"]:
+    d = row.get("max_rel_diff_to_cpu")
+    print(f"{r['model']:<32} {row['path']:<5} {row['scheme']:<12} {row['cell_steps_per_s']:.3e} cell-steps/s" + ("" if d is None else f"  max rel |cuda - cpu| {d:.2e} (limit 1e-5)"))
+    bad |= d is not None and not d <= 1e-5
+sys.exit(1 if bad else 0)
+PY
+done
 
 echo "== surrogates: the quick one and a problem-C-shaped 4-64-64-2"
 work="$out/gpu-check-run"

@@ -270,6 +270,8 @@ enum BenchCommand {
     /// given, in f64, and prints cell-steps per second. Its peer is Myokit's
     /// Simulation1d on the same model, dt and cell count:
     /// `scripts/bench_myokit.py` (`scripts/bench-cellml.sh` runs both in one sitting).
+    /// With --cuda, also the generated CUDA kernel on GPU 0 and its largest
+    /// difference to the CPU result.
     Cellml(commands::bench::CellmlArgs),
     /// Training throughput in samples per second.
     ///

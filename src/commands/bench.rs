@@ -510,13 +510,17 @@ pub struct CellmlArgs {
     /// Timed repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Also solve on the GPU (the generated CUDA kernel, f64), and report the
+    /// largest difference to the CPU result (relative to each value's size).
+    #[arg(long)]
+    cuda: bool,
     #[arg(long)]
     json: bool,
 }
 
 /// `excite bench cellml`: the imported model's reference solver, timed.
 pub fn cellml(a: &CellmlArgs) -> Result<ExitCode> {
-    use excite::solve::imported::{solve_cells, Scheme};
+    use excite::solve::imported::{solve_cells, solve_cuda, Scheme};
     use excite::solve::{Cells, Column, TimeGrid};
     anyhow::ensure!(a.cells >= 1 && a.repeat >= 1, "--cells and --repeat must be at least 1");
     let eq = excite::cell::cellml::load(&a.model)?;
@@ -535,7 +539,22 @@ pub fn cellml(a: &CellmlArgs) -> Result<ExitCode> {
             }
             times.sort_by(f64::total_cmp);
             let rate = steps / times[times.len() / 2];
-            rows.push(serde_json::json!({"scheme": scheme, "threads": threads, "cell_steps_per_s": rate}));
+            rows.push(serde_json::json!({"path": "cpu", "scheme": scheme, "threads": threads, "cell_steps_per_s": rate}));
+        }
+        if a.cuda {
+            // timed whole: NVRTC compile, transfers and kernel
+            let cpu = solve_cells(&eq, scheme, &grid, &cells, 0)?;
+            let mut times = Vec::new();
+            let mut gpu = None;
+            for _ in 0..a.repeat {
+                let start = std::time::Instant::now();
+                gpu = Some(solve_cuda(&eq, scheme, &grid, &cells)?);
+                times.push(start.elapsed().as_secs_f64());
+            }
+            let gpu = gpu.expect("at least one run");
+            let worst = cpu.data.iter().zip(&gpu.data).map(|(c, g)| if (c - g).is_nan() { f64::INFINITY } else { (c - g).abs() / (1.0 + c.abs()) }).fold(0.0, f64::max);
+            times.sort_by(f64::total_cmp);
+            rows.push(serde_json::json!({"path": "cuda", "scheme": scheme, "threads": 0, "cell_steps_per_s": steps / times[times.len() / 2], "max_rel_diff_to_cpu": worst}));
         }
     }
     let gate_forms = eq.gates(eq.potential());
@@ -551,7 +570,9 @@ pub fn cellml(a: &CellmlArgs) -> Result<ExitCode> {
         println!("{} ({} states, {gates} gates for Rush–Larsen), {} cells, dt {}, {} time units, f64, median of {}", eq.name, eq.states.len(), a.cells, a.dt, a.t_end, a.repeat);
         println!("  compiled: {} instructions a step, {} once per block, {} registers", program.code.len(), program.setup.len(), program.n_regs);
         for r in &rows {
-            println!("  {:<12} {} thread{}  {:>10} cell-steps/s", r["scheme"].as_str().unwrap_or(""), r["threads"], if r["threads"] == 1 { " " } else { "s" }, rate(r["cell_steps_per_s"].as_f64().unwrap_or(0.0)));
+            let place = if r["path"] == "cuda" { "GPU      ".to_string() } else { format!("{} thread{}", r["threads"], if r["threads"] == 1 { " " } else { "s" }) };
+            let diff = r["max_rel_diff_to_cpu"].as_f64().map_or(String::new(), |d| format!("  max |Δ| to CPU {d:.2e} (relative)"));
+            println!("  {:<12} {place}  {:>10} cell-steps/s{diff}", r["scheme"].as_str().unwrap_or(""), rate(r["cell_steps_per_s"].as_f64().unwrap_or(0.0)));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,13 +2,16 @@
 //! scalar reference ([`solve`]: the equation IR evaluated one cell at a
 //! time) and the fast path ([`solve_cells`]: the compiled [`Program`] over
 //! blocks of cells in SIMD lanes, blocks over threads), tested against it.
-//! The time of step `n` is `n·dt` (not a running sum) in both, so a
-//! stimulus edge falls on the same step however long the run.
+//! On the GPU ([`solve_cuda`]) the same program runs as generated CUDA C,
+//! one thread per cell. The time of step `n` is `n·dt` (not a running sum)
+//! in all of them, so a stimulus edge falls on the same step however long the run.
 
 use rayon::prelude::*;
 
 use crate::cell::equations::{Equations, Gate};
-use crate::cell::program::{exp_block, Program};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use crate::cell::program::{cuda_source, exp_block, Program};
 use crate::isa::Isa;
 use crate::solve::{Cells, Column, TimeGrid, Trajectories};
 use crate::Error;
@@ -108,11 +111,7 @@ const NARROW: usize = 32;
 /// compiled program: `Trajectories` of every state at every sample.
 pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
     check_cells(eq, cells)?;
-    let gates = match scheme {
-        Scheme::Euler => vec![None; eq.states.len()],
-        Scheme::RushLarsen => eq.gates(eq.potential()),
-    };
-    let program = Program::compile(eq, &gates);
+    let program = program(eq, scheme);
     let mut out = Trajectories::filled(eq.states.len(), grid.n_samples, cells.n, 0.0f64);
     let wide = cells.n >= BLOCK;
     let n_blocks = cells.n.div_ceil(if wide { BLOCK } else { NARROW });
@@ -136,6 +135,78 @@ pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cell
         Err(_) => run(),
     }
     Ok(out)
+}
+
+/// Block `b`'s register file (`W` lanes) with constants, initial states and
+/// parameters set and the setup run, and how many of its lanes are cells (a
+/// partial last block is padded with its last cell).
+fn block_registers<const W: usize>(p: &Program, c: &Cells, b: usize) -> (Vec<f64>, usize) {
+    let first = b * W;
+    let valid = W.min(c.n - first);
+    let mut regs = vec![0.0f64; p.n_regs * W];
+    for &(r, v) in &p.consts {
+        regs[r as usize * W..(r as usize + 1) * W].fill(v);
+    }
+    for (cols, regs_of) in [(&c.init, &p.states), (&c.params, &p.params)] {
+        for (col, &r) in cols.iter().zip(regs_of) {
+            for k in 0..W {
+                regs[r as usize * W + k] = col.get(first + k.min(valid - 1));
+            }
+        }
+    }
+    p.run_setup::<W>(&mut regs);
+    (regs, valid)
+}
+
+/// The program of `eq` under `scheme`.
+fn program(eq: &Equations, scheme: Scheme) -> Program {
+    let gates = match scheme {
+        Scheme::Euler => vec![None; eq.states.len()],
+        Scheme::RushLarsen => eq.gates(eq.potential()),
+    };
+    Program::compile(eq, &gates)
+}
+
+/// The CUDA kernel of `eq` under `scheme` ([`cuda_source`]) compiled to PTX
+/// for `arch` (`compute_90`; `None`: NVRTC's default). Needs NVRTC, not a GPU.
+pub fn compile_cuda(eq: &Equations, scheme: Scheme, arch: Option<&'static str>) -> Result<Ptx, Error> {
+    // no contraction into FMA: the operations the program does, as on the CPU
+    let opts = CompileOptions { arch, fmad: Some(false), name: Some(format!("{}.cu", eq.name)), ..Default::default() };
+    crate::gpu::compile(cuda_source(&program(eq, scheme)), opts, &format!("the CUDA kernel of imported model `{}`", eq.name), "this is a bug in excite's CUDA generator; solve on the CPU meanwhile")
+}
+
+/// Every cell on GPU 0, one thread per cell, in f64 ([`compile_cuda`]'s kernel).
+pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells) -> Result<Trajectories<f64>, Error> {
+    use cudarc::driver::{LaunchConfig, PushKernelArg};
+    check_cells(eq, cells)?;
+    let p = program(eq, scheme);
+    let ptx = compile_cuda(eq, scheme, None)?;
+    let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or solve on the CPU")?;
+    let err = |what: &'static str| move |e: cudarc::driver::DriverError| Error::unavailable("cuda", format!("{what}: {e:?}"), "check the GPU with nvidia-smi");
+    // the setup on the CPU, block by block, into one register file of all cells
+    let n = cells.n;
+    let mut regs0 = vec![0.0f64; p.n_regs * n];
+    for b in 0..n.div_ceil(NARROW) {
+        let (regs, valid) = block_registers::<NARROW>(&p, cells, b);
+        for r in 0..p.n_regs {
+            regs0[r * n + b * NARROW..r * n + b * NARROW + valid].copy_from_slice(&regs[r * NARROW..r * NARROW + valid]);
+        }
+    }
+    let stream = ctx.default_stream();
+    let module = ctx.load_module(ptx).map_err(err("loading the kernel"))?;
+    let f = module.load_function("imported").map_err(err("loading the kernel"))?;
+    let regs_dev = stream.clone_htod(&regs0).map_err(err("copying cells to the GPU"))?;
+    let mut out = stream.alloc_zeros::<f64>(eq.states.len() * grid.n_samples * n).map_err(err("allocating the output"))?;
+    let (w, samples, steps, dt) = (n as i64, grid.n_samples as i32, grid.steps_per_sample as i32, grid.dt);
+    let mut launch = stream.launch_builder(&f);
+    launch.arg(&regs_dev).arg(&mut out).arg(&w).arg(&samples).arg(&steps).arg(&dt);
+    let threads = 128u32;
+    let cfg = LaunchConfig { grid_dim: ((n as u32).div_ceil(threads), 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: the kernel's parameters are exactly these, in this order, and
+    // its buffers hold n_regs·n and states·samples·n doubles
+    unsafe { launch.launch(cfg) }.map_err(err("running the kernel"))?;
+    let data = stream.clone_dtoh(&out).map_err(err("copying the result back"))?;
+    Ok(Trajectories { n_state: eq.states.len(), n_samples: grid.n_samples, n_cells: n, data })
 }
 
 #[derive(Clone, Copy)]
@@ -172,20 +243,8 @@ unsafe fn block_avx2<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: us
 #[inline(always)]
 unsafe fn block<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
     let first = b * W;
-    let valid = W.min(c.n - first);
-    let mut regs = vec![0.0f64; p.n_regs * W];
+    let (mut regs, valid) = block_registers::<W>(p, c, b);
     let lanes = |regs: &mut [f64], r: u32| -> *mut f64 { regs[r as usize * W..].as_mut_ptr() };
-    for &(r, v) in &p.consts {
-        regs[r as usize * W..(r as usize + 1) * W].fill(v);
-    }
-    for (cols, regs_of) in [(&c.init, &p.states), (&c.params, &p.params)] {
-        for (col, &r) in cols.iter().zip(regs_of) {
-            for k in 0..W {
-                regs[r as usize * W + k] = col.get(first + k.min(valid - 1));
-            }
-        }
-    }
-    p.run_setup::<W>(&mut regs);
     let dt = g.dt;
     let mut factor = [0.0f64; W];
     let mut n = 0usize;

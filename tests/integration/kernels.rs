@@ -247,3 +247,27 @@ int main(int argc, char** argv) {
     return 0;
 }
 "#;
+
+/// The CUDA kernels generated for imported models compile through NVRTC and
+/// assemble with ptxas, for both schemes: Luo–Rudy 1991 and the 48-state
+/// Decker 2009 (made by Myokit at test time), and FHN as CellML.
+#[test]
+fn imported_models_kernels_compile() {
+    use excite::solve::imported::{compile_cuda, Scheme};
+    excite::gpu::ensure_nvrtc().unwrap_or_else(|e| panic!("{e}\nhint: {}", e.hint().unwrap_or("")));
+    let dir = crate::util::scratch("imported-kernels");
+    let out = crate::cellml::models(&dir);
+    for file in [out.join("lr1991-2.0.cellml"), out.join("decker2009-2.0.cellml"), crate::util::root().join("models/fhn-cardiac.cellml")] {
+        let eq = excite::cell::cellml::load(&file).unwrap();
+        for scheme in [Scheme::Euler, Scheme::RushLarsen] {
+            for arch in ["compute_90", "compute_70"] {
+                let ptx = compile_cuda(&eq, scheme, Some(arch)).unwrap_or_else(|e| panic!("{} {scheme:?} {arch}: {e}", eq.name));
+                let text = ptx.to_src();
+                assert!(text.contains(".entry imported"), "{}: no kernel entry", eq.name);
+                let log = assemble(&text, &format!("sm_{}", &arch[8..]), &format!("imported-{}-{scheme:?}", eq.name));
+                // f64 registers, no local-memory spills of a hot loop's values beyond what ptxas reports
+                assert!(log.contains("registers"), "{log}");
+            }
+        }
+    }
+}
