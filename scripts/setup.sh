@@ -12,6 +12,7 @@
 #     trained elsewhere (tests/integration/foreign.rs);
 #   - myokit: real cell models (exported as CellML at test time) and the peer the
 #     CellML import and the cell-model solvers are checked against;
+#   - libopencor, under Python 3.12 in .deps/python312 (see below);
 #   - maturin (builds the Python package in python/) and pytest (its tests);
 #   - and, system-wide, the Debian packages below (minisign, Open MPI, Slurm).
 # Safe to re-run: it does nothing when .deps/ already matches this list.
@@ -40,6 +41,32 @@ if [[ -n $missing ]]; then
         echo "setup: missing Debian packages:$missing, and this is not a root Debian shell; install them (apt-get install$missing) and re-run" >&2
         exit 1
     fi
+fi
+
+# libopencor (OpenCOR's simulation library: CVODE on CellML files, the reference the
+# imported models' solvers converge to) ships wheels for Python >= 3.12 only: it goes into
+# .deps/python312 for the 3.12 this image has under pyenv.
+opencor_requirements="libopencor==1.20261020.0"
+opencor_stamp=.deps/installed-python312.txt
+if [[ ! -f $opencor_stamp || "$(cat "$opencor_stamp")" != "$opencor_requirements" ]]; then
+    # pyenv's own interpreter first: its shim may exist with 3.12 not selected
+    py312=""
+    for candidate in "$HOME"/.pyenv/versions/3.12*/bin/python3.12 $(command -v python3.12 || true); do
+        if [[ -x $candidate ]] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+            py312=$candidate
+            break
+        fi
+    done
+    if [[ -z $py312 ]]; then
+        echo "setup: no python3.12 (libopencor needs it): install Python 3.12 (pyenv install 3.12) and re-run" >&2
+        exit 1
+    fi
+    echo "setup: installing $opencor_requirements into .deps/python312 ($py312)" >&2
+    rm -rf .deps/python312 "$opencor_stamp"
+    mkdir -p .deps
+    "$py312" -m pip install --quiet --disable-pip-version-check --no-input --target .deps/python312 $opencor_requirements
+    echo "$py312" > .deps/python312-interpreter.txt
+    echo "$opencor_requirements" > "$opencor_stamp"
 fi
 
 requirements="numpy==2.4.6 nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79 nvidia-cuda-nvcc-cu12==12.9.86 onnxruntime==1.31.1 onnx==1.23.2 scikit-learn==1.9.1 skl2onnx==1.20.0 myokit==1.39.2 maturin==1.16.0 pytest==9.0.1"
