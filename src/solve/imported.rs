@@ -112,7 +112,7 @@ const NARROW: usize = 32;
 pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
     check_cells(eq, cells)?;
     let program = program(eq, scheme);
-    let mut out = Trajectories::filled(eq.states.len(), grid.n_samples, cells.n, 0.0f64);
+    let mut out = output(eq, grid, cells.n)?;
     let wide = cells.n >= BLOCK;
     let n_blocks = cells.n.div_ceil(if wide { BLOCK } else { NARROW });
     let dest = OutPtr(out.data.as_mut_ptr());
@@ -135,6 +135,25 @@ pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cell
         Err(_) => run(),
     }
     Ok(out)
+}
+
+/// Room for every state of `n` cells at every sample, or an error naming the
+/// size where the memory cannot be had (rather than an abort).
+fn output(eq: &Equations, grid: &TimeGrid, n: usize) -> Result<Trajectories<f64>, Error> {
+    let data = zeros(eq.states.len(), grid.n_samples, n).ok_or_else(|| {
+        let gb = eq.states.len() as f64 * grid.n_samples as f64 * n as f64 * 8.0 / 1e9;
+        Error::invalid("cells", format!("{n} cells × {} samples × {} states of `{}` need {gb:.3e} GB for the solution", grid.n_samples, eq.states.len(), eq.name), "solve fewer cells or store fewer samples at a time")
+    })?;
+    Ok(Trajectories { n_state: eq.states.len(), n_samples: grid.n_samples, n_cells: n, data })
+}
+
+/// `a·b·c` zeros, or `None` where that overflows or cannot be allocated.
+fn zeros(a: usize, b: usize, c: usize) -> Option<Vec<f64>> {
+    let len = a.checked_mul(b)?.checked_mul(c)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, 0.0);
+    Some(v)
 }
 
 /// Block `b`'s register file (`W` lanes) with constants, initial states and
@@ -180,12 +199,15 @@ pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells
     use cudarc::driver::{LaunchConfig, PushKernelArg};
     check_cells(eq, cells)?;
     let p = program(eq, scheme);
+    let n = cells.n;
+    let too_many = || Error::invalid("cells", format!("{n} cells of `{}` do not fit in this machine's memory", eq.name), "solve fewer cells at a time");
+    // the solution comes back into host memory: known to fit before the GPU works
+    output(eq, grid, n)?;
+    let mut regs0 = zeros(p.n_regs, n, 1).ok_or_else(too_many)?;
     let ptx = compile_cuda(eq, scheme, None)?;
     let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or solve on the CPU")?;
     let err = |what: &'static str| move |e: cudarc::driver::DriverError| Error::unavailable("cuda", format!("{what}: {e:?}"), "check the GPU with nvidia-smi");
     // the setup on the CPU, block by block, into one register file of all cells
-    let n = cells.n;
-    let mut regs0 = vec![0.0f64; p.n_regs * n];
     for b in 0..n.div_ceil(NARROW) {
         let (regs, valid) = block_registers::<NARROW>(&p, cells, b);
         for r in 0..p.n_regs {

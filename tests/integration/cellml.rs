@@ -78,6 +78,10 @@ fn luo_rudy_traces_match_myokit() {
     let gates: Vec<&str> = shown["states"].as_array().unwrap().iter().filter(|s| s["gate"] == true).map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(gates, ["ica.d", "ica.f", "ik.x", "ina.h", "ina.j", "ina.m"]);
     assert_eq!(shown["potential"], "membrane.V");
+    // an absurd number of cells is refused by name, not an abort
+    let o = excite().args(["bench", "cellml", "--cells", "100000000000000", "--t-end", "1", "--threads", "1", "--repeat", "1"]).arg(out.join("lr1991-2.0.cellml")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("GB for the solution"), "{}", String::from_utf8_lossy(&o.stderr));
     let grid = excite::solve::TimeGrid::new(999.0, 0.01, 1.0).unwrap();
     for (scheme, key) in [(Scheme::Euler, "lr1991-euler"), (Scheme::RushLarsen, "lr1991-rl")] {
         let ours = solve(&eq, scheme, &grid, &eq.initial_state(), &eq.param_values()).unwrap();
