@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::cell::equations::{Equations, Expr, Func, Gate};
 
-/// One instruction: `dst = op(args)`; every register is written once.
+/// One instruction: `dst = op(args)`; the destination is never one of its operands.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ins {
     Call(Func, u32, [u32; 2]),
@@ -37,6 +37,8 @@ pub struct Program {
     /// Each state's rate.
     pub rates: Vec<u32>,
     /// Each state's Rush–Larsen coefficients `(a, b)` (rate = a + b·x), if it is a gate.
+    /// Neither these nor the rates share a register with a state, so the
+    /// states may be advanced in place one after another.
     pub gates: Vec<Option<(u32, u32)>>,
 }
 
@@ -97,7 +99,8 @@ impl Builder {
         d
     }
 
-    /// Emits `e`, in the order [`Expr::eval`] computes it (so the results agree to the last bit but for `exp`).
+    /// Emits `e`, in the order [`Expr::eval`] computes it (so the results
+    /// agree to the last bit but for `exp`, `ln` and the small powers).
     fn expr(&mut self, e: &Expr) -> u32 {
         match e {
             Expr::Num(v) => self.constant(*v),
@@ -174,8 +177,20 @@ impl Program {
             let r = b.expr(e);
             b.vars.insert(*v, r);
         }
-        let rates = eq.rates.iter().map(|e| b.expr(e)).collect();
-        let gates = gates.iter().map(|g| g.as_ref().map(|g| (b.expr(&g.a), b.expr(&g.b)))).collect();
+        let rates: Vec<u32> = eq.rates.iter().map(|e| b.expr(e)).collect();
+        let gates: Vec<Option<(u32, u32)>> = gates.iter().map(|g| g.as_ref().map(|g| (b.expr(&g.a), b.expr(&g.b)))).collect();
+        // an output that is a state itself (dx/dt = y) gets a copy (y·1, exact):
+        // the steps overwrite states in place, and no update may see another's new value
+        let own = |b: &mut Builder, r: u32| {
+            if states.contains(&r) {
+                let one = b.constant(1.0);
+                b.call(Func::Mul, r, one)
+            } else {
+                r
+            }
+        };
+        let rates = rates.into_iter().map(|r| own(&mut b, r)).collect();
+        let gates = gates.into_iter().map(|g| g.map(|(x, y)| (own(&mut b, x), own(&mut b, y)))).collect();
         let mut p = Program { n_regs: b.n as usize, consts: b.const_list, states, params, time: b.time, setup: b.setup, code: b.code, rates, gates };
         p.allocate();
         p
@@ -300,38 +315,36 @@ impl Program {
 
 #[inline(always)]
 fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
-    {
-        assert!(regs.len() >= n_regs * W);
-        let base = regs.as_mut_ptr();
-        for ins in code {
-            // SAFETY: registers are in bounds (checked above: every index
-            // the compiler made is < n_regs) and an instruction's destination
-            // is never one of its operands (each register is written once)
-            unsafe {
-                match *ins {
-                    Ins::Call(f, d, [a, b]) => {
-                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
-                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
-                        let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
-                        call::<W, _, _>(f, d, a, b);
+    assert!(regs.len() >= n_regs * W);
+    let base = regs.as_mut_ptr();
+    for ins in code {
+        // SAFETY: registers are in bounds (checked above: every index the
+        // compiler made is < n_regs) and an instruction's destination is
+        // never one of its operands (`allocate` takes it before freeing them)
+        unsafe {
+            match *ins {
+                Ins::Call(f, d, [a, b]) => {
+                    let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                    let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                    let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
+                    call::<W, _, _>(f, d, a, b);
+                }
+                Ins::CallK(f, d, a, k, first) => {
+                    let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                    let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                    if first {
+                        call::<W, _, _>(f, d, Splat(k), a);
+                    } else {
+                        call::<W, _, _>(f, d, a, Splat(k));
                     }
-                    Ins::CallK(f, d, a, k, first) => {
-                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
-                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
-                        if first {
-                            call::<W, _, _>(f, d, Splat(k), a);
-                        } else {
-                            call::<W, _, _>(f, d, a, Splat(k));
-                        }
-                    }
-                    Ins::Select(d, c, a, b) => {
-                        let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
-                        let c = std::slice::from_raw_parts(base.add(c as usize * W), W);
-                        let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
-                        let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
-                        for i in 0..W {
-                            d[i] = if c[i] != 0.0 { a[i] } else { b[i] };
-                        }
+                }
+                Ins::Select(d, c, a, b) => {
+                    let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                    let c = std::slice::from_raw_parts(base.add(c as usize * W), W);
+                    let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                    let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
+                    for i in 0..W {
+                        d[i] = if c[i] != 0.0 { a[i] } else { b[i] };
                     }
                 }
             }
@@ -377,16 +390,13 @@ pub fn cuda_source(p: &Program) -> String {
         };
         let _ = writeln!(step, "            r{d} = {e};");
     }
-    // new states from the old ones and the rates, then assigned (a rate may be another state)
+    // states advanced in place (no rate or coefficient is a state's register)
     for (k, &x) in p.states.iter().enumerate() {
         let update = match p.gates[k] {
             Some((a, b)) => format!("(r{b} == 0.0) ? r{x} + dt * r{a} : r{x} + (r{a} + r{b} * r{x}) * (exp(r{b} * dt) - 1.0) / r{b}"),
             None => format!("r{x} + dt * r{}", p.rates[k]),
         };
-        let _ = writeln!(step, "            const double next{k} = {update};");
-    }
-    for (k, &x) in p.states.iter().enumerate() {
-        let _ = writeln!(step, "            r{x} = next{k};");
+        let _ = writeln!(step, "            r{x} = {update};");
     }
     let mut store = String::new();
     for (k, &x) in p.states.iter().enumerate() {

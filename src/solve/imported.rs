@@ -6,14 +6,13 @@
 //! one thread per cell. The time of step `n` is `n·dt` (not a running sum)
 //! in all of them, so a stimulus edge falls on the same step however long the run.
 
+use cudarc::nvrtc::{CompileOptions, Ptx};
 use rayon::prelude::*;
 
 use crate::cell::equations::{Equations, Gate};
-use cudarc::nvrtc::{CompileOptions, Ptx};
-
 use crate::cell::program::{cuda_source, exp_block, Program};
 use crate::isa::Isa;
-use crate::solve::{Cells, Column, TimeGrid, Trajectories};
+use crate::solve::{Cells, TimeGrid, Trajectories};
 use crate::Error;
 
 /// How states advance over a step.
@@ -27,28 +26,27 @@ pub enum Scheme {
     RushLarsen,
 }
 
-/// The scheme's per-state update rules for a model.
-pub struct Stepper<'a> {
+/// Each state's Rush–Larsen form under `scheme` (none under Euler).
+fn gates(eq: &Equations, scheme: Scheme) -> Vec<Option<Gate>> {
+    match scheme {
+        Scheme::Euler => vec![None; eq.states.len()],
+        Scheme::RushLarsen => eq.gates(eq.potential()),
+    }
+}
+
+/// The scheme's per-state update rules for a model, on the IR.
+struct Stepper<'a> {
     eq: &'a Equations,
     gates: Vec<Option<Gate>>,
 }
 
 impl<'a> Stepper<'a> {
-    pub fn new(eq: &'a Equations, scheme: Scheme) -> Self {
-        let gates = match scheme {
-            Scheme::Euler => vec![None; eq.states.len()],
-            Scheme::RushLarsen => eq.gates(eq.potential()),
-        };
-        Stepper { eq, gates }
-    }
-
-    /// How many states advance by Rush–Larsen.
-    pub fn gate_count(&self) -> usize {
-        self.gates.iter().filter(|g| g.is_some()).count()
+    fn new(eq: &'a Equations, scheme: Scheme) -> Self {
+        Stepper { eq, gates: gates(eq, scheme) }
     }
 
     /// One step from time `t`.
-    pub fn step(&self, t: f64, dt: f64, x: &mut [f64], params: &[f64]) {
+    fn step(&self, t: f64, dt: f64, x: &mut [f64], params: &[f64]) {
         let vals = self.eq.values(t, x, params);
         let rates: Vec<f64> = self.eq.rates.iter().map(|e| e.eval(&vals, t)).collect();
         for (k, xk) in x.iter_mut().enumerate() {
@@ -89,15 +87,6 @@ pub fn solve(eq: &Equations, scheme: Scheme, grid: &TimeGrid, initial: &[f64], p
     Ok(out)
 }
 
-/// Checks `cells` against the model's states and parameters.
-fn check_cells(eq: &Equations, cells: &Cells) -> Result<(), Error> {
-    let fits = |cols: &[Column]| cols.iter().all(|c| !matches!(c, Column::PerCell(v) if v.len() != cells.n));
-    if cells.init.len() != eq.states.len() || cells.params.len() != eq.params.len() || !fits(&cells.init) || !fits(&cells.params) {
-        return Err(Error::invalid("cells", format!("cells do not match model `{}` ({} states, {} parameters)", eq.name, eq.states.len(), eq.params.len()), "build the cells from the model's own state and parameter lists"));
-    }
-    Ok(())
-}
-
 /// Cells per block: registers of this many lanes. Wide blocks spread the
 /// cost of dispatching an instruction over more cells (measured on Luo–Rudy
 /// 1991, one Zen 4 core: 32 cells 7.9e6 cell-steps/s, 64 9.5e6, 128 1.15e7,
@@ -110,7 +99,7 @@ const NARROW: usize = 32;
 /// Every cell of `cells` on `threads` threads (0: all cores) with the
 /// compiled program: `Trajectories` of every state at every sample.
 pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
-    check_cells(eq, cells)?;
+    cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
     let program = program(eq, scheme);
     let mut out = output(eq, grid, cells.n)?;
     let wide = cells.n >= BLOCK;
@@ -179,11 +168,7 @@ fn block_registers<const W: usize>(p: &Program, c: &Cells, b: usize) -> (Vec<f64
 
 /// The program of `eq` under `scheme`.
 fn program(eq: &Equations, scheme: Scheme) -> Program {
-    let gates = match scheme {
-        Scheme::Euler => vec![None; eq.states.len()],
-        Scheme::RushLarsen => eq.gates(eq.potential()),
-    };
-    Program::compile(eq, &gates)
+    Program::compile(eq, &gates(eq, scheme))
 }
 
 /// The CUDA kernel of `eq` under `scheme` ([`cuda_source`]) compiled to PTX
@@ -197,12 +182,12 @@ pub fn compile_cuda(eq: &Equations, scheme: Scheme, arch: Option<&'static str>) 
 /// Every cell on GPU 0, one thread per cell, in f64 ([`compile_cuda`]'s kernel).
 pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells) -> Result<Trajectories<f64>, Error> {
     use cudarc::driver::{LaunchConfig, PushKernelArg};
-    check_cells(eq, cells)?;
+    cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
     let p = program(eq, scheme);
     let n = cells.n;
     let too_many = || Error::invalid("cells", format!("{n} cells of `{}` do not fit in this machine's memory", eq.name), "solve fewer cells at a time");
     // the solution comes back into host memory: known to fit before the GPU works
-    output(eq, grid, n)?;
+    let mut solution = output(eq, grid, n)?;
     let mut regs0 = zeros(p.n_regs, n, 1).ok_or_else(too_many)?;
     let ptx = compile_cuda(eq, scheme, None)?;
     let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or solve on the CPU")?;
@@ -218,7 +203,7 @@ pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells
     let module = ctx.load_module(ptx).map_err(err("loading the kernel"))?;
     let f = module.load_function("imported").map_err(err("loading the kernel"))?;
     let regs_dev = stream.clone_htod(&regs0).map_err(err("copying cells to the GPU"))?;
-    let mut out = stream.alloc_zeros::<f64>(eq.states.len() * grid.n_samples * n).map_err(err("allocating the output"))?;
+    let mut out = stream.alloc_zeros::<f64>(solution.data.len()).map_err(err("allocating the output"))?;
     let (w, samples, steps, dt) = (n as i64, grid.n_samples as i32, grid.steps_per_sample as i32, grid.dt);
     let mut launch = stream.launch_builder(&f);
     launch.arg(&regs_dev).arg(&mut out).arg(&w).arg(&samples).arg(&steps).arg(&dt);
@@ -227,8 +212,9 @@ pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells
     // SAFETY: the kernel's parameters are exactly these, in this order, and
     // its buffers hold n_regs·n and states·samples·n doubles
     unsafe { launch.launch(cfg) }.map_err(err("running the kernel"))?;
-    let data = stream.clone_dtoh(&out).map_err(err("copying the result back"))?;
-    Ok(Trajectories { n_state: eq.states.len(), n_samples: grid.n_samples, n_cells: n, data })
+    stream.memcpy_dtoh(&out, &mut solution.data).map_err(err("copying the result back"))?;
+    stream.synchronize().map_err(err("copying the result back"))?;
+    Ok(solution)
 }
 
 #[derive(Clone, Copy)]

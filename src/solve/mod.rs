@@ -132,23 +132,20 @@ impl Cells {
     /// Checks the columns against the model's shape.
     pub fn check(&self, model: &dyn crate::cell::Model) -> Result<(), Error> {
         let info = model.info();
+        self.check_shape(info.name, info.states.len(), info.params.len())
+    }
+
+    /// Checks the columns against a model called `name` with `states` state
+    /// variables and `params` parameters (built-in or imported).
+    pub fn check_shape(&self, name: &str, states: usize, params: usize) -> Result<(), Error> {
         let shape_ok = |cols: &[Column]| {
             cols.iter()
                 .all(|c| !matches!(c, Column::PerCell(v) if v.len() != self.n))
         };
-        if self.init.len() != info.states.len()
-            || self.params.len() != info.params.len()
-            || !shape_ok(&self.init)
-            || !shape_ok(&self.params)
-        {
+        if self.init.len() != states || self.params.len() != params || !shape_ok(&self.init) || !shape_ok(&self.params) {
             return Err(Error::invalid(
                 "cells",
-                format!(
-                    "cells do not match model `{}` ({} states, {} parameters)",
-                    info.name,
-                    info.states.len(),
-                    info.params.len()
-                ),
+                format!("cells do not match model `{name}` ({states} states, {params} parameters)"),
                 "build the cells from the model's own state and parameter lists",
             ));
         }

@@ -220,3 +220,40 @@ fn schemes_converge_to_opencor_at_first_order() {
     }
     assert!(worst[1] > worst[0], "Rush–Larsen {} mV vs Euler {} mV at dt 0.01", worst[1], worst[0]);
 }
+
+/// A rate that is another state itself (x' = −y, y' = x, x advanced
+/// first): the compiled program advances states in place, and must still
+/// give forward Euler (each update from the old states), as the scalar
+/// reference does.
+#[test]
+fn a_rate_that_is_a_state_is_not_updated_first() {
+    use excite::solve::imported::{solve, solve_cells, Scheme};
+    use excite::solve::{Cells, Column};
+    let dir = scratch("cellml-oscillator");
+    let file = dir.join("oscillator.cellml");
+    std::fs::write(&file, r#"<?xml version="1.0"?>
+<model xmlns="http://www.cellml.org/cellml/2.0#" name="oscillator">
+  <component name="c">
+    <variable name="t" units="dimensionless"/>
+    <variable name="x" units="dimensionless" initial_value="1"/>
+    <variable name="y" units="dimensionless" initial_value="0"/>
+    <math xmlns="http://www.w3.org/1998/Math/MathML">
+      <apply><eq/><apply><diff/><bvar><ci>t</ci></bvar><ci>x</ci></apply><apply><minus/><ci>y</ci></apply></apply>
+      <apply><eq/><apply><diff/><bvar><ci>t</ci></bvar><ci>y</ci></apply><ci>x</ci></apply>
+    </math>
+  </component>
+</model>"#).unwrap();
+    let eq = cellml::load(&file).unwrap();
+    let grid = excite::solve::TimeGrid::new(10.0, 0.1, 1.0).unwrap();
+    let reference = solve(&eq, Scheme::Euler, &grid, &eq.initial_state(), &[]).unwrap();
+    let cells = Cells { n: 3, init: eq.initial_state().into_iter().map(Column::Same).collect(), params: vec![] };
+    let fast = solve_cells(&eq, Scheme::Euler, &grid, &cells, 1).unwrap();
+    for (s, row) in reference.iter().enumerate() {
+        for (k, want) in row.iter().enumerate() {
+            assert_eq!(fast.get(k, s, 2), *want, "state {k} sample {s}");
+        }
+    }
+    // forward Euler on a rotation grows the radius by √(1 + dt²) a step
+    let r2 = reference[10][0].powi(2) + reference[10][1].powi(2);
+    assert!((r2 - 1.01f64.powi(100)).abs() < 1e-9, "{r2}");
+}
