@@ -242,15 +242,12 @@ impl<'a, 'i> Reader<'a, 'i> {
         for v in 0..n {
             canonical[roots[v]].get_or_insert(v);
         }
-        let mut unit_cache: Vec<Option<Unit>> = vec![None; n];
-        for v in 0..n {
-            unit_cache[v] = Some(unit_of(&vars[v])?);
-        }
+        let var_units: Vec<Unit> = vars.iter().map(unit_of).collect::<Result<_, _>>()?;
         // local value = factor · the class's value (in the defining variable's units)
         let mut factor = vec![1.0; n];
         for v in 0..n {
             let c = canonical[roots[v]].expect("every class has a variable");
-            let (from, to) = (unit_cache[c].unwrap(), unit_cache[v].unwrap());
+            let (from, to) = (var_units[c], var_units[v]);
             factor[v] = from.factor_to(&to).ok_or_else(|| {
                 self.err(vars[v].node, format!("`{}` in {} is connected to `{}` in {}: no conversion between them ({} vs {})", full(&vars[v]), vars[v].units, full(&vars[c]), vars[c].units, to.describe(), from.describe()), "give connected variables units of the same dimension")
             })?;
@@ -261,14 +258,13 @@ impl<'a, 'i> Reader<'a, 'i> {
         let mut out_vars: Vec<Variable> = Vec::new();
         let mut states = Vec::new();
         let mut params = Vec::new();
-        let mut rate_of: Vec<Option<usize>> = Vec::new();
         for v in 0..n {
             let r = roots[v];
             if r == time_root || canonical[r] != Some(v) {
                 continue;
             }
             let var = &vars[v];
-            let initial = self.initial_value(r, &roots, &vars, &comps, &factor)?;
+            let initial = self.initial_value(r, &roots, &vars, &comps, &factor, &mut Vec::new())?;
             let kind = match defining[r] {
                 Some(k) => match eqs[k].lhs {
                     Lhs::Rate(..) => {
@@ -276,7 +272,6 @@ impl<'a, 'i> Reader<'a, 'i> {
                             return Err(self.err(var.node, format!("state `{}` has no initial value", full(var)), "give the variable an initial_value"));
                         };
                         states.push(out_vars.len());
-                        rate_of.push(Some(k));
                         Kind::State { initial }
                     }
                     Lhs::Var(_) => Kind::Algebraic,
@@ -358,8 +353,11 @@ impl<'a, 'i> Reader<'a, 'i> {
         Ok(())
     }
 
-    /// The class's initial value in the class's units, from whichever of its variables has one.
-    fn initial_value(&self, root: usize, roots: &[usize], vars: &[Var<'a, 'i>], comps: &[Comp], factor: &[f64]) -> Result<Option<f64>, Error> {
+    /// The class's initial value in the class's units, from whichever of its
+    /// variables has one; `naming` holds the classes whose initial values
+    /// name others on the way here (a loop of names is an error, not a recursion without end).
+    #[allow(clippy::too_many_arguments)]
+    fn initial_value(&self, root: usize, roots: &[usize], vars: &[Var<'a, 'i>], comps: &[Comp], factor: &[f64], naming: &mut Vec<usize>) -> Result<Option<f64>, Error> {
         let mut found: Option<(f64, usize)> = None;
         for (v, var) in vars.iter().enumerate().filter(|(v, _)| roots[*v] == root) {
             let Some(text) = var.initial else { continue };
@@ -374,7 +372,13 @@ impl<'a, 'i> Reader<'a, 'i> {
                     if roots[w] == root {
                         return Err(self.err(var.node, format!("initial_value `{text}` is the variable itself"), "write a number"));
                     }
-                    match self.initial_value(roots[w], roots, vars, comps, factor)? {
+                    if naming.contains(&roots[w]) {
+                        return Err(self.err(var.node, format!("initial_value `{text}` names a variable whose initial value names this one, in a loop"), "write a number for one of them"));
+                    }
+                    naming.push(root);
+                    let named = self.initial_value(roots[w], roots, vars, comps, factor, naming)?;
+                    naming.pop();
+                    match named {
                         Some(x) => x * factor[w],
                         None => return Err(self.err(var.node, format!("initial_value `{text}` names a variable without a value"), "name a constant with an initial_value")),
                     }
@@ -600,6 +604,10 @@ mod tests {
         .replace("<variable name=\"q\"", "<variable name=\"J\" units=\"volt\"/><variable name=\"q\"");
         let e = read(&looped).unwrap_err().to_string();
         assert!(e.contains("algebraic loop") && e.contains("probe.I") && e.contains("probe.J"), "{e}");
+        // initial values that name each other
+        let named = ok.replace("<variable name=\"q\" units=\"volt\" initial_value=\"2\"/>", "<variable name=\"q\" units=\"volt\" initial_value=\"a\"/><variable name=\"a\" units=\"volt\" initial_value=\"b\"/><variable name=\"b\" units=\"volt\" initial_value=\"a\"/>");
+        let e = read(&named).unwrap_err().to_string();
+        assert!(e.contains("in a loop"), "{e}");
         // not CellML at all, nesting no model has, a file too large to be a model
         let e = parse("<html/>", Path::new("m.cellml")).unwrap_err().to_string();
         assert!(e.contains("not a CellML model"), "{e}");
