@@ -281,7 +281,7 @@ impl Equations {
             .iter()
             .enumerate()
             .map(|(k, &x)| {
-                let (a, b) = affine(&self.rates[k], x, k, &reads, &defs)?;
+                let (a, b) = Linear { x, k, reads: &reads, defs: &defs, calls: 0 }.split(&self.rates[k], 0)?;
                 if b == Expr::Num(0.0) {
                     return None;
                 }
@@ -306,74 +306,130 @@ impl Equations {
     }
 }
 
-/// `e` as `a + b·x` for the variable `x` (state number `k`), with `a` and
-/// `b` free of `x`, inlining algebraic variables that read it; `None` where
-/// `e` is not linear in `x`.
-fn affine(e: &Expr, x: usize, k: usize, reads: &[Vec<bool>], defs: &std::collections::HashMap<usize, &Expr>) -> Option<(Expr, Expr)> {
-    let zero = || Expr::Num(0.0);
-    let depends = |e: &Expr| {
+/// Splits rates into `a + b·x` for the variable `x` (state number `k`),
+/// with `a` and `b` free of `x`, inlining algebraic variables that read it.
+/// The work is bounded (files are untrusted: a chain of variables each
+/// reading the last twice would double at every link): past [`Linear::DEPTH`]
+/// nested inlinings or [`Linear::CALLS`] steps the rate counts as not linear,
+/// so the state is advanced by Euler.
+struct Linear<'a> {
+    x: usize,
+    k: usize,
+    reads: &'a [Vec<bool>],
+    defs: &'a std::collections::HashMap<usize, &'a Expr>,
+    calls: usize,
+}
+
+impl Linear<'_> {
+    const DEPTH: usize = 256;
+    const CALLS: usize = 100_000;
+
+    fn depends(&self, e: &Expr) -> bool {
         let mut hit = false;
-        e.visit_vars(&mut |u| hit |= u == x || reads[u][k]);
+        e.visit_vars(&mut |u| hit |= u == self.x || self.reads[u][self.k]);
         hit
-    };
-    if !depends(e) {
-        return Some((e.clone(), zero()));
     }
-    let sum = |terms: Vec<Expr>| -> Expr {
-        let terms: Vec<Expr> = terms.into_iter().filter(|t| *t != Expr::Num(0.0)).collect();
-        match terms.len() {
-            0 => Expr::Num(0.0),
-            1 => terms.into_iter().next().unwrap(),
-            _ => Expr::Call(Func::Add, terms),
+
+    /// `e` as `(a, b)`; `None` where `e` is not linear in `x` (or the bound is reached).
+    fn split(&mut self, e: &Expr, depth: usize) -> Option<(Expr, Expr)> {
+        self.calls += 1;
+        if depth > Self::DEPTH || self.calls > Self::CALLS {
+            return None;
         }
-    };
-    match e {
-        Expr::Var(v) if *v == x => Some((zero(), Expr::Num(1.0))),
-        Expr::Var(v) => affine(defs.get(v)?, x, k, reads, defs),
-        Expr::Call(Func::Add, args) => {
-            let parts: Vec<(Expr, Expr)> = args.iter().map(|a| affine(a, x, k, reads, defs)).collect::<Option<_>>()?;
-            let (a, b): (Vec<Expr>, Vec<Expr>) = parts.into_iter().unzip();
-            Some((sum(a), sum(b)))
+        let zero = || Expr::Num(0.0);
+        if !self.depends(e) {
+            return Some((e.clone(), zero()));
         }
-        Expr::Call(f @ (Func::Sub | Func::Neg), args) => {
-            let parts: Vec<(Expr, Expr)> = args.iter().map(|a| affine(a, x, k, reads, defs)).collect::<Option<_>>()?;
-            let neg = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Neg, vec![e]) };
-            if parts.len() == 1 || *f == Func::Neg {
-                let (a, b) = parts.into_iter().next()?;
-                return Some((neg(a), neg(b)));
+        let sum = |terms: Vec<Expr>| -> Expr {
+            let terms: Vec<Expr> = terms.into_iter().filter(|t| *t != Expr::Num(0.0)).collect();
+            match terms.len() {
+                0 => Expr::Num(0.0),
+                1 => terms.into_iter().next().unwrap(),
+                _ => Expr::Call(Func::Add, terms),
             }
-            let mut it = parts.into_iter();
-            let ((a0, b0), (a1, b1)) = (it.next()?, it.next()?);
-            Some((sum(vec![a0, neg(a1)]), sum(vec![b0, neg(b1)])))
-        }
-        Expr::Call(Func::Mul, args) => {
-            // one factor may depend on x
-            let mut dependent = args.iter().enumerate().filter(|(_, a)| depends(a));
-            let (i, d) = dependent.next()?;
-            if dependent.next().is_some() {
-                return None;
+        };
+        let d = depth + 1;
+        match e {
+            Expr::Var(v) if *v == self.x => Some((zero(), Expr::Num(1.0))),
+            Expr::Var(v) => {
+                let def = *self.defs.get(v)?;
+                self.split(def, d)
             }
-            let (a, b) = affine(d, x, k, reads, defs)?;
-            let others: Vec<Expr> = args.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
-            let times = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Mul, others.iter().cloned().chain([e]).collect()) };
-            Some((times(a), times(b)))
-        }
-        Expr::Call(Func::Div, args) if !depends(&args[1]) => {
-            let (a, b) = affine(&args[0], x, k, reads, defs)?;
-            let over = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Div, vec![e, args[1].clone()]) };
-            Some((over(a), over(b)))
-        }
-        Expr::Piecewise(pieces, otherwise) if pieces.iter().all(|(_, c)| !depends(c)) => {
-            let mut pa = Vec::new();
-            let mut pb = Vec::new();
-            for (v, c) in pieces {
-                let (a, b) = affine(v, x, k, reads, defs)?;
-                pa.push((a, c.clone()));
-                pb.push((b, c.clone()));
+            Expr::Call(Func::Add, args) => {
+                let parts: Vec<(Expr, Expr)> = args.iter().map(|a| self.split(a, d)).collect::<Option<_>>()?;
+                let (a, b): (Vec<Expr>, Vec<Expr>) = parts.into_iter().unzip();
+                Some((sum(a), sum(b)))
             }
-            let (oa, ob) = affine(otherwise, x, k, reads, defs)?;
-            Some((Expr::Piecewise(pa, Box::new(oa)), Expr::Piecewise(pb, Box::new(ob))))
+            Expr::Call(f @ (Func::Sub | Func::Neg), args) => {
+                let parts: Vec<(Expr, Expr)> = args.iter().map(|a| self.split(a, d)).collect::<Option<_>>()?;
+                let neg = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Neg, vec![e]) };
+                if parts.len() == 1 || *f == Func::Neg {
+                    let (a, b) = parts.into_iter().next()?;
+                    return Some((neg(a), neg(b)));
+                }
+                let mut it = parts.into_iter();
+                let ((a0, b0), (a1, b1)) = (it.next()?, it.next()?);
+                Some((sum(vec![a0, neg(a1)]), sum(vec![b0, neg(b1)])))
+            }
+            Expr::Call(Func::Mul, args) => {
+                // one factor may depend on x
+                let mut dependent = args.iter().enumerate().filter(|(_, a)| self.depends(a));
+                let (i, factor) = dependent.next()?;
+                if dependent.next().is_some() {
+                    return None;
+                }
+                let (a, b) = self.split(factor, d)?;
+                let others: Vec<Expr> = args.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
+                let times = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Mul, others.iter().cloned().chain([e]).collect()) };
+                Some((times(a), times(b)))
+            }
+            Expr::Call(Func::Div, args) if !self.depends(&args[1]) => {
+                let (a, b) = self.split(&args[0], d)?;
+                let over = |e: Expr| if e == Expr::Num(0.0) { e } else { Expr::Call(Func::Div, vec![e, args[1].clone()]) };
+                Some((over(a), over(b)))
+            }
+            Expr::Piecewise(pieces, otherwise) if pieces.iter().all(|(_, c)| !self.depends(c)) => {
+                let mut pa = Vec::new();
+                let mut pb = Vec::new();
+                for (v, c) in pieces {
+                    let (a, b) = self.split(v, d)?;
+                    pa.push((a, c.clone()));
+                    pb.push((b, c.clone()));
+                }
+                let (oa, ob) = self.split(otherwise, d)?;
+                Some((Expr::Piecewise(pa, Box::new(oa)), Expr::Piecewise(pb, Box::new(ob))))
+            }
+            _ => None,
         }
-        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of variables each reading the last twice (a file from
+    /// anyone can hold one): finding gates stays bounded, the rate counts as
+    /// not linear (its state advanced by Euler), and the rate still evaluates.
+    #[test]
+    fn gate_search_is_bounded() {
+        let links = 80;
+        let mut vars = vec![Variable { name: "c.x".into(), units: "1".into(), kind: Kind::State { initial: 1.0 } }];
+        let mut algebraic = Vec::new();
+        for i in 1..=links {
+            vars.push(Variable { name: format!("c.a{i}"), units: "1".into(), kind: Kind::Algebraic });
+            let prev = if i == 1 { 0 } else { i - 1 };
+            algebraic.push((i, Expr::Call(Func::Add, vec![Expr::Var(prev), Expr::Var(prev)])));
+        }
+        let eq = Equations { name: "chain".into(), time: ("c.t".into(), "1".into()), vars, states: vec![0], rates: vec![Expr::Var(links)], params: vec![], algebraic };
+        // unbounded, this would take 2^80 steps
+        assert_eq!(eq.gates(None), vec![None]);
+        assert_eq!(eq.rates(0.0, &[1.0], &[]), vec![2f64.powi(links as i32)]);
+        // a short chain is still found linear: 2^4·x
+        let mut short = eq.clone();
+        short.rates = vec![Expr::Var(4)];
+        assert_eq!(short.gates(None).len(), 1);
+        let g = short.gates(None)[0].clone().expect("linear in x");
+        assert_eq!(g.b.eval(&short.values(0.0, &[3.0], &[]), 0.0), 16.0);
     }
 }

@@ -20,6 +20,11 @@ use units::{Part, Unit};
 pub const MAX_BYTES: u64 = 64 << 20;
 /// Deepest nesting of MathML accepted (real models stay below 100).
 const MAX_DEPTH: usize = 512;
+/// Most variables and states accepted (Decker 2009: 48 states, a few
+/// hundred variables): finding gating variables keeps a table of which
+/// states each variable reads, variables × states.
+pub const MAX_VARIABLES: usize = 100_000;
+pub const MAX_STATES: usize = 1_000;
 
 const NAMESPACES: [&str; 3] = ["http://www.cellml.org/cellml/1.0#", "http://www.cellml.org/cellml/1.1#", "http://www.cellml.org/cellml/2.0#"];
 
@@ -165,6 +170,9 @@ impl<'a, 'i> Reader<'a, 'i> {
             }
             comps.push(Comp { name, vars: names, node: c });
         }
+        if vars.len() > MAX_VARIABLES {
+            return Err(self.err(root, format!("{} variables, more than any cell model ({MAX_VARIABLES} at most)", vars.len()), "check that this is a single cell model"));
+        }
         let full = |v: &Var| format!("{}.{}", comps[v.comp].name, v.name);
 
         // connections join variables into classes
@@ -286,6 +294,10 @@ impl<'a, 'i> Reader<'a, 'i> {
             };
             index[r] = Some(out_vars.len());
             out_vars.push(Variable { name: full(var), units: var.units.clone(), kind });
+        }
+
+        if states.len() > MAX_STATES {
+            return Err(self.err(root, format!("{} state variables, more than any cell model ({MAX_STATES} at most)", states.len()), "check that this is a single cell model"));
         }
 
         // expressions, each in its component's names and units
@@ -608,6 +620,13 @@ mod tests {
         let named = ok.replace("<variable name=\"q\" units=\"volt\" initial_value=\"2\"/>", "<variable name=\"q\" units=\"volt\" initial_value=\"a\"/><variable name=\"a\" units=\"volt\" initial_value=\"b\"/><variable name=\"b\" units=\"volt\" initial_value=\"a\"/>");
         let e = read(&named).unwrap_err().to_string();
         assert!(e.contains("in a loop"), "{e}");
+        // more state variables than any cell model
+        let many: String = (0..=MAX_STATES).map(|i| format!("<variable name=\"s{i}\" units=\"ms\" initial_value=\"0\"/>")).collect::<String>()
+            + "<math MATH>"
+            + &(0..=MAX_STATES).map(|i| format!("<apply><eq/><apply><diff/><bvar><ci>t</ci></bvar><ci>s{i}</ci></apply><cn cellml:units=\"ms\">1</cn></apply>")).collect::<String>()
+            + "</math>";
+        let e = read(&format!("<component name=\"c\"><variable name=\"t\" units=\"ms\"/>{}</component>", many.replace("MATH", MATH))).unwrap_err().to_string();
+        assert!(e.contains("1001 state variables"), "{e}");
         // not CellML at all, nesting no model has, a file too large to be a model
         let e = parse("<html/>", Path::new("m.cellml")).unwrap_err().to_string();
         assert!(e.contains("not a CellML model"), "{e}");
