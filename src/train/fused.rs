@@ -480,9 +480,8 @@ mod tests {
                 let y: Vec<f32> = (0..rows * 2).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
                 let lr = 1e-2 / (step + 1) as f64;
                 let loss = fused.step(&x, &y, rows, lr);
-                let (xb, yb) = (Tensor::<2>::from_data(TensorData::new(x, [rows, 3]), &device), Tensor::<2>::from_data(TensorData::new(y, [rows, 2]), &device));
                 let burn_loss;
-                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, xb, yb, None, &mut rng, &device, true);
+                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, (&x, &y, rows), None, &mut rng, &device, true);
                 let burn_loss = burn_loss.unwrap();
                 assert!((loss - burn_loss).abs() <= 1e-5 * burn_loss.max(1e-3), "{act:?} step {step}: loss {loss} vs burn {burn_loss}");
             }
@@ -545,9 +544,8 @@ mod tests {
                 let points = physics.draw(&x, rows, &mut fused_rng);
                 let terms = PinnTerms { residual: &residual, collocation: points.fresh.as_deref().map(|x| (x, points.count)), initial: &points.initial, weights };
                 let loss = fused.step_pinn(&x, &y, rows, &terms, lr);
-                let (xb, yb) = (Tensor::<2>::from_data(TensorData::new(x, [rows, 3]), &device), Tensor::<2>::from_data(TensorData::new(y, [rows, 2]), &device));
                 let burn_loss;
-                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, xb, yb, Some(&physics), &mut burn_rng, &device, true);
+                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, (&x, &y, rows), Some(&physics), &mut burn_rng, &device, true);
                 let burn_loss = burn_loss.unwrap();
                 assert!((loss - burn_loss).abs() <= 2e-5 * burn_loss.max(1e-3), "{act:?} {collocation:?} step {step}: loss {loss} vs burn {burn_loss}");
             }

@@ -344,9 +344,9 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             spec.adaptive.map(|a| (a.fraction, a.boost)),
         );
         let check = (state.step + 1) % spec.val_every == 0 || state.step + 1 == spec.steps;
+        gather_into(&mut xf, &d.x_train, n_in, &rows);
+        gather_into(&mut yf, &d.y_train, n_out, &rows);
         if let Some(f) = fused.as_mut() {
-            gather_into(&mut xf, &d.x_train, n_in, &rows);
-            gather_into(&mut yf, &d.y_train, n_out, &rows);
             let loss = match (&physics, &residual) {
                 (Some(p), Some(residual)) => {
                     let points = p.draw(&xf, rows.len(), &mut rng);
@@ -359,15 +359,12 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
                 last_loss = loss;
             }
         } else {
-            let xb = gather(&d.x_train, n_in, &rows, &device);
-            let yb = gather(&d.y_train, n_out, &rows, &device);
             let loss;
             (net, loss) = step(
                 net,
                 &mut optim,
                 state.lr,
-                xb,
-                yb,
+                (&xf, &yf, rows.len()),
                 physics.as_ref(),
                 &mut rng,
                 &device,
@@ -498,26 +495,25 @@ impl Physics<'_> {
     }
 }
 
-/// One optimisation step on a batch; returns the updated net, and the loss if `read_loss`.
-#[allow(clippy::too_many_arguments)]
+/// One optimisation step with burn's autodiff on a batch (`x`, `y`, rows:
+/// host rows, unit scale); returns the updated net, and the loss if `read_loss`.
 pub(super) fn step(
     net: Net,
     optim: &mut burn::optim::ModuleOptimizer,
     lr: f64,
-    xb: Tensor<2>,
-    yb: Tensor<2>,
+    (x, y, rows): (&[f32], &[f32], usize),
     physics: Option<&Physics>,
     rng: &mut Rng,
     device: &Device,
     read_loss: bool,
 ) -> (Net, Option<f64>) {
-    let data_loss = (net.forward(xb.clone()) - yb).square().mean();
+    let tensor = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, v.len() / rows]), device);
+    let data_loss = (net.forward(tensor(x)) - tensor(y)).square().mean();
     let loss = match physics {
         Some(p) => {
-            let rows = xb.dims()[0];
-            let x = xb.into_data().try_into_vec::<f32>().expect("f32 inputs");
-            let points = p.draw(&x, rows, rng);
-            let xc = points.fresh.unwrap_or(x);
+            // the residual's points from the host rows (no copy back from the device)
+            let points = p.draw(x, rows, rng);
+            let xc = points.fresh.unwrap_or_else(|| x.to_vec());
             let (phys, ic) = p.ctx.losses(&net, p.norm, xc, points.count, points.initial, device);
             data_loss.mul_scalar(p.weights.data)
                 + phys.mul_scalar(p.weights.physics)
@@ -528,12 +524,6 @@ pub(super) fn step(
     let value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
     let grads = GradientsParams::from_grads(loss.backward(), &net);
     (optim.step(lr, net, grads), value)
-}
-
-pub(super) fn gather(data: &[f32], cols: usize, rows: &[usize], device: &Device) -> Tensor<2> {
-    let mut v = Vec::with_capacity(rows.len() * cols);
-    gather_into(&mut v, data, cols, rows);
-    Tensor::from_data(TensorData::new(v, [rows.len(), cols]), device)
 }
 
 /// The rows `rows` of `data` (`cols` wide), into `out` (its old contents dropped).
