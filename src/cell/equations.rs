@@ -57,10 +57,6 @@ pub enum Expr {
 }
 
 impl Expr {
-    pub fn call(f: Func, args: Vec<Expr>) -> Expr {
-        Expr::Call(f, args)
-    }
-
     /// `k · self`, leaving the expression alone when `k` is 1.
     pub fn scaled(self, k: f64) -> Expr {
         if k == 1.0 {
@@ -194,22 +190,22 @@ impl Equations {
         }
     }
 
+    /// The states' initial values, in `states` order.
     pub fn initial_state(&self) -> Vec<f64> {
-        self.states
-            .iter()
-            .map(|&i| match self.vars[i].kind {
-                Kind::State { initial } => initial,
-                _ => unreachable!("states are states"),
-            })
-            .collect()
+        self.values_of(&self.states)
     }
 
+    /// The parameters' values, in `params` order.
     pub fn param_values(&self) -> Vec<f64> {
-        self.params
-            .iter()
+        self.values_of(&self.params)
+    }
+
+    /// The given values of the variables `ids` (states' initial values, parameters' values).
+    fn values_of(&self, ids: &[usize]) -> Vec<f64> {
+        ids.iter()
             .map(|&i| match self.vars[i].kind {
-                Kind::Param { value } => value,
-                _ => unreachable!("parameters are parameters"),
+                Kind::State { initial: x } | Kind::Param { value: x } => x,
+                Kind::Algebraic => unreachable!("states and parameters have values"),
             })
             .collect()
     }
@@ -252,15 +248,10 @@ impl Equations {
     /// which a Rush–Larsen step advances by forward Euler.
     pub fn gates(&self, potential: Option<usize>) -> Vec<Option<Gate>> {
         // which states each algebraic variable reads, through others
-        let mut reads: Vec<Vec<bool>> = vec![Vec::new(); self.vars.len()];
         let n = self.states.len();
+        let mut reads: Vec<Vec<bool>> = vec![vec![false; n]; self.vars.len()];
         for (k, &s) in self.states.iter().enumerate() {
-            reads[s] = (0..n).map(|j| j == k).collect();
-        }
-        for i in 0..self.vars.len() {
-            if reads[i].is_empty() {
-                reads[i] = vec![false; n];
-            }
+            reads[s][k] = true;
         }
         for (v, e) in &self.algebraic {
             let mut r = vec![false; n];

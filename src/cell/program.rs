@@ -144,8 +144,8 @@ impl Builder {
                                 _ => self.call(Func::Mul, sq, sq),
                             }
                         }
-                        Expr::Num(e) if e == 0.5 => self.call(Func::Sqrt, regs[0], regs[0]),
-                        Expr::Num(e) if e == 1.0 => regs[0],
+                        Expr::Num(0.5) => self.call(Func::Sqrt, regs[0], regs[0]),
+                        Expr::Num(1.0) => regs[0],
                         _ => self.call(Func::Pow, regs[0], regs[1]),
                     },
                     (_, 1) => self.call(*f, regs[0], regs[0]),

@@ -113,11 +113,11 @@ fn apply<'a, 'i>(node: Node<'a, 'i>, names: &dyn Names) -> Res<'a, 'i, Expr> {
     let name = op.tag_name().name();
     let unary = |f: Func| -> Res<'a, 'i, Expr> {
         arity(1)?;
-        Ok(Expr::call(f, all(&args)?))
+        Ok(Expr::Call(f, all(&args)?))
     };
     let binary = |f: Func| -> Res<'a, 'i, Expr> {
         arity(2)?;
-        Ok(Expr::call(f, all(&args)?))
+        Ok(Expr::Call(f, all(&args)?))
     };
     match name {
         "plus" | "times" | "and" | "or" | "xor" => {
@@ -131,11 +131,11 @@ fn apply<'a, 'i>(node: Node<'a, 'i>, names: &dyn Names) -> Res<'a, 'i, Expr> {
                 "or" => Func::Or,
                 _ => Func::Xor,
             };
-            Ok(Expr::call(f, all(&args)?))
+            Ok(Expr::Call(f, all(&args)?))
         }
         "minus" => match args.len() {
-            1 => Ok(Expr::call(Func::Neg, all(&args)?)),
-            2 => Ok(Expr::call(Func::Sub, all(&args)?)),
+            1 => Ok(Expr::Call(Func::Neg, all(&args)?)),
+            2 => Ok(Expr::Call(Func::Sub, all(&args)?)),
             n => fail(node, format!("<minus> takes one or two arguments, this apply gives {n}"), "check the apply's arguments"),
         },
         "divide" => binary(Func::Div),
@@ -156,10 +156,10 @@ fn apply<'a, 'i>(node: Node<'a, 'i>, names: &dyn Names) -> Res<'a, 'i, Expr> {
                 }
             };
             Ok(match (name, q) {
-                ("root", None) => Expr::call(Func::Sqrt, vec![x]),
-                ("root", Some(degree)) => Expr::call(Func::Pow, vec![x, Expr::call(Func::Div, vec![Expr::Num(1.0), degree])]),
-                (_, None) => Expr::call(Func::Log10, vec![x]),
-                (_, Some(base)) => Expr::call(Func::Div, vec![Expr::call(Func::Ln, vec![x]), Expr::call(Func::Ln, vec![base])]),
+                ("root", None) => Expr::Call(Func::Sqrt, vec![x]),
+                ("root", Some(degree)) => Expr::Call(Func::Pow, vec![x, Expr::Call(Func::Div, vec![Expr::Num(1.0), degree])]),
+                (_, None) => Expr::Call(Func::Log10, vec![x]),
+                (_, Some(base)) => Expr::Call(Func::Div, vec![Expr::Call(Func::Ln, vec![x]), Expr::Call(Func::Ln, vec![base])]),
             })
         }
         "exp" => unary(Func::Exp),
