@@ -74,12 +74,16 @@ python="${PYTHON:-python3}"
 target=.deps/python
 stamp=.deps/installed.txt
 
-if [[ -f $stamp && "$(cat "$stamp")" == "$requirements" ]]; then
-    exit 0
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$requirements" ]]; then
+    echo "setup: installing $requirements into $target" >&2
+    rm -rf "$target" "$stamp"
+    mkdir -p .deps
+    # shellcheck disable=SC2086
+    "$python" -m pip install --quiet --disable-pip-version-check --no-input --target "$target" $requirements
+    echo "$requirements" > "$stamp"
 fi
-echo "setup: installing $requirements into $target" >&2
-rm -rf "$target" "$stamp"
-mkdir -p .deps
-# shellcheck disable=SC2086
-"$python" -m pip install --quiet --disable-pip-version-check --no-input --target "$target" $requirements
-echo "$requirements" > "$stamp"
+
+# the CellML files the models/lr1991*.yaml presets import, made from Myokit's models
+if [[ ! -f models/cellml/lr1991.cellml ]]; then
+    PYTHONPATH="$target" "$python" scripts/myokit_models.py models/cellml >/dev/null
+fi

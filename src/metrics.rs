@@ -131,19 +131,26 @@ pub fn errors(names: &[String], pred: &[f32], truth: &[f32]) -> Vec<VarMetrics> 
 }
 
 /// Rolls a one-step map out from `cells` initial rows `x0` ([cells][inputs],
-/// the first `n_state` inputs being the state, the rest fixed per cell):
-/// `step(x, cells)` gives the next states [cells][n_state], which become the
-/// next inputs. Returns the states after each of `steps` steps,
-/// [steps][cells][n_state].
-pub fn rollout<E>(x0: &[f32], cells: usize, n_state: usize, steps: usize, mut step: impl FnMut(&[f32], usize) -> Result<Vec<f32>, E>) -> Result<Vec<f32>, E> {
+/// the first `n_state` inputs being the state, the rest fixed per cell but
+/// time): `step(x, cells)` gives the next states [cells][n_state], which
+/// become the next inputs. Where `time` is `Some((column, dt))` that input is
+/// the time, advanced by `dt` a step from its value in `x0` (the step of a
+/// model with a stimulus protocol depends on it). Returns the states after
+/// each of `steps` steps, [steps][cells][n_state].
+pub fn rollout<E>(x0: &[f32], cells: usize, n_state: usize, steps: usize, time: Option<(usize, f64)>, mut step: impl FnMut(&[f32], usize) -> Result<Vec<f32>, E>) -> Result<Vec<f32>, E> {
     let n_in = if cells == 0 { n_state } else { x0.len() / cells };
     assert!(n_in >= n_state && x0.len() == cells * n_in, "rollout inputs are not [cells][inputs] with the state first");
+    assert!(time.is_none_or(|(col, _)| col >= n_state && col < n_in), "the time column is not among the fixed inputs");
     let mut x = x0.to_vec();
     let mut out = Vec::with_capacity(steps * cells * n_state);
-    for _ in 0..steps {
+    for k in 0..steps {
         let y = step(&x, cells)?;
         for c in 0..cells {
             x[c * n_in..c * n_in + n_state].copy_from_slice(&y[c * n_state..(c + 1) * n_state]);
+            if let Some((col, dt)) = time {
+                // from the start each time, so no rounding accumulates
+                x[c * n_in + col] = (x0[c * n_in + col] as f64 + (k + 1) as f64 * dt) as f32;
+            }
         }
         out.extend_from_slice(&y[..cells * n_state]);
     }
@@ -183,7 +190,11 @@ mod tests {
     fn rollout_feeds_each_state_back() {
         // x' = x + k per step, k a fixed input; two cells
         let x0 = [0.0, 1.0, 10.0, 2.0];
-        let out = rollout(&x0, 2, 1, 3, |x, n| Ok::<_, ()>((0..n).map(|c| x[2 * c] + x[2 * c + 1]).collect())).unwrap();
+        let out = rollout(&x0, 2, 1, 3, None, |x, n| Ok::<_, ()>((0..n).map(|c| x[2 * c] + x[2 * c + 1]).collect())).unwrap();
         assert_eq!(out, vec![1.0, 12.0, 2.0, 14.0, 3.0, 16.0]);
+        // the second input is time, from 0.5 and 0 a step of 0.25: x' = x + t
+        let x0 = [0.0, 0.5, 10.0, 0.0];
+        let out = rollout(&x0, 2, 1, 3, Some((1, 0.25)), |x, n| Ok::<_, ()>((0..n).map(|c| x[2 * c] + x[2 * c + 1]).collect())).unwrap();
+        assert_eq!(out, vec![0.5, 10.0, 1.25, 10.25, 2.25, 10.75]);
     }
 }

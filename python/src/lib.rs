@@ -53,7 +53,8 @@ struct Surrogate {
 
 /// Names of the problem `model` records, or x0…, y0… for a file without one.
 fn names(model: &excite::onnx::Model, n_in: usize, n_out: usize) -> (Vec<String>, Vec<String>) {
-    match excite::verify::Problem::from_props(&model.metadata) {
+    // the metadata alone: naming columns needs no cell model (an imported one's file may be elsewhere)
+    match excite::data::problem::ProblemMeta::from_props(&model.metadata) {
         Ok(p) => (p.inputs.iter().map(|v| v.name.clone()).collect(), p.outputs.iter().map(|v| v.name.clone()).collect()),
         Err(_) => ((0..n_in).map(|i| format!("x{i}")).collect(), (0..n_out).map(|i| format!("y{i}")).collect()),
     }
@@ -203,7 +204,7 @@ fn simulate<'py>(py: Python<'py>, model: &str, t_end: f64, dt: f64, sample_every
         init: info.states.iter().map(|s| column(initial.get(s.name), 0.0, s.name)).collect::<PyResult<_>>()?,
         params: info.params.iter().map(|p| column(params.get(p.name), p.default, p.name)).collect::<PyResult<_>>()?,
     };
-    let traj = py.detach(|| excite::solve::solve(m, &grid, &cells, excite::solve::Device::Cpu, threads)).map_err(raise)?;
+    let traj = py.detach(|| excite::solve::solve(m, &grid, &cells, excite::solve::Scheme::Euler, excite::solve::Device::Cpu, threads)).map_err(raise)?;
     let out = PyDict::new(py);
     let t: Vec<f32> = (0..grid.n_samples).map(|k| (k as f64 * sample_every) as f32).collect();
     out.set_item("t", t.into_pyarray(py))?;

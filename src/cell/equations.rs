@@ -123,6 +123,23 @@ impl Expr {
         }
     }
 
+    /// Whether the expression reads time.
+    pub fn reads_time(&self) -> bool {
+        match self {
+            Expr::Time => true,
+            Expr::Num(_) | Expr::Var(_) => false,
+            Expr::Call(_, args) => args.iter().any(Expr::reads_time),
+            Expr::Piecewise(pieces, otherwise) => pieces.iter().any(|(v, c)| v.reads_time() || c.reads_time()) || otherwise.reads_time(),
+        }
+    }
+
+    /// Whether the expression is a constant: it reads neither a variable nor time.
+    pub fn is_constant(&self) -> bool {
+        let mut constant = !self.reads_time();
+        self.visit_vars(&mut |_| constant = false);
+        constant
+    }
+
     /// Calls `f` on every variable the expression reads.
     pub fn visit_vars(&self, f: &mut impl FnMut(usize)) {
         match self {
@@ -223,6 +240,11 @@ impl Equations {
             vals[*i] = e.eval(&vals, t);
         }
         vals
+    }
+
+    /// Whether the right-hand side reads time (a stimulus protocol does).
+    pub fn reads_time(&self) -> bool {
+        self.rates.iter().any(Expr::reads_time) || self.algebraic.iter().any(|(_, e)| e.reads_time())
     }
 
     /// The right-hand side: d state / dt.

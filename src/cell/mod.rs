@@ -9,6 +9,7 @@
 
 pub mod cellml;
 pub mod equations;
+pub mod imported;
 pub mod program;
 mod real;
 pub mod symbolic;
@@ -27,6 +28,8 @@ pub const MAX_PARAMS: usize = 16;
 pub struct StateVar {
     pub name: &'static str,
     pub summary: &'static str,
+    /// The initial value a dataset starts from unless it says otherwise.
+    pub initial: f64,
 }
 
 /// A parameter of a model with its default and the range of valid values.
@@ -66,6 +69,11 @@ impl ModelInfo {
         self.params.iter().map(|p| p.default).collect()
     }
 
+    /// The states' default initial values.
+    pub fn initial_state(&self) -> Vec<f64> {
+        self.states.iter().map(|s| s.initial).collect()
+    }
+
     /// Checks a value for parameter `i` against its valid range.
     pub fn check_param(&self, i: usize, value: f64) -> Result<(), Error> {
         let p = &self.params[i];
@@ -99,22 +107,33 @@ pub trait CellModel: Send + Sync + 'static {
     fn cuda_rhs(&self) -> &'static str;
 }
 
-/// The object-safe face of a [`CellModel`]: what the rest of excite holds
-/// (`&'static dyn Model`). Code that needs the concrete type (the solvers,
+/// The object-safe face of a cell model, built in or imported: what the
+/// rest of excite holds (`&'static dyn Model`). [`Model::form`] says which
+/// it is; code that needs a built-in model's concrete type (the solvers,
 /// which inline the right-hand side into their loops) gets it through
 /// [`with_model`].
 pub trait Model: std::any::Any + Send + Sync {
     fn info(&self) -> &'static ModelInfo;
+    fn form(&self) -> Form<'_>;
+}
+
+/// What a model's equations are made of.
+pub enum Form<'a> {
+    /// Rust generic over [`Real`] (with its CUDA twin).
+    Builtin(&'a dyn Builtin),
+    /// The equation IR of an imported file, which may read time.
+    Imported(&'a imported::Imported),
+}
+
+/// A built-in model's right-hand side, object-safe.
+pub trait Builtin {
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]);
     /// The right-hand side on symbols, for [`symbolic::trace`].
     fn rhs_sym(&self, p: &[symbolic::Sym], x: &[symbolic::Sym], dx: &mut [symbolic::Sym]);
     fn cuda_rhs(&self) -> &'static str;
 }
 
-impl<M: CellModel> Model for M {
-    fn info(&self) -> &'static ModelInfo {
-        CellModel::info(self)
-    }
+impl<M: CellModel> Builtin for M {
     fn rhs_f64(&self, p: &[f64], x: &[f64], dx: &mut [f64]) {
         self.rhs(p, x, dx)
     }
@@ -123,6 +142,15 @@ impl<M: CellModel> Model for M {
     }
     fn cuda_rhs(&self) -> &'static str {
         CellModel::cuda_rhs(self)
+    }
+}
+
+impl<M: CellModel> Model for M {
+    fn info(&self) -> &'static ModelInfo {
+        CellModel::info(self)
+    }
+    fn form(&self) -> Form<'_> {
+        Form::Builtin(self)
     }
 }
 
@@ -160,7 +188,7 @@ pub fn all() -> &'static [&'static dyn Model] {
     registry::MODELS
 }
 
-/// The model called `name`, or an error listing the known ones.
+/// The built-in model called `name`, or an error listing the known ones.
 pub fn by_name(name: &str) -> Result<&'static dyn Model, Error> {
     all()
         .iter()
@@ -171,9 +199,31 @@ pub fn by_name(name: &str) -> Result<&'static dyn Model, Error> {
             Error::invalid(
                 "model",
                 format!("unknown cell model `{name}`"),
-                format!("use one of: {}", known.join(", ")),
+                format!("use one of: {}, or import one with `model: {{cellml: FILE}}`", known.join(", ")),
             )
         })
+}
+
+/// Where a configuration takes its cell model from: a built-in model's name
+/// (`model: fhn-cardiac`) or a CellML file (`model: {cellml: lr1991.cellml}`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ModelRef {
+    Builtin(String),
+    Cellml { cellml: std::path::PathBuf },
+}
+
+impl ModelRef {
+    /// The model, a relative CellML path taken from `base` (the folder of the configuration file).
+    pub fn resolve(&self, base: &std::path::Path) -> Result<&'static dyn Model, Error> {
+        match self {
+            ModelRef::Builtin(name) => by_name(name),
+            ModelRef::Cellml { cellml } => {
+                let model: &'static dyn Model = imported::load(&base.join(cellml))?;
+                Ok(model)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use crate::cell::{Model, Real};
+use crate::cell::{Form, Model, Real};
+use crate::Error;
 
 /// One recorded operation; operands are indices of earlier entries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,7 +104,15 @@ impl Real for Sym {
 
 /// Records `model`'s right-hand side. `params[i]` is `Some(value)` for a
 /// parameter fixed to a constant and `None` for one given at evaluation.
-pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Tape {
+/// Built-in models only: an imported model's equations are not traced.
+pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Result<Tape, Error> {
+    let Form::Builtin(rhs) = model.form() else {
+        return Err(Error::invalid(
+            "train.mode",
+            format!("the physics loss of imported model `{}` cannot be built yet: the tape has no time, ln, pow or comparisons, which its equations use", model.info().name),
+            "train a data-driven surrogate (mode: ddnn or itnn) on this model",
+        ));
+    };
     TAPE.with(|t| t.borrow_mut().clear());
     let n = model.info().states.len();
     let p: Vec<Sym> = params
@@ -113,12 +122,12 @@ pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Tape {
         .collect();
     let x: Vec<Sym> = (0..n).map(|i| push(Op::State(i))).collect();
     let mut dx = vec![Sym(0); n];
-    model.rhs_sym(&p, &x, &mut dx);
+    rhs.rhs_sym(&p, &x, &mut dx);
     let ops = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    Tape {
+    Ok(Tape {
         ops,
         outputs: dx.iter().map(|s| s.0).collect(),
-    }
+    })
 }
 
 impl Tape {
@@ -205,15 +214,16 @@ mod tests {
             let p = info.defaults();
             let x = [0.37, 0.05];
             let mut want = vec![0.0; 2];
-            model.rhs_f64(&p, &x, &mut want);
+            let Form::Builtin(rhs) = model.form() else { unreachable!("built-in") };
+            rhs.rhs_f64(&p, &x, &mut want);
             // every parameter fixed: only state-dependent ops remain
-            let fixed = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+            let fixed = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>()).unwrap();
             assert!(!fixed.ops.iter().any(|o| matches!(o, Op::Param(_))));
             let got = fixed.eval_f64(&[], &x);
             // last parameter varying
             let mut spec: Vec<Option<f64>> = p.iter().map(|&v| Some(v)).collect();
             *spec.last_mut().unwrap() = None;
-            let varying = trace(*model, &spec);
+            let varying = trace(*model, &spec).unwrap();
             let got2 = varying.eval_f64(&p, &x);
             for i in 0..2 {
                 assert!(
@@ -235,7 +245,7 @@ mod tests {
     fn vjp_is_the_jacobian() {
         for model in crate::cell::all() {
             let p = model.info().defaults();
-            let tape = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>());
+            let tape = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>()).unwrap();
             let x = [0.37, 0.05];
             let seed = [0.7, -1.3];
             let (mut v, mut adj, mut got) = (Vec::new(), Vec::new(), [0.0; 2]);

@@ -54,6 +54,39 @@ pub struct ModelMeta {
     pub name: String,
     pub equations: String,
     pub params: BTreeMap<String, f64>,
+    /// The CellML file of an imported model (none for a built-in one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cellml: Option<CellmlMeta>,
+}
+
+/// Which file an imported model came from, by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellmlMeta {
+    /// Where it was read (absolute where known).
+    pub file: String,
+    pub sha256: String,
+}
+
+impl ModelMeta {
+    /// The cell model this metadata names: a built-in one by name, an
+    /// imported one from its file, which must still hold the same content.
+    pub fn resolve(&self) -> Result<&'static dyn crate::cell::Model, Error> {
+        let Some(c) = &self.cellml else {
+            return crate::cell::by_name(&self.name);
+        };
+        let file = Path::new(&c.file);
+        let m = crate::cell::imported::load(file).map_err(|e| {
+            Error::invalid("model.cellml", format!("the CellML file `{}` of model `{}` cannot be read again: {e}", c.file, self.name), "put the file the surrogate was trained on back at that path")
+        })?;
+        if m.sha256 != c.sha256 {
+            return Err(Error::invalid(
+                "model.cellml",
+                format!("`{}` has changed since the data were made (sha256 {} then, {} now)", c.file, &c.sha256[..12], &m.sha256[..12]),
+                "restore the file the surrogate was trained on, or make the dataset again from the new one",
+            ));
+        }
+        Ok(m)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +103,13 @@ pub struct TimeMeta {
     pub sample_every: f64,
     pub steps_per_sample: usize,
     pub samples_per_cell: usize,
+    /// How the reference steps (forward Euler unless said).
+    #[serde(default, skip_serializing_if = "is_euler")]
+    pub scheme: solve::Scheme,
+}
+
+fn is_euler(s: &solve::Scheme) -> bool {
+    *s == solve::Scheme::Euler
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,14 +180,14 @@ pub fn generate(
         spec.grid.total_steps(),
         spec.device
     ));
-    let traj = solve::solve(spec.model, &spec.grid, &cells, spec.device, threads)?;
+    let traj = solve::solve(spec.model, &spec.grid, &cells, spec.scheme, spec.device, threads)?;
     if let Some(bad) = traj.data.iter().position(|x| !x.is_finite()) {
         let var = bad / (traj.n_samples * traj.n_cells);
         return Err(Error::invalid(
             "time.dt",
             format!(
-                "the Euler solution of `{}` diverged (non-finite {})",
-                info.name, info.states[var].name
+                "the {} solution of `{}` diverged (non-finite {})",
+                spec.scheme.name(), info.name, info.states[var].name
             ),
             "reduce dt, or narrow the sampled ranges",
         ));
@@ -169,12 +209,15 @@ pub fn generate(
         }
         Kind::Itnn => {
             let mut names: Vec<String> = info.states.iter().map(|s| s.name.to_string()).collect();
+            if spec.reads_time() {
+                names.push("t".into());
+            }
             names.extend(sampled_params.iter().map(|&i| spec.sampled[i].name.clone()));
             (names, spec.grid.n_samples - 1)
         }
     };
     let n_in = in_names.len();
-    let n_out = info.states.len();
+    let n_out = spec.outputs.len();
     let sampled_value = |d: usize, c: usize| -> f64 {
         match spec.sampled[d].target {
             Target::State(i) => cells.init[i].get(c),
@@ -185,10 +228,14 @@ pub fn generate(
         Kind::Trajectory => {
             x.push(spec.grid.time(r) as f32);
             x.extend((0..spec.sampled.len()).map(|d| sampled_value(d, c) as f32));
-            y.extend((0..n_out).map(|i| traj.get(i, r, c)));
+            y.extend(spec.outputs.iter().map(|&i| traj.get(i, r, c)));
         }
         Kind::Itnn => {
+            // every state in, every state out (spec checked): the step is a map of the whole state
             x.extend((0..n_out).map(|i| traj.get(i, r, c)));
+            if spec.reads_time() {
+                x.push(spec.grid.time(r) as f32);
+            }
             x.extend(sampled_params.iter().map(|&d| sampled_value(d, c) as f32));
             y.extend((0..n_out).map(|i| traj.get(i, r + 1, c)));
         }
@@ -281,12 +328,7 @@ pub fn generate(
             )
         })
         .collect();
-    let outputs = info
-        .states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| observed(s.name, i))
-        .collect();
+    let outputs = spec.outputs.iter().map(|&i| observed(info.states[i].name, i)).collect();
 
     let meta = Metadata {
         format: FORMAT.into(),
@@ -295,6 +337,10 @@ pub fn generate(
         model: ModelMeta {
             name: info.name.into(),
             equations: info.equations.into(),
+            cellml: match spec.model.form() {
+                crate::cell::Form::Imported(m) => Some(CellmlMeta { file: m.file.display().to_string(), sha256: m.sha256.clone() }),
+                crate::cell::Form::Builtin(_) => None,
+            },
             params: info
                 .params
                 .iter()
@@ -310,6 +356,7 @@ pub fn generate(
             sample_every: spec.grid.sample_every(),
             steps_per_sample: spec.grid.steps_per_sample,
             samples_per_cell: spec.grid.n_samples,
+            scheme: spec.scheme,
         },
         sampling: SamplingMeta {
             method: spec.method,
@@ -337,12 +384,20 @@ pub fn generate(
                 .collect(),
         },
         solver: SolverMeta {
-            scheme: "forward-euler".into(),
-            precision: "f32".into(),
+            scheme: match spec.scheme {
+                solve::Scheme::Euler => "forward-euler".into(),
+                s => s.name().into(),
+            },
+            precision: match spec.model.form() {
+                crate::cell::Form::Imported(_) => "f64 (stored as f32)".into(),
+                crate::cell::Form::Builtin(_) => "f32".into(),
+            },
             device: spec.device,
-            kernel: match spec.device {
-                Device::Cpu => solve::cpu::kernel_name().into(),
-                Device::Cuda => "nvrtc".into(),
+            kernel: match (spec.model.form(), spec.device) {
+                (crate::cell::Form::Imported(_), Device::Cpu) => "compiled equations, f64 lanes".into(),
+                (crate::cell::Form::Imported(_), Device::Cuda) => "generated CUDA C, nvrtc".into(),
+                (_, Device::Cpu) => solve::cpu::kernel_name().into(),
+                (_, Device::Cuda) => "nvrtc".into(),
             },
         },
         excite_version: env!("CARGO_PKG_VERSION").into(),
@@ -458,6 +513,7 @@ pub fn solve_spec(spec: &DatasetSpec, threads: usize) -> Result<Trajectories<f32
         spec.model,
         &spec.grid,
         &sample_cells(spec),
+        spec.scheme,
         spec.device,
         threads,
     )

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell::{self, Model};
 use crate::data::sampling::Method;
-use crate::solve::{Device, TimeGrid};
+use crate::solve::{Device, Scheme, TimeGrid};
 use crate::Error;
 
 /// What a surrogate learns from the dataset.
@@ -28,8 +28,16 @@ pub enum Kind {
 pub struct RawSpec {
     /// A name for the dataset (used in metadata and default paths).
     pub name: String,
-    /// Cell model name (`excite simulate --list-models` shows them).
-    pub model: String,
+    /// A built-in cell model's name (`excite models` lists them), or
+    /// `{cellml: FILE}` to import one (a relative path is taken from the
+    /// configuration file's folder).
+    pub model: cell::ModelRef,
+    /// `euler` (default) or `rush-larsen` (imported models).
+    #[serde(default)]
+    pub scheme: Option<Scheme>,
+    /// The states to learn, by name (default: all).
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
     #[serde(default)]
     pub kind: Option<Kind>,
     /// Parameter values replacing the model's defaults.
@@ -98,6 +106,9 @@ pub struct DatasetSpec {
     /// Parameter values, in the model's order (defaults with overrides applied).
     pub params: Vec<f64>,
     pub grid: TimeGrid,
+    pub scheme: Scheme,
+    /// The states learnt (indices in the model's order; every state for an ITNN).
+    pub outputs: Vec<usize>,
     /// Initial state of every cell before sampling, in the model's order.
     pub initial: Vec<f64>,
     /// Sampled dimensions, states first (model order), then parameters.
@@ -126,12 +137,26 @@ impl DatasetSpec {
     /// Reads and checks a YAML file.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_yaml(&text).map_err(|e| e.in_file(path))
+        Self::from_yaml_in(&text, path.parent().unwrap_or(Path::new(""))).map_err(|e| e.in_file(path))
+    }
+
+    /// Parses and checks YAML text, relative paths taken from the working directory.
+    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+        Self::from_yaml_in(text, Path::new(""))
+    }
+
+    /// Whether the model's equations read time (an ITNN then takes it as an input).
+    pub fn reads_time(&self) -> bool {
+        match self.model.form() {
+            cell::Form::Imported(m) => m.equations.reads_time(),
+            cell::Form::Builtin(_) => false,
+        }
     }
 
     /// Parses and checks YAML text: a dataset configuration, or a pipeline
-    /// file whose `simulate` section is one (its `name` comes from the top).
-    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+    /// file whose `simulate` section is one (its `name` comes from the top);
+    /// a relative CellML path is taken from `base`.
+    pub fn from_yaml_in(text: &str, base: &Path) -> Result<Self, Error> {
         let bad = |e: serde_norway::Error| {
             Error::format(
                 "<config>",
@@ -142,16 +167,24 @@ impl DatasetSpec {
         let value: serde_norway::Value = serde_norway::from_str(text).map_err(bad)?;
         let value = crate::yaml::section(value, "simulate", &[]);
         let raw: RawSpec = serde_norway::from_value(value).map_err(bad)?;
-        raw.resolve()
+        raw.resolve(base)
     }
 }
 
 impl RawSpec {
-    /// Checks every field and resolves names against the model.
-    pub fn resolve(&self) -> Result<DatasetSpec, Error> {
-        let model = cell::by_name(&self.model)?;
+    /// Checks every field and resolves names against the model (a relative CellML path from `base`).
+    pub fn resolve(&self, base: &Path) -> Result<DatasetSpec, Error> {
+        let model = self.model.resolve(base)?;
         let info = model.info();
         let grid = TimeGrid::new(self.time.t_end, self.time.dt, self.time.sample_every)?;
+        let scheme = self.scheme.unwrap_or_default();
+        if scheme == Scheme::RushLarsen && matches!(model.form(), cell::Form::Builtin(_)) {
+            return Err(Error::invalid(
+                "scheme",
+                format!("built-in model `{}` is solved by forward Euler only (it has no gating variables)", info.name),
+                "use scheme: euler, or import a model with gating variables",
+            ));
+        }
 
         let mut params = info.defaults();
         for (name, &value) in &self.params {
@@ -162,7 +195,7 @@ impl RawSpec {
             params[i] = value;
         }
 
-        let mut initial = vec![0.0; info.states.len()];
+        let mut initial = info.initial_state();
         for (name, &value) in &self.initial {
             let i = info
                 .state_index(name)
@@ -243,6 +276,36 @@ impl RawSpec {
             ));
         }
         let kind = self.kind.unwrap_or(Kind::Trajectory);
+        let outputs = match &self.outputs {
+            None => (0..info.states.len()).collect(),
+            Some(names) => {
+                let mut outputs = Vec::new();
+                for name in names {
+                    let i = info.state_index(name).ok_or_else(|| {
+                        Error::invalid(
+                            format!("outputs.{name}"),
+                            format!("model `{}` has no state `{name}`", info.name),
+                            format!("use some of: {}", info.states.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")),
+                        )
+                    })?;
+                    if outputs.contains(&i) {
+                        return Err(Error::invalid(format!("outputs.{name}"), format!("`{name}` is listed twice"), "list each state once"));
+                    }
+                    outputs.push(i);
+                }
+                if outputs.is_empty() {
+                    return Err(Error::invalid("outputs", "no state to learn", "list at least one state, or leave `outputs` out for all"));
+                }
+                outputs
+            }
+        };
+        if kind == Kind::Itnn && outputs.len() != info.states.len() {
+            return Err(Error::invalid(
+                "outputs",
+                format!("an ITNN steps the whole state, but `outputs` lists {} of the {} states of `{}`", outputs.len(), info.states.len(), info.name),
+                "leave `outputs` out for an ITNN (its inputs and outputs are every state)",
+            ));
+        }
         if kind == Kind::Itnn && grid.n_samples < 2 {
             return Err(Error::invalid(
                 "time.t_end",
@@ -290,6 +353,8 @@ impl RawSpec {
             kind,
             params,
             grid,
+            scheme,
+            outputs,
             initial,
             sampled,
             cells,

@@ -56,6 +56,10 @@ pub struct Pipeline {
     sections: BTreeMap<Stage, String>,
     /// The file itself: the simulate and train stages read their sections from it.
     yaml: String,
+    /// The folder relative paths in it are taken from.
+    base: std::path::PathBuf,
+    /// The imported cell model's sha256 (empty for a built-in model): part of the simulate stage's input.
+    cellml_sha256: String,
     /// The training section, checked (none where the model is imported).
     pub train: Option<crate::train::TrainSpec>,
     /// A model trained elsewhere, in place of the train and export stages.
@@ -93,7 +97,7 @@ impl Pipeline {
     /// A pipeline whose relative paths (an imported model, a signing key)
     /// are taken from `base`, the folder of the file it came from.
     pub fn from_yaml_in(text: &str, base: &Path) -> Result<Pipeline, Error> {
-        let mut p = Self::from_yaml(text)?;
+        let mut p = Self::parse(text, base)?;
         if let Some(i) = &mut p.import {
             if i.model.is_relative() {
                 i.model = base.join(&i.model);
@@ -107,11 +111,20 @@ impl Pipeline {
         Ok(p)
     }
 
+    /// A pipeline whose relative paths are taken from the working directory.
     pub fn from_yaml(text: &str) -> Result<Pipeline, Error> {
+        Self::from_yaml_in(text, Path::new(""))
+    }
+
+    fn parse(text: &str, base: &Path) -> Result<Pipeline, Error> {
         let raw: RawPipeline = serde_norway::from_str(text)
             .map_err(|e| Error::format("<pipeline>", format!("not a valid pipeline file: {e}"), "compare with models/quick.yaml (sections simulate, train, build, verify, package)"))?;
         // Check the sections now, so a typo fails before any stage runs.
-        crate::data::DatasetSpec::from_yaml(text)?;
+        let dataset = crate::data::DatasetSpec::from_yaml_in(text, base)?;
+        let cellml_sha256 = match dataset.model.form() {
+            crate::cell::Form::Imported(m) => m.sha256.clone(),
+            crate::cell::Form::Builtin(_) => String::new(),
+        };
         let train = match (&raw.train, &raw.import) {
             (Some(_), None) => Some(crate::train::TrainSpec::from_yaml(text)?),
             (None, Some(i)) => {
@@ -135,7 +148,7 @@ impl Pipeline {
         sections.insert(Stage::Build, json(&raw.build));
         sections.insert(Stage::Verify, json(&raw.verify));
         sections.insert(Stage::Package, json(&raw.package));
-        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), train, import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
+        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), base: base.to_path_buf(), cellml_sha256, train, import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
     }
 }
 
@@ -204,6 +217,7 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
         // an imported model's content, not only its path
         let imported = match (&p.import, stage) {
             (Some(i), Stage::Train) => crate::hash::sha256_file(&i.model)?,
+            (_, Stage::Simulate) => p.cellml_sha256.clone(),
             _ => String::new(),
         };
         parts.push(&imported);

@@ -133,7 +133,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
     let dir = |s: Stage| run_dir.join(s.name());
     match stage {
         Stage::Simulate => {
-            let spec = crate::data::DatasetSpec::from_yaml(&p.yaml)?;
+            let spec = crate::data::DatasetSpec::from_yaml_in(&p.yaml, &p.base)?;
             let dataset = crate::data::generate(&spec, 0, reporter)?;
             dataset.write(&dir(Stage::Simulate))?;
         }

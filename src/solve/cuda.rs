@@ -12,23 +12,27 @@ use std::time::Instant;
 use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
-use crate::cell::Model;
+use crate::cell::{Form, Model};
 use crate::solve::{Cells, TimeGrid, Trajectories};
 use crate::Error;
 
 /// The Euler kernel template.
 pub const EULER_SOURCE: &str = include_str!("../../kernels/euler.cu");
 
-/// The full CUDA source of the Euler kernel for `model`.
-pub fn euler_source(model: &dyn Model) -> String {
+/// The full CUDA source of the Euler kernel for the built-in `model` (an
+/// imported one has its own generated kernel, [`super::imported::compile_cuda`]).
+pub fn euler_source(model: &dyn Model) -> Result<String, Error> {
     let info = model.info();
-    format!(
+    let Form::Builtin(rhs) = model.form() else {
+        return Err(Error::invalid("model", format!("`{}` is imported: its CUDA kernel is generated from its equations, not this template", info.name), "solve it through solve::solve, which picks the imported model's kernel"));
+    };
+    Ok(format!(
         "#define N_STATE {}\n#define N_PARAM {}\n{}\n{}",
         info.states.len(),
         info.params.len(),
-        model.cuda_rhs(),
+        rhs.cuda_rhs(),
         EULER_SOURCE
-    )
+    ))
 }
 
 /// Compiles the Euler kernel for `model` to PTX for `arch` (e.g. `compute_90`;
@@ -42,7 +46,7 @@ pub fn compile(model: &dyn Model, arch: Option<&'static str>) -> Result<Ptx, Err
         name: Some(format!("euler_{}.cu", model.info().name)),
         ..Default::default()
     };
-    crate::gpu::compile(euler_source(model), opts, &format!("the Euler kernel for `{}`", model.info().name), "this is a bug in the model's CUDA right-hand side")
+    crate::gpu::compile(euler_source(model)?, opts, &format!("the Euler kernel for `{}`", model.info().name), "this is a bug in the model's CUDA right-hand side")
 }
 
 /// A CUDA context on GPU 0.

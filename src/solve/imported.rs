@@ -12,19 +12,9 @@ use rayon::prelude::*;
 use crate::cell::equations::{Equations, Gate};
 use crate::cell::program::{cuda_source, exp_block, Program};
 use crate::isa::Isa;
+pub use crate::solve::Scheme;
 use crate::solve::{Cells, TimeGrid, Trajectories};
 use crate::Error;
-
-/// How states advance over a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scheme {
-    /// `x ← x + dt·f(x)` for every state.
-    Euler,
-    /// Gating variables exactly over the step with their rate's coefficients
-    /// held ([`Equations::gates`]); the other states by forward Euler.
-    RushLarsen,
-}
 
 /// Each state's Rush–Larsen form under `scheme` (none under Euler).
 fn gates(eq: &Equations, scheme: Scheme) -> Vec<Option<Gate>> {

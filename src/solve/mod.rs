@@ -203,6 +203,27 @@ impl<T: Copy + Into<f64>> Trajectories<T> {
     }
 }
 
+/// How states advance over a step (`scheme:` in a dataset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// `x ← x + dt·f(x)` for every state.
+    #[default]
+    Euler,
+    /// Gating variables exactly over the step with their rate's coefficients
+    /// held ([`Equations::gates`]); the other states by forward Euler.
+    RushLarsen,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Euler => "euler",
+            Scheme::RushLarsen => "rush-larsen",
+        }
+    }
+}
+
 /// Where to run the Euler reference.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -224,18 +245,36 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// Solves `cells` on `device` in f32; `threads = 0` means all cores.
+/// Solves `cells` of `model` with `scheme` on `device`, stored in f32;
+/// `threads = 0` means all cores. Built-in models run their f32 SIMD (or
+/// CUDA) Euler kernels; imported models their compiled equations in f64
+/// ([`imported`]), Euler or Rush–Larsen.
 pub fn solve(
     model: &dyn crate::cell::Model,
     grid: &TimeGrid,
     cells: &Cells,
+    scheme: Scheme,
     device: Device,
     threads: usize,
 ) -> Result<Trajectories<f32>, Error> {
     cells.check(model)?;
-    match device {
-        Device::Cpu => cpu::solve_best(model, grid, cells, threads),
-        Device::Cuda => cuda::CudaSolver::new()?.solve(model, grid, cells),
+    match (model.form(), scheme) {
+        (crate::cell::Form::Imported(m), _) => {
+            let t = match device {
+                Device::Cpu => imported::solve_cells(&m.equations, scheme, grid, cells, threads)?,
+                Device::Cuda => imported::solve_cuda(&m.equations, scheme, grid, cells)?,
+            };
+            Ok(Trajectories { n_state: t.n_state, n_samples: t.n_samples, n_cells: t.n_cells, data: t.data.iter().map(|&x| x as f32).collect() })
+        }
+        (crate::cell::Form::Builtin(_), Scheme::RushLarsen) => Err(Error::invalid(
+            "scheme",
+            format!("built-in model `{}` is solved by forward Euler only (it has no gating variables)", model.info().name),
+            "use scheme: euler",
+        )),
+        (crate::cell::Form::Builtin(_), Scheme::Euler) => match device {
+            Device::Cpu => cpu::solve_best(model, grid, cells, threads),
+            Device::Cuda => cuda::CudaSolver::new()?.solve(model, grid, cells),
+        },
     }
 }
 

@@ -176,7 +176,7 @@ impl Study {
         // absolute, for workers that start elsewhere
         let base_dir = crate::fsio::absolute(base_path.parent().unwrap_or(Path::new(".")))?;
         let base: Value = serde_norway::from_str(&base_text).map_err(|e| Error::format(&base_path, format!("not YAML: {e}"), "compare with models/quick.yaml"))?;
-        Pipeline::from_yaml(&base_text).map_err(|e| e.in_file(&base_path))?;
+        Pipeline::from_yaml_in(&base_text, &base_dir).map_err(|e| e.in_file(&base_path))?;
         if base.get("train").is_none() {
             return Err(Error::invalid("pipeline", format!("{} has no `train` section", base_path.display()), "a study trains its points: use a pipeline with a train section, not an import"));
         }
@@ -209,7 +209,7 @@ impl Study {
                 }
             }
             let yaml = serde_norway::to_string(&v).expect("serialises");
-            let pipeline = Pipeline::from_yaml(&yaml).map_err(|e| Error::invalid(format!("point {}", points.len()), format!("{} ({})", e, describe(&axes, &combo)), e.hint().unwrap_or("check the axis values").to_string()))?;
+            let pipeline = Pipeline::from_yaml_in(&yaml, &base_dir).map_err(|e| Error::invalid(format!("point {}", points.len()), format!("{} ({})", e, describe(&axes, &combo)), e.hint().unwrap_or("check the axis values").to_string()))?;
             let mut settings = settings_of(&pipeline, arch)?;
             settings.set = set_values;
             // the content alone: the same point whatever path names the study

@@ -50,7 +50,8 @@ fn rollout(s: &TrainedSurrogate, meta: &Metadata, x: &Array2, y: &Array2) -> Rol
     let per = meta.time.samples_per_cell.saturating_sub(1);
     let cells = x.rows.checked_div(per).unwrap_or(0);
     let x0: Vec<f32> = (0..cells).flat_map(|c| x.row(c * per).to_vec()).collect();
-    let states = metrics::rollout(&x0, cells, n_state, per, |x, _| Ok::<_, ()>(s.predict(x))).unwrap_or_default();
+    let time = meta.inputs.iter().position(|v| v.name == "t").map(|col| (col, meta.time.sample_every));
+    let states = metrics::rollout(&x0, cells, n_state, per, time, |x, _| Ok::<_, ()>(s.predict(x))).unwrap_or_default();
     let mut mae_by_step = Vec::with_capacity(per);
     let mut all = metrics::Accumulator::default();
     for r in 0..per {

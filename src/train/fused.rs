@@ -519,7 +519,7 @@ mod tests {
         fixed[k] = None;
         let mut param_cols = vec![None; fixed.len()];
         param_cols[k] = Some(1);
-        let ctx = PhysicsCtx { tape: symbolic::trace(model, &fixed), param_cols, initial: vec![Ok(2), Err(0.1)] };
+        let ctx = PhysicsCtx { tape: symbolic::trace(model, &fixed).unwrap(), param_cols, initial: vec![Ok(2), Err(0.1)] };
         let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
         let norm = Normalization { inputs: vec![range("t", 0.0, 50.0), range("k", 0.0, 2.0), range("u0", 0.0, 0.6)], outputs: vec![range("u", -0.2, 1.1), range("v", 0.0, 2.5)] };
         let weights = LossWeights { data: 3.0, physics: 0.7, initial: 1.3 };

@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::cell::{self, symbolic};
+use crate::cell::symbolic;
 use crate::cell::symbolic::{Op, Tape};
 use crate::data::{sampling::Rng, Metadata};
 use crate::train::{Net, Normalization};
@@ -89,7 +89,7 @@ pub(super) struct PhysicsCtx {
 
 impl PhysicsCtx {
     pub fn new(meta: &Metadata) -> Result<Self, Error> {
-        let model = cell::by_name(&meta.model.name)?;
+        let model = meta.model.resolve()?;
         let info = model.info();
         let col = |name: &str| meta.inputs.iter().position(|v| v.name == name);
         let param_cols: Vec<Option<usize>> = info.params.iter().map(|p| col(p.name)).collect();
@@ -105,7 +105,7 @@ impl PhysicsCtx {
                 }
             })
             .collect();
-        let tape = symbolic::trace(model, &fixed);
+        let tape = symbolic::trace(model, &fixed)?;
         let initial = info
             .states
             .iter()

@@ -87,6 +87,9 @@ pub struct Report {
     pub model_sha256: String,
     pub engine: EngineInfo,
     pub cell_model: String,
+    /// The reference's scheme.
+    #[serde(default)]
+    pub scheme: crate::solve::Scheme,
     pub kind: Mode,
     pub cells: usize,
     pub seed: u64,
@@ -182,16 +185,11 @@ pub fn verify_on(
     let p = &Problem { grid, ..p.clone() };
     let cells = p.cells(if p.sampling.is_empty() { 1 } else { s.cells }, s.seed);
     reporter.phase(&format!(
-        "solving {} fresh cells with the Euler reference",
-        cells.n
+        "solving {} fresh cells with the reference ({})",
+        cells.n, p.time.scheme.name()
     ));
-    let truth = crate::solve::solve(
-        p.model,
-        &p.grid,
-        &cells,
-        crate::solve::Device::Cpu,
-        s.threads,
-    )?;
+    let truth = p.solve(&p.grid, &cells, s.threads)?;
+    let state_of = p.output_states()?;
     reporter.phase("running the engine");
     let pred = match p.kind {
         Mode::Itnn => rollout(&p, engine, &cells, &truth)?,
@@ -214,7 +212,7 @@ pub fn verify_on(
         let mut by_t = vec![0.0; samples];
         for c in 0..cells.n {
             for smp in (first..samples).filter(|&smp| compared(smp)) {
-                let (e, r) = (pred.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);
+                let (e, r) = (pred.get(i, smp, c) as f64, truth.get(state_of[i], smp, c) as f64);
                 let d = acc.add(e, r);
                 by_t[smp] += d / cells.n as f64;
                 if d > max {
@@ -278,7 +276,7 @@ pub fn verify_on(
                 .map(|i| {
                     (0..samples)
                         .filter(|&smp| compared(smp))
-                        .map(|smp| truth.get(i, smp, c) as f64)
+                        .map(|smp| truth.get(state_of[i], smp, c) as f64)
                         .collect()
                 })
                 .collect(),
@@ -291,6 +289,7 @@ pub fn verify_on(
         model_sha256,
         engine: info,
         cell_model: p.model_meta.name.clone(),
+        scheme: p.time.scheme,
         kind: p.kind,
         cells: cells.n,
         seed: s.seed,
@@ -389,10 +388,12 @@ fn rollout(
             x0[c * n_in + i] = truth.get(i, 0, c);
         }
         for (j, input) in p.inputs.iter().enumerate().skip(n_out) {
-            x0[c * n_in + j] = p.input_value(cells, &input.name, c) as f32;
+            // time starts at 0
+            x0[c * n_in + j] = if input.name == "t" { 0.0 } else { p.input_value(cells, &input.name, c) as f32 };
         }
     }
-    let states = crate::metrics::rollout(&x0, cells.n, n_out, samples - 1, |x, rows| engine.run(x, rows))?;
+    let time = p.inputs.iter().position(|v| v.name == "t").map(|col| (col, p.grid.sample_every()));
+    let states = crate::metrics::rollout(&x0, cells.n, n_out, samples - 1, time, |x, rows| engine.run(x, rows))?;
     let mut out = Trajectories::filled(n_out, samples, cells.n, 0.0f32);
     for c in 0..cells.n {
         for i in 0..n_out {

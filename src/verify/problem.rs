@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::cell::{self, Model};
+use crate::cell::Model;
 use crate::data::sampling::{self, Method, Rng};
 use crate::data::problem::ProblemMeta;
 use crate::data::{ModelMeta, TimeMeta, VarRange};
@@ -47,7 +47,7 @@ impl Problem {
     pub fn from_meta(meta: ProblemMeta) -> Result<Problem, Error> {
         let kind: Mode = serde_json::from_value(serde_json::Value::String(meta.kind.clone()))
             .map_err(|e| Error::format("<model>", format!("excite.kind: {e}"), "one of ddnn, pinn, itnn"))?;
-        let model = cell::by_name(&meta.model.name)?;
+        let model = meta.model.resolve()?;
         let grid = TimeGrid::new(meta.time.t_end, meta.time.dt, meta.time.sample_every)?;
         Ok(Problem {
             model,
@@ -88,7 +88,7 @@ impl Problem {
         let mut init: Vec<Column> = info
             .states
             .iter()
-            .map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(0.0)))
+            .map(|s| Column::Same(self.initial.get(s.name).copied().unwrap_or(s.initial)))
             .collect();
         let mut params: Vec<Column> = info
             .params
@@ -111,6 +111,24 @@ impl Problem {
             }
         }
         Cells { n, init, params }
+    }
+
+    /// The reference solution of `cells` on `grid` on the CPU, with the problem's scheme.
+    pub fn solve(&self, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<crate::solve::Trajectories<f32>, Error> {
+        crate::solve::solve(self.model, grid, cells, self.time.scheme, crate::solve::Device::Cpu, threads)
+    }
+
+    /// The model's state behind each output.
+    pub fn output_states(&self) -> Result<Vec<usize>, Error> {
+        let info = self.model.info();
+        self.outputs
+            .iter()
+            .map(|o| {
+                info.state_index(&o.name).ok_or_else(|| {
+                    Error::format("<model>", format!("output `{}` is not a state of model `{}`", o.name, info.name), "the surrogate's metadata does not match its cell model; export it again from its dataset")
+                })
+            })
+            .collect()
     }
 
     /// The value of input `name` for cell `c` (a sampled initial state or parameter).

@@ -42,7 +42,11 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "- reference: forward Euler, {} ({:?} surrogate), {} cells, seed {}\n- compared on: {}",
+        "- reference: {}, {} ({:?} surrogate), {} cells, seed {}\n- compared on: {}",
+        match r.scheme {
+            crate::solve::Scheme::Euler => "forward Euler",
+            crate::solve::Scheme::RushLarsen => "Rush-Larsen",
+        },
         r.cell_model, r.kind, r.cells, r.seed, r.held_out
     );
     let _ = writeln!(

@@ -9,16 +9,23 @@ use crate::train::Mode;
 use crate::verify::{trajectory_inputs, Latency, Problem};
 use crate::Error;
 
-/// Euler reference speed on `n` fresh cells of the problem (median of 3):
+/// Cell-steps one timed reference solve does at most: a fraction of a second
+/// for the built-in FHN (its problems stay below it), a few seconds for a
+/// real model (Luo-Rudy 1991: 50 000 steps a beat, ~1e7 cell-steps/s a core).
+const MAX_TIMED_CELL_STEPS: usize = 100_000_000;
+
+/// Reference speed on `n` fresh cells of the problem (median of 3):
 /// cell-steps per second, and sample-equivalents per second (÷ steps per sample).
-/// `n` is capped so the stored samples stay within 256 MiB.
+/// `n` is capped so the stored samples stay within 256 MiB and one solve
+/// within [`MAX_TIMED_CELL_STEPS`] (at least 256 cells, so SIMD blocks and threads are full).
 pub fn reference_rate(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<(f64, f64), Error> {
-    let per_cell = p.outputs.len() * p.grid.n_samples;
-    let cells = p.cells(n.min((64 << 20) / per_cell.max(1)).max(1), seed);
+    let per_cell = p.model.info().states.len() * p.grid.n_samples;
+    let by_work = (MAX_TIMED_CELL_STEPS / p.grid.total_steps().max(1)).max(256);
+    let cells = p.cells(n.min(by_work).min((64 << 20) / per_cell.max(1)).max(1), seed);
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        std::hint::black_box(crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?);
+        std::hint::black_box(p.solve(&p.grid, &cells, threads)?);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
@@ -43,15 +50,16 @@ pub struct EulerPoint {
 /// Euler blows up has an infinite error.
 pub fn euler_line(p: &Problem, n: usize, seed: u64, threads: usize) -> Result<Vec<EulerPoint>, Error> {
     let cells = p.cells(if p.sampling.is_empty() { 1 } else { n }, seed);
-    let truth = crate::solve::cpu::solve_best(p.model, &p.grid, &cells, threads)?;
+    let truth = p.solve(&p.grid, &cells, threads)?;
+    let states = p.output_states()?;
     let k = p.grid.steps_per_sample;
     let mut line = Vec::new();
     for d in (1..=k).filter(|d| k % d == 0) {
         let grid = crate::solve::TimeGrid { dt: p.grid.dt * d as f64, steps_per_sample: k / d, n_samples: p.grid.n_samples };
-        let coarse = crate::solve::cpu::solve_best(p.model, &grid, &cells, threads)?;
+        let coarse = p.solve(&grid, &cells, threads)?;
         let mut acc = crate::metrics::Accumulator::default();
         let mut per_output = Vec::new();
-        for i in 0..p.outputs.len() {
+        for &i in &states {
             for smp in 0..grid.n_samples {
                 for c in 0..cells.n {
                     acc.add(coarse.get(i, smp, c) as f64, truth.get(i, smp, c) as f64);

@@ -54,6 +54,7 @@ fn cuda_without_a_gpu_is_a_clear_error() {
         model,
         &TimeGrid::new(1.0, 0.1, 0.1).unwrap(),
         &c,
+        excite::solve::Scheme::Euler,
         Device::Cuda,
         1,
     )

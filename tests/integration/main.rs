@@ -6,6 +6,7 @@ mod cli;
 mod export;
 mod foreign;
 mod hostile;
+mod imported;
 mod ffi;
 mod kernels;
 mod layers;

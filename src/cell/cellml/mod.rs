@@ -316,7 +316,16 @@ impl<'a, 'i> Reader<'a, 'i> {
                 }
             }
         }
-        let algebraic = self.order(algebraic, &out_vars, &eqs)?;
+        let mut algebraic = self.order(algebraic, &out_vars, &eqs)?;
+        // a variable given by a constant expression (`stim_amplitude = -80`) is a parameter a study may vary
+        algebraic.retain(|(v, e)| {
+            if e.is_constant() {
+                out_vars[*v].kind = Kind::Param { value: e.eval(&[], 0.0) };
+                params.push(*v);
+            }
+            !e.is_constant()
+        });
+        params.sort_unstable();
         let tv = &vars[canonical[time_root].unwrap()];
         Ok(Equations { name: model_name, time: (full(tv), tv.units.clone()), vars: out_vars, states, rates, params, algebraic })
     }

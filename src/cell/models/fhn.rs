@@ -17,8 +17,8 @@ static INFO: ModelInfo = ModelInfo {
     summary: "classic FitzHugh-Nagumo (the paper's Eq. 1)",
     equations: "du/dt = c*(u - u^3/3 - v) + I; dv/dt = (u + a - b*v)/tau",
     states: &[
-        StateVar { name: "u", summary: "membrane potential (dimensionless)" },
-        StateVar { name: "v", summary: "recovery variable" },
+        StateVar { name: "u", summary: "membrane potential (dimensionless)", initial: 0.0 },
+        StateVar { name: "v", summary: "recovery variable", initial: 0.0 },
     ],
     params: &[
         Param { name: "a", default: 0.7, min: -10.0, max: 10.0, summary: "recovery offset" },

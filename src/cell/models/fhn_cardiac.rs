@@ -20,8 +20,8 @@ static INFO: ModelInfo = ModelInfo {
     summary: "cardiac FitzHugh-Nagumo with threshold alpha (the authors' solver)",
     equations: "du/dt = k1*(u*(u - alpha)*(1 - u) - v + I); dv/dt = e1*u - e2*v; I = i0 + i1*k",
     states: &[
-        StateVar { name: "u", summary: "membrane potential (dimensionless)" },
-        StateVar { name: "v", summary: "recovery variable" },
+        StateVar { name: "u", summary: "membrane potential (dimensionless)", initial: 0.0 },
+        StateVar { name: "v", summary: "recovery variable", initial: 0.0 },
     ],
     params: &[
         Param { name: "k1", default: 10.0, min: 0.0, max: 1e3, summary: "excitation rate" },

@@ -1,0 +1,154 @@
+//! An imported (CellML) model as a first-class cell model: datasets from
+//! `model: {cellml: FILE}` with a chosen scheme and outputs, the pipeline
+//! through to a bundle that records the file's sha256, and the named errors
+//! of bad configurations. Luo–Rudy 1991 is exported from Myokit at test time
+//! by scripts/myokit_models.py (the presets' own script).
+
+use std::path::{Path, PathBuf};
+
+use excite::data::{self, DatasetSpec};
+use excite::solve::imported;
+
+use crate::util::{excite, python, root, scratch};
+
+/// Luo–Rudy 1991 as CellML 2.0 in `dir`.
+fn lr1991(dir: &Path) -> PathBuf {
+    let o = python().arg(root().join("scripts/myokit_models.py")).arg(dir).output().unwrap();
+    assert!(o.status.success(), "myokit_models.py: {}", String::from_utf8_lossy(&o.stderr));
+    dir.join("lr1991.cellml")
+}
+
+const DATASET: &str = "name: lr
+model: {cellml: lr1991.cellml}
+scheme: rush-larsen
+time: {t_end: 100, dt: 0.01, sample_every: 1}
+sample:
+  ina.gNa: [12, 20]
+  membrane.stim_amplitude: [-100, -60]
+outputs: [membrane.V, ina.m]
+cells: 8
+seed: 5
+";
+
+#[test]
+fn a_cellml_dataset_is_the_imported_reference() {
+    let dir = scratch("imported-dataset");
+    lr1991(&dir);
+    let config = dir.join("lr.yaml");
+    std::fs::write(&config, DATASET).unwrap();
+    // the relative path is taken from the configuration's folder, not the working directory
+    let spec = DatasetSpec::from_file(&config).unwrap();
+    assert_eq!(spec.outputs.len(), 2);
+    let ds = data::generate(&spec, 1, &excite::report::Silent).unwrap();
+    let m = &ds.meta;
+    let names = |v: &[excite::data::VarRange]| v.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&m.inputs), ["t", "ina.gNa", "membrane.stim_amplitude"]);
+    assert_eq!(names(&m.outputs), ["membrane.V", "ina.m"]);
+    assert_eq!(m.solver.scheme, "rush-larsen");
+    assert_eq!(m.time.scheme, excite::solve::Scheme::RushLarsen);
+    let c = m.model.cellml.as_ref().expect("an imported model records its file");
+    assert_eq!(c.sha256, excite::hash::sha256_file(&dir.join("lr1991.cellml")).unwrap());
+    assert_eq!(m.model.params["ina.gNa"], 16.0);
+    // a variable given by a constant (stim_amplitude = -80) is a parameter
+    assert_eq!(m.model.params["membrane.stim_amplitude"], -80.0);
+
+    // every row is the scalar Rush–Larsen reference of its cell, to f32 rounding
+    let eq = &excite::cell::imported::load(&dir.join("lr1991.cellml")).unwrap().equations;
+    let cells = data::sample_cells(&spec);
+    let (v, mm) = (eq.find("membrane.V").unwrap(), eq.find("ina.m").unwrap());
+    let (kv, km) = (eq.states.iter().position(|&s| s == v).unwrap(), eq.states.iter().position(|&s| s == mm).unwrap());
+    let (x, y) = &ds.splits[0];
+    let mut checked = 0;
+    for c in 0..cells.n {
+        let params: Vec<f64> = cells.params.iter().map(|p| p.get(c)).collect();
+        let init: Vec<f64> = cells.init.iter().map(|p| p.get(c)).collect();
+        let want = imported::solve(eq, imported::Scheme::RushLarsen, &spec.grid, &init, &params).unwrap();
+        // this cell's rows in the training split, found by its sampled gNa
+        for r in (0..x.rows).filter(|&r| x.row(r)[1] == params[eq.params.iter().position(|&p| p == eq.find("ina.gNa").unwrap()).unwrap()] as f32) {
+            let s = (x.row(r)[0] as f64).round() as usize;
+            assert!((y.row(r)[0] - want[s][kv] as f32).abs() <= 1e-4 * (1.0 + want[s][kv].abs() as f32), "V at {s}: {} vs {}", y.row(r)[0], want[s][kv]);
+            assert!((y.row(r)[1] - want[s][km] as f32).abs() <= 1e-6, "m at {s}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, x.rows, "every training row was one cell's");
+    // the beat happened: V peaks above 0 mV after the 50 ms stimulus, from rest
+    let peak = (0..x.rows).filter(|&r| x.row(r)[0] > 50.0).map(|r| y.row(r)[0]).fold(f32::MIN, f32::max);
+    let rest = (0..x.rows).filter(|&r| x.row(r)[0] == 0.0).map(|r| y.row(r)[0]).next().unwrap();
+    assert!(peak > 20.0 && (rest + 84.5286).abs() < 1e-4, "peak {peak}, rest {rest}");
+
+    // an ITNN of a model whose stimulus reads time takes time as an input
+    std::fs::write(&config, DATASET.replace("outputs: [membrane.V, ina.m]\n", "kind: itnn\n")).unwrap();
+    let itnn = data::generate(&DatasetSpec::from_file(&config).unwrap(), 1, &excite::report::Silent).unwrap();
+    let inputs = names(&itnn.meta.inputs);
+    assert_eq!(inputs.len(), 8 + 1 + 2, "{inputs:?}");
+    assert_eq!(inputs[8], "t");
+    let (x, _) = &itnn.splits[0];
+    assert_eq!((x.row(0)[8], x.row(1)[8]), (0.0, 1.0), "time of the first two rows");
+}
+
+#[test]
+fn bad_imported_configurations_are_named() {
+    let dir = scratch("imported-errors");
+    lr1991(&dir);
+    let check = |yaml: String, want: &[&str]| {
+        let e = DatasetSpec::from_yaml_in(&yaml, &dir).err().unwrap_or_else(|| panic!("accepted:\n{yaml}"));
+        let text = format!("{e} / {}", e.hint().unwrap_or(""));
+        for w in want {
+            assert!(text.contains(w), "`{w}` not in: {text}");
+        }
+    };
+    check(DATASET.replace("[membrane.V, ina.m]", "[membrane.V, ina.q]"), &["outputs.ina.q", "no state", "ina.h"]);
+    check(DATASET.replace("[membrane.V, ina.m]", "[membrane.V, membrane.V]"), &["twice"]);
+    check(DATASET.replace("outputs: [membrane.V, ina.m]", "kind: itnn\noutputs: [membrane.V]"), &["ITNN", "1 of the 8"]);
+    check(DATASET.replace("ina.gNa: [12, 20]", "ina.gNaa: [12, 20]"), &["sample.ina.gNaa", "Luo_Rudy_1991", "ina.gNa"]);
+    check(DATASET.replace("lr1991.cellml", "missing.cellml"), &["missing.cellml", "configuration file"]);
+    check("name: t\nmodel: fhn-cardiac\nscheme: rush-larsen\ntime: {t_end: 1, dt: 0.01, sample_every: 0.1}\n".into(), &["scheme", "forward Euler only"]);
+    check("name: t\nmodel: hodgkin\ntime: {t_end: 1, dt: 0.01, sample_every: 0.1}\n".into(), &["hodgkin", "cellml"]);
+
+    // a dataset names its file by content: edited later, the file is refused where the model is read again
+    std::fs::write(dir.join("lr.yaml"), DATASET).unwrap();
+    let spec = DatasetSpec::from_file(&dir.join("lr.yaml")).unwrap();
+    let meta = data::generate(&spec, 1, &excite::report::Silent).unwrap().meta;
+    let copy = dir.join("copy.cellml");
+    std::fs::copy(dir.join("lr1991.cellml"), &copy).unwrap();
+    let mut moved = meta.model.clone();
+    moved.cellml.as_mut().unwrap().file = copy.display().to_string();
+    assert!(moved.resolve().is_ok());
+    let text = std::fs::read_to_string(&copy).unwrap().replace("initial_value=\"16.0\"", "initial_value=\"17.0\"");
+    std::fs::write(&copy, text).unwrap();
+    let e = moved.resolve().err().expect("a changed file is refused").to_string();
+    assert!(e.contains("changed") && e.contains("copy.cellml"), "{e}");
+}
+
+/// The presets' model through every stage: a trajectory DDNN of V over the
+/// beat, verified against the imported reference, packaged with the file's sha256.
+#[test]
+fn lr1991_goes_through_the_pipeline() {
+    let dir = scratch("imported-pipeline");
+    let cellml = lr1991(&dir);
+    let yaml = std::fs::read_to_string(root().join("models/lr1991.yaml"))
+        .unwrap()
+        .replace("cellml/lr1991.cellml", "lr1991.cellml")
+        .replace("t_end: 500", "t_end: 300")
+        .replace("cells: 400", "cells: 64")
+        .replace("steps: 20000", "steps: 3000")
+        .replace("cells: 100\n", "cells: 20\n")
+        .replace("max_mae: 3.0", "max_mae: 8.0");
+    std::fs::write(dir.join("lr.yaml"), yaml).unwrap();
+    let out = excite().args(["pipeline", "--json"]).arg(dir.join("lr.yaml")).arg("-o").arg(dir.join("run")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run/verify/report.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["cell_model"], "Luo_Rudy_1991");
+    let mae = report["variables"][0]["mae"].as_f64().unwrap();
+    assert!(mae > 0.0 && mae < 8.0, "MAE {mae} mV");
+    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run/package/lr1991/bundle.json")).unwrap()).unwrap();
+    assert_eq!(bundle["cell_model"]["cellml"]["sha256"], excite::hash::sha256_file(&cellml).unwrap());
+    assert_eq!(bundle["outputs"][0]["name"], "membrane.V");
+    // the bundle loads and runs without the CellML file (or the training stack)
+    std::fs::remove_file(&cellml).unwrap();
+    let mut s = excite::Surrogate::load(dir.join("run/package/lr1991")).unwrap();
+    let v = s.predict(&[0.0, 0.09, 16.0, -80.0]).unwrap();
+    assert!((v[0] + 84.5).abs() < 8.0, "V at rest {}", v[0]);
+}
