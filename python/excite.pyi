@@ -53,10 +53,12 @@ def simulate(
     initial: Mapping[str, Sequence[float]] | None = None,
     params: Mapping[str, Sequence[float]] | None = None,
     threads: int = 0,
+    scheme: str = "euler",
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """Solves cells of a built-in model with the forward-Euler reference.
-    `initial` and `params` give one value, or one per cell. Returns "t"
-    (samples,) and each state (cells, samples)."""
+    """Solves cells of a built-in model (by name) or a CellML file (a path
+    ending in .cellml; scheme "euler" or "rush-larsen") with the reference.
+    `initial` and `params` give one value, or one per cell; the rest take the
+    model's defaults. Returns "t" (samples,) and each state (cells, samples)."""
 
 def verify(
     model: str | os.PathLike[str],

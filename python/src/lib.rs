@@ -169,14 +169,23 @@ impl Surrogate {
     }
 }
 
-/// Solves cells of a built-in cell model with the forward-Euler reference.
-/// `initial` and `params` map names to a number or a sequence (one per
-/// cell); unnamed ones take the model's defaults (states 0). Returns a dict:
-/// "t" (samples,) and each state (cells, samples), float32.
+/// Solves cells of a cell model with the reference: a built-in model by
+/// name, or a CellML file (a path ending in `.cellml`), whose `scheme` may
+/// be "rush-larsen". `initial` and `params` map names to a number or a
+/// sequence (one per cell); unnamed ones take the model's defaults (built-in
+/// states 0, a CellML file's own initial values). Returns a dict: "t"
+/// (samples,) and each state (cells, samples), float32.
 #[pyfunction]
-#[pyo3(signature = (model, t_end, dt=0.01, sample_every=0.1, initial=None, params=None, threads=0))]
-fn simulate<'py>(py: Python<'py>, model: &str, t_end: f64, dt: f64, sample_every: f64, initial: Option<HashMap<String, Vec<f64>>>, params: Option<HashMap<String, Vec<f64>>>, threads: usize) -> PyResult<Bound<'py, PyDict>> {
-    let m = excite::cell::by_name(model).map_err(raise)?;
+#[pyo3(signature = (model, t_end, dt=0.01, sample_every=0.1, initial=None, params=None, threads=0, scheme="euler"))]
+#[allow(clippy::too_many_arguments)]
+fn simulate<'py>(py: Python<'py>, model: &str, t_end: f64, dt: f64, sample_every: f64, initial: Option<HashMap<String, Vec<f64>>>, params: Option<HashMap<String, Vec<f64>>>, threads: usize, scheme: &str) -> PyResult<Bound<'py, PyDict>> {
+    let m = if model.ends_with(".cellml") { excite::cell::ModelRef::Cellml { cellml: model.into() } } else { excite::cell::ModelRef::Builtin(model.into()) };
+    let m = m.resolve(Path::new("")).map_err(raise)?;
+    let scheme = match scheme {
+        "euler" => excite::solve::Scheme::Euler,
+        "rush-larsen" => excite::solve::Scheme::RushLarsen,
+        other => return Err(invalid("scheme", format!("unknown scheme `{other}`"), "use \"euler\" or \"rush-larsen\"")),
+    };
     let info = m.info();
     let grid = excite::solve::TimeGrid::new(t_end, dt, sample_every).map_err(raise)?;
     let (initial, params) = (initial.unwrap_or_default(), params.unwrap_or_default());
@@ -201,10 +210,10 @@ fn simulate<'py>(py: Python<'py>, model: &str, t_end: f64, dt: f64, sample_every
     }
     let cells = excite::solve::Cells {
         n,
-        init: info.states.iter().map(|s| column(initial.get(s.name), 0.0, s.name)).collect::<PyResult<_>>()?,
+        init: info.states.iter().map(|s| column(initial.get(s.name), s.initial, s.name)).collect::<PyResult<_>>()?,
         params: info.params.iter().map(|p| column(params.get(p.name), p.default, p.name)).collect::<PyResult<_>>()?,
     };
-    let traj = py.detach(|| excite::solve::solve(m, &grid, &cells, excite::solve::Scheme::Euler, excite::solve::Device::Cpu, threads)).map_err(raise)?;
+    let traj = py.detach(|| excite::solve::solve(m, &grid, &cells, scheme, excite::solve::Device::Cpu, threads)).map_err(raise)?;
     let out = PyDict::new(py);
     let t: Vec<f32> = (0..grid.n_samples).map(|k| (k as f64 * sample_every) as f32).collect();
     out.set_item("t", t.into_pyarray(py))?;

@@ -133,6 +133,25 @@ def test_simulate_is_the_datasets_reference(run):
     assert many["u"].shape[0] == 3 and not np.array_equal(many["u"][0], many["u"][2])
 
 
+def test_simulate_takes_a_cellml_file():
+    cellml = ROOT / "models" / "fhn-cardiac.cellml"
+    # the CellML twin of the built-in model: its defaults are the file's, its names component.variable
+    ours = excite.simulate(str(cellml), t_end=5.0, params={"cell.i0": [0.0]})
+    builtin = excite.simulate("fhn-cardiac", t_end=5.0, initial={"u": [0.5]}, params={"i0": [0.0]})
+    assert ours["cell.u"][0, 0] == np.float32(0.5)
+    assert np.max(np.abs(ours["cell.u"] - builtin["u"])) < 1e-5
+    lr = ROOT / "models" / "cellml" / "lr1991.cellml"
+    beat = excite.simulate(str(lr), t_end=100.0, sample_every=1.0, scheme="rush-larsen", params={"ina.gNa": [12.0, 20.0]})
+    v = beat["membrane.V"]
+    assert v.shape == (2, 101) and abs(v[0, 0] + 84.5286) < 1e-4 and v[:, 52].min() > 0.0
+    with pytest.raises(excite.ExciteError) as e:
+        excite.simulate(str(lr), t_end=1.0, scheme="heun")
+    assert "heun" in str(e.value)
+    with pytest.raises(excite.ExciteError) as e:
+        excite.simulate("fhn-cardiac", t_end=1.0, scheme="rush-larsen")
+    assert "Euler only" in str(e.value)
+
+
 def test_verify_returns_the_report(run):
     r = excite.verify(run / "export" / "model.onnx", cells=1, seconds=0.05, reference_cells=2000, max_mae=0.05)
     assert r["passed"] is True

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+use crate::cell::equations::{Equations, Expr, Func};
 use crate::cell::{Form, Model, Real};
-use crate::Error;
 
 /// One recorded operation; operands are indices of earlier entries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +16,8 @@ pub enum Op {
     /// A parameter that varies (an input of the evaluation).
     Param(usize),
     State(usize),
+    /// Time (an imported model's stimulus reads it).
+    Time,
     Add(usize, usize),
     Sub(usize, usize),
     Mul(usize, usize),
@@ -24,6 +26,142 @@ pub enum Op {
     /// `a * b + c`
     MulAdd(usize, usize, usize),
     Exp(usize),
+    /// The functions of imported models' equations beyond the above.
+    Unary(Unary, usize),
+    Pow(usize, usize),
+    /// 1 where the comparison holds, else 0 (no derivative).
+    Cmp(Cmp, usize, usize),
+    /// `v[a]` where `v[c]` is not 0, else `v[b]` (a piecewise).
+    Select(usize, usize, usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unary {
+    Ln,
+    Log10,
+    Sqrt,
+    Abs,
+    Floor,
+    Ceil,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+}
+
+impl Unary {
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Unary::Ln => x.ln(),
+            Unary::Log10 => x.log10(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Abs => x.abs(),
+            Unary::Floor => x.floor(),
+            Unary::Ceil => x.ceil(),
+            Unary::Sin => x.sin(),
+            Unary::Cos => x.cos(),
+            Unary::Tan => x.tan(),
+            Unary::Asin => x.asin(),
+            Unary::Acos => x.acos(),
+            Unary::Atan => x.atan(),
+            Unary::Sinh => x.sinh(),
+            Unary::Cosh => x.cosh(),
+            Unary::Tanh => x.tanh(),
+        }
+    }
+
+    /// d f(x) / dx, given x and y = f(x).
+    pub fn derivative(self, x: f64, y: f64) -> f64 {
+        match self {
+            Unary::Ln => 1.0 / x,
+            Unary::Log10 => 1.0 / (x * std::f64::consts::LN_10),
+            Unary::Sqrt => 0.5 / y,
+            Unary::Abs => x.signum(),
+            Unary::Floor | Unary::Ceil => 0.0,
+            Unary::Sin => x.cos(),
+            Unary::Cos => -x.sin(),
+            Unary::Tan => 1.0 + y * y,
+            Unary::Asin => 1.0 / (1.0 - x * x).sqrt(),
+            Unary::Acos => -1.0 / (1.0 - x * x).sqrt(),
+            Unary::Atan => 1.0 / (1.0 + x * x),
+            Unary::Sinh => x.cosh(),
+            Unary::Cosh => x.sinh(),
+            Unary::Tanh => 1.0 - y * y,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+        }
+    }
+}
+
+impl Op {
+    /// Its value, given the values `v` of earlier entries.
+    #[inline]
+    fn value(&self, v: &[f64], params: &[f64], state: &[f64], time: f64) -> f64 {
+        match *self {
+            Op::Const(c) => c,
+            Op::Param(i) => params[i],
+            Op::State(i) => state[i],
+            Op::Time => time,
+            Op::Add(a, b) => v[a] + v[b],
+            Op::Sub(a, b) => v[a] - v[b],
+            Op::Mul(a, b) => v[a] * v[b],
+            Op::Div(a, b) => v[a] / v[b],
+            Op::Neg(a) => -v[a],
+            Op::MulAdd(a, b, c) => v[a] * v[b] + v[c],
+            Op::Exp(a) => v[a].exp(),
+            Op::Unary(f, a) => f.apply(v[a]),
+            Op::Pow(a, b) => v[a].powf(v[b]),
+            Op::Cmp(c, a, b) => f64::from(u8::from(c.holds(v[a], v[b]))),
+            Op::Select(c, a, b) => {
+                if v[c] != 0.0 {
+                    v[a]
+                } else {
+                    v[b]
+                }
+            }
+        }
+    }
+
+    /// The entries it reads.
+    fn operands(&self) -> ([usize; 3], usize) {
+        match *self {
+            Op::Const(_) | Op::Param(_) | Op::State(_) | Op::Time => ([0; 3], 0),
+            Op::Neg(a) | Op::Exp(a) | Op::Unary(_, a) => ([a, 0, 0], 1),
+            Op::Add(a, b)
+            | Op::Sub(a, b)
+            | Op::Mul(a, b)
+            | Op::Div(a, b)
+            | Op::Pow(a, b)
+            | Op::Cmp(_, a, b) => ([a, b, 0], 2),
+            Op::MulAdd(a, b, c) | Op::Select(a, b, c) => ([a, b, c], 3),
+        }
+    }
 }
 
 /// The recorded right-hand side: `outputs[i]` is the entry holding dx_i/dt.
@@ -104,14 +242,12 @@ impl Real for Sym {
 
 /// Records `model`'s right-hand side. `params[i]` is `Some(value)` for a
 /// parameter fixed to a constant and `None` for one given at evaluation.
-/// Built-in models only: an imported model's equations are not traced.
-pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Result<Tape, Error> {
-    let Form::Builtin(rhs) = model.form() else {
-        return Err(Error::invalid(
-            "train.mode",
-            format!("the physics loss of imported model `{}` cannot be built yet: the tape has no time, ln, pow or comparisons, which its equations use", model.info().name),
-            "train a data-driven surrogate (mode: ddnn or itnn) on this model",
-        ));
+/// A built-in model is run on [`Sym`]s; an imported one's equations are
+/// translated ([`trace_equations`]).
+pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Tape {
+    let rhs = match model.form() {
+        Form::Builtin(rhs) => rhs,
+        Form::Imported(m) => return trace_equations(&m.equations, params),
     };
     TAPE.with(|t| t.borrow_mut().clear());
     let n = model.info().states.len();
@@ -124,37 +260,174 @@ pub fn trace(model: &dyn Model, params: &[Option<f64>]) -> Result<Tape, Error> {
     let mut dx = vec![Sym(0); n];
     rhs.rhs_sym(&p, &x, &mut dx);
     let ops = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    Ok(Tape {
+    Tape {
         ops,
         outputs: dx.iter().map(|s| s.0).collect(),
-    })
+    }
+}
+
+/// An imported model's rates as a tape, in the order the IR evaluates them
+/// (so it gives the same numbers as [`Equations::rates`]), constants folded.
+/// `params` follows `eq.params`.
+pub fn trace_equations(eq: &Equations, params: &[Option<f64>]) -> Tape {
+    let mut b = Builder {
+        ops: Vec::new(),
+        consts: Vec::new(),
+    };
+    let mut var = vec![usize::MAX; eq.vars.len()];
+    for (k, &s) in eq.states.iter().enumerate() {
+        var[s] = b.push(Op::State(k));
+    }
+    for (i, (&p, fixed)) in eq.params.iter().zip(params).enumerate() {
+        var[p] = b.push(fixed.map_or(Op::Param(i), Op::Const));
+    }
+    for (v, e) in &eq.algebraic {
+        var[*v] = b.expr(e, &var);
+    }
+    let outputs = eq.rates.iter().map(|e| b.expr(e, &var)).collect();
+    Tape {
+        ops: b.ops,
+        outputs,
+    }
+}
+
+/// Builds a tape from IR expressions, folding operations on constants.
+struct Builder {
+    ops: Vec<Op>,
+    /// Each entry's value where it is a constant (NaN otherwise).
+    consts: Vec<f64>,
+}
+
+impl Builder {
+    fn push(&mut self, op: Op) -> usize {
+        let (args, n) = op.operands();
+        let leaf = matches!(op, Op::Param(_) | Op::State(_) | Op::Time);
+        let op = if !leaf
+            && args[..n]
+                .iter()
+                .all(|&a| matches!(self.ops[a], Op::Const(_)))
+        {
+            Op::Const(op.value(&self.consts, &[], &[], 0.0))
+        } else {
+            op
+        };
+        self.consts
+            .push(if let Op::Const(c) = op { c } else { f64::NAN });
+        self.ops.push(op);
+        self.ops.len() - 1
+    }
+
+    fn constant(&self, k: usize) -> Option<f64> {
+        matches!(self.ops[k], Op::Const(_)).then(|| self.consts[k])
+    }
+
+    /// `v[k] != 0` as 1 or 0.
+    fn truth(&mut self, k: usize) -> usize {
+        let zero = self.push(Op::Const(0.0));
+        self.push(Op::Cmp(Cmp::Ne, k, zero))
+    }
+
+    fn expr(&mut self, e: &Expr, var: &[usize]) -> usize {
+        match e {
+            Expr::Num(x) => self.push(Op::Const(*x)),
+            Expr::Var(i) => var[*i],
+            Expr::Time => self.push(Op::Time),
+            Expr::Piecewise(pieces, otherwise) => {
+                // the first piece whose condition holds: nested from the last
+                let mut acc = self.expr(otherwise, var);
+                for (value, cond) in pieces.iter().rev() {
+                    let c = self.expr(cond, var);
+                    acc = match self.constant(c) {
+                        Some(c) if c != 0.0 => self.expr(value, var),
+                        Some(_) => acc,
+                        None => {
+                            let v = self.expr(value, var);
+                            self.push(Op::Select(c, v, acc))
+                        }
+                    };
+                }
+                acc
+            }
+            Expr::Call(f, args) => {
+                let a: Vec<usize> = args.iter().map(|x| self.expr(x, var)).collect();
+                let fold = |b: &mut Self, op: fn(usize, usize) -> Op| {
+                    a[1..].iter().fold(a[0], |acc, &x| b.push(op(acc, x)))
+                };
+                let unary = |b: &mut Self, u: Unary| b.push(Op::Unary(u, a[0]));
+                let cmp = |b: &mut Self, c: Cmp| b.push(Op::Cmp(c, a[0], a[1]));
+                match f {
+                    Func::Add => fold(self, Op::Add),
+                    Func::Mul => fold(self, Op::Mul),
+                    Func::Sub if a.len() == 1 => self.push(Op::Neg(a[0])),
+                    Func::Sub => self.push(Op::Sub(a[0], a[1])),
+                    Func::Div => self.push(Op::Div(a[0], a[1])),
+                    Func::Neg => self.push(Op::Neg(a[0])),
+                    Func::Pow => self.push(Op::Pow(a[0], a[1])),
+                    Func::Exp => self.push(Op::Exp(a[0])),
+                    Func::Ln => unary(self, Unary::Ln),
+                    Func::Log10 => unary(self, Unary::Log10),
+                    Func::Floor => unary(self, Unary::Floor),
+                    Func::Ceil => unary(self, Unary::Ceil),
+                    Func::Abs => unary(self, Unary::Abs),
+                    Func::Sqrt => unary(self, Unary::Sqrt),
+                    Func::Sin => unary(self, Unary::Sin),
+                    Func::Cos => unary(self, Unary::Cos),
+                    Func::Tan => unary(self, Unary::Tan),
+                    Func::Asin => unary(self, Unary::Asin),
+                    Func::Acos => unary(self, Unary::Acos),
+                    Func::Atan => unary(self, Unary::Atan),
+                    Func::Sinh => unary(self, Unary::Sinh),
+                    Func::Cosh => unary(self, Unary::Cosh),
+                    Func::Tanh => unary(self, Unary::Tanh),
+                    Func::Lt => cmp(self, Cmp::Lt),
+                    Func::Le => cmp(self, Cmp::Le),
+                    Func::Gt => cmp(self, Cmp::Gt),
+                    Func::Ge => cmp(self, Cmp::Ge),
+                    Func::Eq => cmp(self, Cmp::Eq),
+                    Func::Ne => cmp(self, Cmp::Ne),
+                    Func::Not => {
+                        let zero = self.push(Op::Const(0.0));
+                        self.push(Op::Cmp(Cmp::Eq, a[0], zero))
+                    }
+                    Func::And => {
+                        let t: Vec<usize> = a.iter().map(|&x| self.truth(x)).collect();
+                        t[1..]
+                            .iter()
+                            .fold(t[0], |acc, &x| self.push(Op::Mul(acc, x)))
+                    }
+                    Func::Or => {
+                        let t: Vec<usize> = a.iter().map(|&x| self.truth(x)).collect();
+                        let any = t[1..]
+                            .iter()
+                            .fold(t[0], |acc, &x| self.push(Op::Add(acc, x)));
+                        self.truth(any)
+                    }
+                    Func::Xor => {
+                        let t: Vec<usize> = a.iter().map(|&x| self.truth(x)).collect();
+                        t[1..]
+                            .iter()
+                            .fold(t[0], |acc, &x| self.push(Op::Cmp(Cmp::Ne, acc, x)))
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Tape {
     /// Replays the tape in f64 (`params` holds the varying parameters by index).
-    pub fn eval_f64(&self, params: &[f64], state: &[f64]) -> Vec<f64> {
+    pub fn eval_f64(&self, params: &[f64], state: &[f64], time: f64) -> Vec<f64> {
         let mut v = Vec::with_capacity(self.ops.len());
-        self.eval_into(params, state, &mut v);
+        self.eval_into(params, state, time, &mut v);
         self.outputs.iter().map(|&o| v[o]).collect()
     }
 
     /// Replays the tape into `v` (one value per op; the right-hand side is
     /// `v[outputs[i]]`), which [`Tape::vjp`] then differentiates.
-    pub fn eval_into(&self, params: &[f64], state: &[f64], v: &mut Vec<f64>) {
+    pub fn eval_into(&self, params: &[f64], state: &[f64], time: f64, v: &mut Vec<f64>) {
         v.clear();
         for op in &self.ops {
-            let x = match *op {
-                Op::Const(c) => c,
-                Op::Param(i) => params[i],
-                Op::State(i) => state[i],
-                Op::Add(a, b) => v[a] + v[b],
-                Op::Sub(a, b) => v[a] - v[b],
-                Op::Mul(a, b) => v[a] * v[b],
-                Op::Div(a, b) => v[a] / v[b],
-                Op::Neg(a) => -v[a],
-                Op::MulAdd(a, b, c) => v[a] * v[b] + v[c],
-                Op::Exp(a) => v[a].exp(),
-            };
+            let x = op.value(v, params, state, time);
             v.push(x);
         }
     }
@@ -198,6 +471,21 @@ impl Tape {
                     adj[c] += g;
                 }
                 Op::Exp(a) => adj[a] += g * v[k],
+                Op::Time | Op::Cmp(..) => {}
+                Op::Unary(f, a) => adj[a] += g * f.derivative(v[a], v[k]),
+                Op::Pow(a, b) => {
+                    adj[a] += g * v[b] * v[a].powf(v[b] - 1.0);
+                    if !matches!(self.ops[b], Op::Const(_)) {
+                        adj[b] += g * v[k] * v[a].ln();
+                    }
+                }
+                Op::Select(c, a, b) => {
+                    if v[c] != 0.0 {
+                        adj[a] += g
+                    } else {
+                        adj[b] += g
+                    }
+                }
             }
         }
     }
@@ -214,17 +502,19 @@ mod tests {
             let p = info.defaults();
             let x = [0.37, 0.05];
             let mut want = vec![0.0; 2];
-            let Form::Builtin(rhs) = model.form() else { unreachable!("built-in") };
+            let Form::Builtin(rhs) = model.form() else {
+                unreachable!("built-in")
+            };
             rhs.rhs_f64(&p, &x, &mut want);
             // every parameter fixed: only state-dependent ops remain
-            let fixed = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>()).unwrap();
+            let fixed = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>());
             assert!(!fixed.ops.iter().any(|o| matches!(o, Op::Param(_))));
-            let got = fixed.eval_f64(&[], &x);
+            let got = fixed.eval_f64(&[], &x, 0.0);
             // last parameter varying
             let mut spec: Vec<Option<f64>> = p.iter().map(|&v| Some(v)).collect();
             *spec.last_mut().unwrap() = None;
-            let varying = trace(*model, &spec).unwrap();
-            let got2 = varying.eval_f64(&p, &x);
+            let varying = trace(*model, &spec);
+            let got2 = varying.eval_f64(&p, &x, 0.0);
             for i in 0..2 {
                 assert!(
                     (got[i] - want[i]).abs() < 1e-15 && (got2[i] - want[i]).abs() < 1e-15,
@@ -245,21 +535,217 @@ mod tests {
     fn vjp_is_the_jacobian() {
         for model in crate::cell::all() {
             let p = model.info().defaults();
-            let tape = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>()).unwrap();
+            let tape = trace(*model, &p.iter().map(|&v| Some(v)).collect::<Vec<_>>());
             let x = [0.37, 0.05];
             let seed = [0.7, -1.3];
             let (mut v, mut adj, mut got) = (Vec::new(), Vec::new(), [0.0; 2]);
-            tape.eval_into(&[], &x, &mut v);
+            tape.eval_into(&[], &x, 0.0, &mut v);
             tape.vjp(&v, &seed, &mut adj, &mut got);
             for j in 0..2 {
                 let h = 1e-6;
                 let (mut up, mut down) = (x, x);
                 up[j] += h;
                 down[j] -= h;
-                let (fu, fd) = (tape.eval_f64(&[], &up), tape.eval_f64(&[], &down));
+                let (fu, fd) = (tape.eval_f64(&[], &up, 0.0), tape.eval_f64(&[], &down, 0.0));
                 let want: f64 = (0..2).map(|i| seed[i] * (fu[i] - fd[i]) / (2.0 * h)).sum();
-                assert!((got[j] - want).abs() < 1e-6 * (1.0 + want.abs()), "{}: d/dx{j} {} vs {want}", model.info().name, got[j]);
+                assert!(
+                    (got[j] - want).abs() < 1e-6 * (1.0 + want.abs()),
+                    "{}: d/dx{j} {} vs {want}",
+                    model.info().name,
+                    got[j]
+                );
             }
         }
+    }
+
+    /// Every function of the IR on the tape: the same values as the IR's own
+    /// evaluation, and a reverse sweep that is the Jacobian (central differences).
+    #[test]
+    fn equations_trace_to_the_same_values_and_derivatives() {
+        use crate::cell::equations::{Kind, Variable};
+        let var = |name: &str, kind: Kind| Variable {
+            name: name.into(),
+            units: "1".into(),
+            kind,
+        };
+        let (x, y, p) = (Expr::Var(0), Expr::Var(1), Expr::Var(2));
+        let call = |f: Func, args: Vec<Expr>| Expr::Call(f, args);
+        let unaries = [
+            Func::Exp,
+            Func::Ln,
+            Func::Log10,
+            Func::Sqrt,
+            Func::Abs,
+            Func::Floor,
+            Func::Ceil,
+            Func::Sin,
+            Func::Cos,
+            Func::Tan,
+            Func::Asin,
+            Func::Acos,
+            Func::Atan,
+            Func::Sinh,
+            Func::Cosh,
+            Func::Tanh,
+        ];
+        // x in (0.2, 0.6), y in (0.3, 0.7): every function defined and smooth near the points
+        let mut terms: Vec<Expr> = unaries
+            .iter()
+            .map(|&f| {
+                call(
+                    Func::Mul,
+                    vec![
+                        Expr::Num(0.1),
+                        call(f, vec![call(Func::Mul, vec![x.clone(), y.clone()])]),
+                    ],
+                )
+            })
+            .collect();
+        terms.push(call(Func::Pow, vec![x.clone(), y.clone()]));
+        terms.push(call(Func::Pow, vec![y.clone(), Expr::Num(3.0)]));
+        terms.push(call(Func::Div, vec![p.clone(), y.clone()]));
+        terms.push(call(Func::Sub, vec![x.clone()]));
+        terms.push(call(Func::Neg, vec![Expr::Time]));
+        let stimulus = Expr::Piecewise(
+            vec![
+                (
+                    call(Func::Mul, vec![Expr::Num(2.0), x.clone()]),
+                    call(
+                        Func::And,
+                        vec![
+                            call(Func::Lt, vec![Expr::Time, Expr::Num(1.0)]),
+                            call(Func::Ge, vec![x.clone(), Expr::Num(0.4)]),
+                        ],
+                    ),
+                ),
+                (
+                    y.clone(),
+                    call(
+                        Func::Or,
+                        vec![
+                            call(Func::Gt, vec![Expr::Time, Expr::Num(2.0)]),
+                            call(Func::Le, vec![y.clone(), Expr::Num(0.31)]),
+                        ],
+                    ),
+                ),
+                (
+                    Expr::Num(5.0),
+                    call(
+                        Func::Xor,
+                        vec![
+                            call(Func::Eq, vec![x.clone(), Expr::Num(0.0)]),
+                            call(
+                                Func::Not,
+                                vec![call(Func::Ne, vec![y.clone(), Expr::Num(0.0)])],
+                            ),
+                        ],
+                    ),
+                ),
+            ],
+            Box::new(call(Func::Sub, vec![x.clone(), y.clone()])),
+        );
+        let eq = Equations {
+            name: "all".into(),
+            time: ("t".into(), "1".into()),
+            vars: vec![
+                var("c.x", Kind::State { initial: 0.3 }),
+                var("c.y", Kind::State { initial: 0.5 }),
+                var("c.p", Kind::Param { value: 1.5 }),
+                var("c.a", Kind::Algebraic),
+            ],
+            states: vec![0, 1],
+            rates: vec![
+                call(Func::Add, terms),
+                call(Func::Mul, vec![Expr::Var(3), p.clone()]),
+            ],
+            params: vec![2],
+            algebraic: vec![(3, stimulus)],
+        };
+        for fixed in [true, false] {
+            let tape = trace_equations(&eq, &[fixed.then_some(1.5)]);
+            assert_eq!(tape.ops.iter().any(|o| matches!(o, Op::Param(_))), !fixed);
+            for (t, state) in [
+                (0.5, [0.45, 0.5]),
+                (0.5, [0.3, 0.6]),
+                (1.5, [0.25, 0.305]),
+                (3.0, [0.55, 0.35]),
+                (1.5, [0.5, 0.5]),
+            ] {
+                let want = eq.rates(t, &state, &[1.5]);
+                let got = tape.eval_f64(&[1.5], &state, t);
+                for k in 0..2 {
+                    assert!(
+                        (got[k] - want[k]).abs() <= 1e-14 * (1.0 + want[k].abs()),
+                        "t {t}, {state:?}: rate {k} {} vs {}",
+                        got[k],
+                        want[k]
+                    );
+                }
+                let seed = [0.7, -1.3];
+                let (mut v, mut adj, mut grad) = (Vec::new(), Vec::new(), [0.0; 2]);
+                tape.eval_into(&[1.5], &state, t, &mut v);
+                tape.vjp(&v, &seed, &mut adj, &mut grad);
+                for j in 0..2 {
+                    let h = 1e-6;
+                    let (mut up, mut down) = (state, state);
+                    up[j] += h;
+                    down[j] -= h;
+                    let (fu, fd) = (eq.rates(t, &up, &[1.5]), eq.rates(t, &down, &[1.5]));
+                    let want: f64 = (0..2).map(|i| seed[i] * (fu[i] - fd[i]) / (2.0 * h)).sum();
+                    assert!(
+                        (grad[j] - want).abs() < 1e-5 * (1.0 + want.abs()),
+                        "t {t}, {state:?}: d/dx{j} {} vs {want}",
+                        grad[j]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The built-in cardiac FHN and its CellML twin give the same tape values.
+    #[test]
+    fn the_cellml_fhn_tape_is_the_built_in_one() {
+        let dir = std::env::temp_dir().join(format!("excite-tape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fhn.cellml");
+        std::fs::write(&file, include_str!("../../models/fhn-cardiac.cellml")).unwrap();
+        let imported = crate::cell::imported::load(&file).unwrap();
+        let builtin = crate::cell::by_name("fhn-cardiac").unwrap();
+        // parameters by bare name, in each model's order
+        let bare = |n: &str| n.rsplit('.').next().unwrap().to_string();
+        let value = |n: &str| {
+            builtin
+                .info()
+                .params
+                .iter()
+                .find(|p| p.name == bare(n))
+                .unwrap()
+                .default
+        };
+        let ours = trace(
+            imported,
+            &imported
+                .info()
+                .params
+                .iter()
+                .map(|p| Some(value(p.name)))
+                .collect::<Vec<_>>(),
+        );
+        let theirs = trace(
+            builtin,
+            &builtin
+                .info()
+                .params
+                .iter()
+                .map(|p| Some(p.default))
+                .collect::<Vec<_>>(),
+        );
+        for x in [[0.37, 0.05], [0.9, 0.1], [-0.1, 0.0]] {
+            let (a, b) = (ours.eval_f64(&[], &x, 1.0), theirs.eval_f64(&[], &x, 1.0));
+            for k in 0..2 {
+                assert!((a[k] - b[k]).abs() < 1e-12, "{x:?}: {} vs {}", a[k], b[k]);
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

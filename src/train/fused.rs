@@ -519,40 +519,73 @@ mod tests {
         fixed[k] = None;
         let mut param_cols = vec![None; fixed.len()];
         param_cols[k] = Some(1);
-        let ctx = PhysicsCtx { tape: symbolic::trace(model, &fixed).unwrap(), param_cols, initial: vec![Ok(2), Err(0.1)] };
-        let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
-        let norm = Normalization { inputs: vec![range("t", 0.0, 50.0), range("k", 0.0, 2.0), range("u0", 0.0, 0.6)], outputs: vec![range("u", -0.2, 1.1), range("v", 0.0, 2.5)] };
-        let weights = LossWeights { data: 3.0, physics: 0.7, initial: 1.3 };
-        let residual = HostResidual::new(&ctx, &norm);
-        // fresh points with the initial condition at all of them, and the
-        // residual at the batch's rows with the initial condition at five
-        let forms = [(Collocation::Points(96), None), (Collocation::Batch, Some(5))];
-        for (act, (collocation, initial_points)) in Activation::ALL.into_iter().flat_map(|a| forms.map(|f| (a, f))) {
-            let arch = Architecture { inputs: 3, hidden: vec![Hidden(act, 16), Hidden(act, 8)], outputs: 2 };
-            let device = Device::flex().autodiff();
-            let mut net = Net::seeded(&arch, &device, true, 11);
-            let mut fused = Fused::from_net(&net);
-            let mut optim = AdamConfig::new().init();
-            let (mut data, mut burn_rng, mut fused_rng) = (Rng::new(5), Rng::new(9), Rng::new(9));
-            for step in 0..5 {
-                let rows = if step % 2 == 0 { 64 } else { 2 * SPLIT_ROWS + 3 };
-                let t_range = if step == 3 { (25.0, 50.0) } else { (0.0, 50.0) };
-                let physics = Physics { ctx: &ctx, norm: &norm, t_range, collocation, initial_points, weights };
-                let x: Vec<f32> = (0..rows * 3).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
-                let y: Vec<f32> = (0..rows * 2).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
-                let lr = 1e-2 / (step + 1) as f64;
-                let points = physics.draw(&x, rows, &mut fused_rng);
-                let terms = PinnTerms { residual: &residual, collocation: points.fresh.as_deref().map(|x| (x, points.count)), initial: &points.initial, weights };
-                let loss = fused.step_pinn(&x, &y, rows, &terms, lr);
-                let burn_loss;
-                (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, (&x, &y, rows), Some(&physics), &mut burn_rng, &device, true);
-                let burn_loss = burn_loss.unwrap();
-                assert!((loss - burn_loss).abs() <= 2e-5 * burn_loss.max(1e-3), "{act:?} {collocation:?} step {step}: loss {loss} vs burn {burn_loss}");
-            }
-            let theirs = Fused::from_net(&net);
-            for (a, b) in fused.layers.iter().zip(&theirs.layers) {
-                for (x, y) in a.w.iter().chain(&a.b).zip(b.w.iter().chain(&b.b)) {
-                    assert!((x - y).abs() <= 5e-5 * (1.0 + y.abs()), "{act:?} {collocation:?}: weight {x} vs burn {y}");
+        let builtin = PhysicsCtx { tape: symbolic::trace(model, &fixed), param_cols, initial: vec![Ok(2), Err(0.1)] };
+        // an imported model's operations (time, a piecewise stimulus, pow, ln, abs) on burn's tensors and the host's tape
+        let imported = {
+            use crate::cell::equations::{Equations, Expr, Func, Kind, Variable};
+            let var = |name: &str, kind: Kind| Variable { name: name.into(), units: "1".into(), kind };
+            let call = |f: Func, args: Vec<Expr>| Expr::Call(f, args);
+            let (u, v, k) = (Expr::Var(0), Expr::Var(1), Expr::Var(2));
+            let pulse = Expr::Piecewise(vec![(Expr::Num(0.1), call(Func::Lt, vec![Expr::Time, Expr::Num(10.0)]))], Box::new(Expr::Num(0.0)));
+            let du = call(Func::Add, vec![
+                call(Func::Mul, vec![k, u.clone(), call(Func::Sub, vec![Expr::Num(1.0), u.clone()])]),
+                call(Func::Sub, vec![v.clone()]),
+                pulse,
+                call(Func::Mul, vec![Expr::Num(0.05), call(Func::Ln, vec![call(Func::Add, vec![Expr::Num(2.0), u.clone()])])]),
+            ]);
+            let dv = call(Func::Add, vec![
+                call(Func::Mul, vec![Expr::Num(0.1), call(Func::Pow, vec![call(Func::Add, vec![Expr::Num(1.5), u.clone()]), Expr::Num(2.5)])]),
+                call(Func::Mul, vec![Expr::Num(-0.2), v]),
+                call(Func::Mul, vec![Expr::Num(0.01), call(Func::Abs, vec![u])]),
+            ]);
+            let eq = Equations {
+                name: "stimulated".into(),
+                time: ("t".into(), "1".into()),
+                vars: vec![var("c.u", Kind::State { initial: 0.0 }), var("c.v", Kind::State { initial: 0.1 }), var("c.k", Kind::Param { value: 1.0 })],
+                states: vec![0, 1],
+                rates: vec![du, dv],
+                params: vec![2],
+                algebraic: vec![],
+            };
+            let tape = symbolic::trace_equations(&eq, &[None]);
+            assert!(tape.ops.iter().any(|o| matches!(o, symbolic::Op::Time)) && tape.ops.iter().any(|o| matches!(o, symbolic::Op::Select(..))));
+            PhysicsCtx { tape, param_cols: vec![Some(1)], initial: vec![Ok(2), Err(0.1)] }
+        };
+        for ctx in [builtin, imported] {
+            let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
+            let norm = Normalization { inputs: vec![range("t", 0.0, 50.0), range("k", 0.0, 2.0), range("u0", 0.0, 0.6)], outputs: vec![range("u", -0.2, 1.1), range("v", 0.0, 2.5)] };
+            let weights = LossWeights { data: 3.0, physics: 0.7, initial: 1.3 };
+            let residual = HostResidual::new(&ctx, &norm);
+            // fresh points with the initial condition at all of them, and the
+            // residual at the batch's rows with the initial condition at five
+            let forms = [(Collocation::Points(96), None), (Collocation::Batch, Some(5))];
+            for (act, (collocation, initial_points)) in Activation::ALL.into_iter().flat_map(|a| forms.map(|f| (a, f))) {
+                let arch = Architecture { inputs: 3, hidden: vec![Hidden(act, 16), Hidden(act, 8)], outputs: 2 };
+                let device = Device::flex().autodiff();
+                let mut net = Net::seeded(&arch, &device, true, 11);
+                let mut fused = Fused::from_net(&net);
+                let mut optim = AdamConfig::new().init();
+                let (mut data, mut burn_rng, mut fused_rng) = (Rng::new(5), Rng::new(9), Rng::new(9));
+                for step in 0..5 {
+                    let rows = if step % 2 == 0 { 64 } else { 2 * SPLIT_ROWS + 3 };
+                    let t_range = if step == 3 { (25.0, 50.0) } else { (0.0, 50.0) };
+                    let physics = Physics { ctx: &ctx, norm: &norm, t_range, collocation, initial_points, weights };
+                    let x: Vec<f32> = (0..rows * 3).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
+                    let y: Vec<f32> = (0..rows * 2).map(|_| (data.uniform() * 2.0 - 1.0) as f32).collect();
+                    let lr = 1e-2 / (step + 1) as f64;
+                    let points = physics.draw(&x, rows, &mut fused_rng);
+                    let terms = PinnTerms { residual: &residual, collocation: points.fresh.as_deref().map(|x| (x, points.count)), initial: &points.initial, weights };
+                    let loss = fused.step_pinn(&x, &y, rows, &terms, lr);
+                    let burn_loss;
+                    (net, burn_loss) = crate::train::trainer::step(net, &mut optim, lr, (&x, &y, rows), Some(&physics), &mut burn_rng, &device, true);
+                    let burn_loss = burn_loss.unwrap();
+                    assert!((loss - burn_loss).abs() <= 2e-5 * burn_loss.max(1e-3), "{act:?} {collocation:?} step {step}: loss {loss} vs burn {burn_loss}");
+                }
+                let theirs = Fused::from_net(&net);
+                for (a, b) in fused.layers.iter().zip(&theirs.layers) {
+                    for (x, y) in a.w.iter().chain(&a.b).zip(b.w.iter().chain(&b.b)) {
+                        assert!((x - y).abs() <= 5e-5 * (1.0 + y.abs()), "{act:?} {collocation:?}: weight {x} vs burn {y}");
+                    }
                 }
             }
         }

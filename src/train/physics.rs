@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::cell::symbolic;
-use crate::cell::symbolic::{Op, Tape};
+use crate::cell::symbolic::{Cmp, Op, Tape, Unary};
 use crate::data::{sampling::Rng, Metadata};
 use crate::train::{Net, Normalization};
 use crate::Error;
@@ -41,15 +41,45 @@ fn neg(a: V) -> V {
     }
 }
 
+/// `v` as a tensor of `like`'s shape.
+fn tensor(v: V, like: &Tensor<2>) -> Tensor<2> {
+    match v {
+        V::T(t) => t,
+        V::C(c) => like.zeros_like().add_scalar(c),
+    }
+}
+
+fn unary(f: Unary, t: Tensor<2>) -> Tensor<2> {
+    match f {
+        Unary::Ln => t.log(),
+        Unary::Log10 => t.log().div_scalar(std::f64::consts::LN_10),
+        Unary::Sqrt => t.sqrt(),
+        Unary::Abs => t.abs(),
+        Unary::Floor => t.floor(),
+        Unary::Ceil => t.ceil(),
+        Unary::Sin => t.sin(),
+        Unary::Cos => t.cos(),
+        Unary::Tan => t.tan(),
+        Unary::Asin => t.asin(),
+        Unary::Acos => t.acos(),
+        Unary::Atan => t.atan(),
+        Unary::Sinh => t.sinh(),
+        Unary::Cosh => t.cosh(),
+        Unary::Tanh => t.tanh(),
+    }
+}
+
 /// Evaluates the right-hand side on columns `[rows, 1]`: `state[i]` for each
-/// state variable, `params[i]` for each parameter the tape leaves varying.
-pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>]) -> Vec<Tensor<2>> {
+/// state variable, `params[i]` for each parameter the tape leaves varying,
+/// `time` the physical time of each row.
+pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>], time: &Tensor<2>) -> Vec<Tensor<2>> {
     let mut v: Vec<V> = Vec::with_capacity(tape.ops.len());
     for op in &tape.ops {
         let x = match *op {
             Op::Const(c) => V::C(c),
             Op::Param(i) => V::T(params[i].clone().expect("a varying parameter is given")),
             Op::State(i) => V::T(state[i].clone()),
+            Op::Time => V::T(time.clone()),
             Op::Add(a, b) => add(v[a].clone(), v[b].clone()),
             Op::Sub(a, b) => add(v[a].clone(), neg(v[b].clone())),
             Op::Mul(a, b) => mul(v[a].clone(), v[b].clone()),
@@ -63,6 +93,43 @@ pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>]) -> Ve
             Op::Exp(a) => match v[a].clone() {
                 V::C(c) => V::C(c.exp()),
                 V::T(t) => V::T(t.exp()),
+            },
+            Op::Unary(f, a) => match v[a].clone() {
+                V::C(c) => V::C(f.apply(c)),
+                V::T(t) => V::T(unary(f, t)),
+            },
+            Op::Pow(a, b) => match (v[a].clone(), v[b].clone()) {
+                (V::C(x), V::C(y)) => V::C(x.powf(y)),
+                (V::T(x), V::C(y)) => V::T(x.powf_scalar(y)),
+                (V::C(x), V::T(y)) => V::T(y.mul_scalar(x.ln()).exp()),
+                (V::T(x), V::T(y)) => V::T(x.powf(y)),
+            },
+            Op::Cmp(c, a, b) => match (v[a].clone(), v[b].clone()) {
+                (V::C(x), V::C(y)) => V::C(f64::from(u8::from(c.holds(x, y)))),
+                (x, y) => {
+                    let like = match (&x, &y) {
+                        (V::T(t), _) | (_, V::T(t)) => t.clone(),
+                        _ => unreachable!("one side is a tensor"),
+                    };
+                    let (x, y) = (tensor(x, &like), tensor(y, &like));
+                    V::T(match c {
+                        Cmp::Lt => x.lower(y),
+                        Cmp::Le => x.lower_equal(y),
+                        Cmp::Gt => x.greater(y),
+                        Cmp::Ge => x.greater_equal(y),
+                        Cmp::Eq => x.equal(y),
+                        Cmp::Ne => x.not_equal(y),
+                    }
+                    .float())
+                }
+            },
+            Op::Select(c, a, b) => match v[c].clone() {
+                V::C(c) => v[if c != 0.0 { a } else { b }].clone(),
+                V::T(cond) => {
+                    let yes = tensor(v[a].clone(), &cond);
+                    let no = tensor(v[b].clone(), &cond);
+                    V::T(no.mask_where(cond.clone().not_equal(cond.zeros_like()), yes))
+                }
             },
         };
         v.push(x);
@@ -105,15 +172,23 @@ impl PhysicsCtx {
                 }
             })
             .collect();
-        let tape = symbolic::trace(model, &fixed)?;
+        let tape = symbolic::trace(model, &fixed);
         let initial = info
             .states
             .iter()
             .map(|s| {
                 col(&format!("{}0", s.name))
-                    .ok_or(meta.sampling.initial.get(s.name).copied().unwrap_or(0.0))
+                    .ok_or(meta.sampling.initial.get(s.name).copied().unwrap_or(s.initial))
             })
             .collect();
+        // the residual needs every state, in the model's order, as the network's outputs
+        if !meta.outputs.iter().map(|v| v.name.as_str()).eq(info.states.iter().map(|s| s.name)) {
+            return Err(Error::invalid(
+                "mode",
+                format!("a PINN's residual needs every state of `{}` as an output, in its order; the dataset's outputs are {}", info.name, meta.outputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")),
+                "leave `outputs` out of the dataset for a PINN, or train a ddnn",
+            ));
+        }
         if meta.inputs.first().map(|v| v.name.as_str()) != Some("t") {
             return Err(Error::invalid(
                 "mode",
@@ -191,7 +266,8 @@ impl PhysicsCtx {
             .iter()
             .map(|c| c.map(|c| x.clone().narrow(1, c, 1).mul_scalar(ins[c].1).add_scalar(ins[c].0)))
             .collect();
-        let f = rhs(&self.tape, &params, &state);
+        let time = x.clone().narrow(1, 0, 1).mul_scalar(ins[0].1).add_scalar(ins[0].0);
+        let f = rhs(&self.tape, &params, &state, &time);
         let residuals: Vec<Tensor<2>> = f
             .into_iter()
             .enumerate()
@@ -266,7 +342,8 @@ impl<'a> HostResidual<'a> {
             for (j, st) in s.state.iter_mut().enumerate() {
                 *st = yr[j] as f64 * self.outs[j].1 + self.outs[j].0;
             }
-            tape.eval_into(&s.params, &s.state, &mut s.values);
+            let time = xr[0] as f64 * self.ins[0].1 + self.ins[0].0;
+            tape.eval_into(&s.params, &s.state, time, &mut s.values);
             for i in 0..n_out {
                 let res = dy[r * n_out + i] as f64 - s.values[tape.outputs[i]] / self.outs[i].1;
                 sum += res * res;

@@ -152,3 +152,51 @@ fn lr1991_goes_through_the_pipeline() {
     let v = s.predict(&[0.0, 0.09, 16.0, -80.0]).unwrap();
     assert!((v[0] + 84.5).abs() < 8.0, "V at rest {}", v[0]);
 }
+
+/// A PINN's residual from imported equations: the cardiac FHN written as
+/// CellML trains as the built-in model does (the same residual, to rounding);
+/// Luo–Rudy 1991's taped residual is its equations over a beat, stimulus included.
+#[test]
+fn a_pinn_takes_its_residual_from_the_imported_equations() {
+    use excite::train::{self, TrainSpec};
+    let dir = scratch("imported-pinn");
+    let quick = std::fs::read_to_string(root().join("models/quick.yaml")).unwrap();
+    let twin = quick
+        .replace("model: fhn-cardiac", &format!("model: {{cellml: {}}}", root().join("models/fhn-cardiac.cellml").display()))
+        .replace("params: {i0: 0.0}", "params: {cell.i0: 0.0}")
+        .replace("initial: {u: 0.5, v: 0.0}", "initial: {cell.u: 0.5, cell.v: 0.0}");
+    let body = "mode: pinn\narchitecture:\n  hidden: [[tanh, 32], [tanh, 32]]\nbatch: 128\ncollocation: 256\nlr: 0.003\nsteps: 600\nval_every: 300\nseed: 0\n";
+    let mut maes = Vec::new();
+    for (name, yaml) in [("builtin", quick), ("cellml", twin)] {
+        let data = dir.join(name).join("data");
+        data::generate(&DatasetSpec::from_yaml(&yaml).unwrap(), 1, &excite::report::Silent).unwrap().write(&data).unwrap();
+        let spec = TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap();
+        let o = train::train(&spec, &dir.join(name).join("run"), false, &excite::report::Silent).unwrap();
+        maes.push(o.metrics.mae);
+    }
+    assert!(maes[0] < 0.1 && (maes[0] - maes[1]).abs() <= 1e-3 * maes[0], "validation MAE built-in {} vs CellML {}", maes[0], maes[1]);
+
+    // Luo–Rudy 1991's residual (time, ln, pow, floor, the piecewise stimulus) on the tape is its equations'
+    let cellml = lr1991(&dir);
+    let model = excite::cell::imported::load(&cellml).unwrap();
+    let eq = &model.equations;
+    let params = eq.param_values();
+    let tape = excite::cell::symbolic::trace(model, &params.iter().map(|&p| Some(p)).collect::<Vec<_>>());
+    let beat = imported::solve(eq, imported::Scheme::Euler, &excite::solve::TimeGrid::new(60.0, 0.01, 0.25).unwrap(), &eq.initial_state(), &params).unwrap();
+    for (s, state) in beat.iter().enumerate() {
+        let t = s as f64 * 0.25;
+        let (want, got) = (eq.rates(t, state, &params), tape.eval_f64(&[], state, t));
+        for k in 0..want.len() {
+            assert!((got[k] - want[k]).abs() <= 1e-12 * (1.0 + want[k].abs()), "t {t}: rate {k} {} vs {}", got[k], want[k]);
+        }
+    }
+    let lr = dir.join("lr.yaml");
+
+    // a PINN needs every state as an output
+    std::fs::write(&lr, DATASET).unwrap();
+    let data = dir.join("lr-some");
+    data::generate(&DatasetSpec::from_file(&lr).unwrap(), 1, &excite::report::Silent).unwrap().write(&data).unwrap();
+    let spec = TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap();
+    let e = train::train(&spec, &dir.join("lr-some-run"), false, &excite::report::Silent).err().expect("refused").to_string();
+    assert!(e.contains("every state") && e.contains("membrane.V, ina.m"), "{e}");
+}
