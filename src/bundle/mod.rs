@@ -77,6 +77,25 @@ pub struct BundleManifest {
     pub files: BTreeMap<String, String>,
 }
 
+/// What the numbers going in and out are measured in: an imported model's
+/// variables' own units, as its file names them.
+fn units(p: &Problem) -> String {
+    let crate::cell::Form::Imported(m) = p.model.form() else {
+        return "dimensionless (time in the model's time unit)".into();
+    };
+    let eq = &m.equations;
+    let of = |name: &str| -> String {
+        if name == "t" {
+            return eq.time.1.clone();
+        }
+        // a sampled initial value is named after its state (`membrane.V0`)
+        let var = eq.find(name).or_else(|| name.strip_suffix('0').and_then(|s| eq.find(s)));
+        var.map_or_else(|| "unknown".into(), |i| eq.vars[i].units.clone())
+    };
+    let list: Vec<String> = p.inputs.iter().chain(&p.outputs).map(|v| format!("{} in {}", v.name, of(&v.name))).collect();
+    format!("as the CellML file: {}", list.join(", "))
+}
+
 /// What goes into a bundle: the exported model, one built engine folder and
 /// the verification report folder of that engine.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +133,7 @@ pub fn package(c: &Contents, out: &Path) -> Result<(), Error> {
         name: c.name.into(),
         cell_model: problem.model_meta.clone(),
         kind: problem.kind,
-        units: "dimensionless (time in the model's time unit)".into(),
+        units: units(&problem),
         inputs: problem.inputs.clone(),
         outputs: problem.outputs.clone(),
         time: problem.time.clone(),

@@ -111,6 +111,11 @@ impl Pipeline {
         Ok(p)
     }
 
+    /// The imported cell model's sha256 (empty for a built-in model).
+    pub fn cellml_sha256(&self) -> &str {
+        &self.cellml_sha256
+    }
+
     /// A pipeline whose relative paths are taken from the working directory.
     pub fn from_yaml(text: &str) -> Result<Pipeline, Error> {
         Self::from_yaml_in(text, Path::new(""))

@@ -213,7 +213,12 @@ impl Study {
             let mut settings = settings_of(&pipeline, arch)?;
             settings.set = set_values;
             // the content alone: the same point whatever path names the study
-            let id = crate::hash::sha256_hex(yaml.as_bytes())[..16].to_string();
+            // (an imported cell model's content too, so an edited CellML file makes new points)
+            let id = match pipeline.cellml_sha256() {
+                "" => crate::hash::sha256_hex(yaml.as_bytes()),
+                sha => crate::hash::sha256_parts([yaml.as_bytes(), sha.as_bytes()]),
+            }[..16]
+                .to_string();
             if !seen.insert(id.clone()) {
                 return Err(Error::invalid("axes", format!("two points are the same pipeline ({})", describe(&axes, &combo)), "remove the repeated value from its axis"));
             }

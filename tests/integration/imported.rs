@@ -146,6 +146,8 @@ fn lr1991_goes_through_the_pipeline() {
     let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run/package/lr1991/bundle.json")).unwrap()).unwrap();
     assert_eq!(bundle["cell_model"]["cellml"]["sha256"], excite::hash::sha256_file(&cellml).unwrap());
     assert_eq!(bundle["outputs"][0]["name"], "membrane.V");
+    let units = bundle["units"].as_str().unwrap();
+    assert!(units.contains("t in ms") && units.contains("ina.gNa in mS_per_cm2") && units.contains("membrane.V in mV"), "{units}");
     // the bundle loads and runs without the CellML file (or the training stack)
     std::fs::remove_file(&cellml).unwrap();
     let mut s = excite::Surrogate::load(dir.join("run/package/lr1991")).unwrap();
@@ -199,4 +201,23 @@ fn a_pinn_takes_its_residual_from_the_imported_equations() {
     let spec = TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}", data.display())).unwrap();
     let e = train::train(&spec, &dir.join("lr-some-run"), false, &excite::report::Silent).err().expect("refused").to_string();
     assert!(e.contains("every state") && e.contains("membrane.V, ina.m"), "{e}");
+}
+
+/// A study's points are named by content, the imported model's file included:
+/// an edited CellML file makes new points (finished ones are not taken for them).
+#[test]
+fn study_points_change_with_the_cellml_content() {
+    let dir = scratch("imported-study");
+    let cellml = lr1991(&dir);
+    let base = std::fs::read_to_string(root().join("models/lr1991.yaml")).unwrap().replace("cellml/lr1991.cellml", "lr1991.cellml");
+    std::fs::write(dir.join("base.yaml"), base).unwrap();
+    let study = "name: s\npipeline: base.yaml\naxes:\n  seed: [0, 1]\n";
+    let ids = || excite::sweep::Study::from_yaml(study, &dir).unwrap().points.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+    let before = ids();
+    assert_eq!(before, ids(), "the same content, the same points");
+    let text = std::fs::read_to_string(&cellml).unwrap().replace("initial_value=\"16.0\"", "initial_value=\"17.0\"");
+    std::fs::write(&cellml, text).unwrap();
+    let after = ids();
+    assert_eq!(after.len(), 2);
+    assert!(before.iter().all(|b| !after.contains(b)), "{before:?} {after:?}");
 }
