@@ -42,6 +42,44 @@ pub enum Func {
     Not,
 }
 
+impl Func {
+    /// The value of a function of one argument, `Exp` to `Tanh`.
+    pub fn unary(self, x: f64) -> f64 {
+        match self {
+            Func::Exp => x.exp(),
+            Func::Ln => x.ln(),
+            Func::Log10 => x.log10(),
+            Func::Floor => x.floor(),
+            Func::Ceil => x.ceil(),
+            Func::Abs => x.abs(),
+            Func::Sqrt => x.sqrt(),
+            Func::Sin => x.sin(),
+            Func::Cos => x.cos(),
+            Func::Tan => x.tan(),
+            Func::Asin => x.asin(),
+            Func::Acos => x.acos(),
+            Func::Atan => x.atan(),
+            Func::Sinh => x.sinh(),
+            Func::Cosh => x.cosh(),
+            Func::Tanh => x.tanh(),
+            other => unreachable!("{other:?} is not a function of one argument"),
+        }
+    }
+
+    /// Whether the comparison `Lt` to `Ne` holds.
+    pub fn compare(self, a: f64, b: f64) -> bool {
+        match self {
+            Func::Lt => a < b,
+            Func::Le => a <= b,
+            Func::Gt => a > b,
+            Func::Ge => a >= b,
+            Func::Eq => a == b,
+            Func::Ne => a != b,
+            other => unreachable!("{other:?} is not a comparison"),
+        }
+    }
+}
+
 /// An expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -92,28 +130,8 @@ impl Expr {
                     Func::Div => a(0) / a(1),
                     Func::Neg => -a(0),
                     Func::Pow => a(0).powf(a(1)),
-                    Func::Exp => a(0).exp(),
-                    Func::Ln => a(0).ln(),
-                    Func::Log10 => a(0).log10(),
-                    Func::Floor => a(0).floor(),
-                    Func::Ceil => a(0).ceil(),
-                    Func::Abs => a(0).abs(),
-                    Func::Sqrt => a(0).sqrt(),
-                    Func::Sin => a(0).sin(),
-                    Func::Cos => a(0).cos(),
-                    Func::Tan => a(0).tan(),
-                    Func::Asin => a(0).asin(),
-                    Func::Acos => a(0).acos(),
-                    Func::Atan => a(0).atan(),
-                    Func::Sinh => a(0).sinh(),
-                    Func::Cosh => a(0).cosh(),
-                    Func::Tanh => a(0).tanh(),
-                    Func::Lt => truth(a(0) < a(1)),
-                    Func::Le => truth(a(0) <= a(1)),
-                    Func::Gt => truth(a(0) > a(1)),
-                    Func::Ge => truth(a(0) >= a(1)),
-                    Func::Eq => truth(a(0) == a(1)),
-                    Func::Ne => truth(a(0) != a(1)),
+                    Func::Exp | Func::Ln | Func::Log10 | Func::Floor | Func::Ceil | Func::Abs | Func::Sqrt | Func::Sin | Func::Cos | Func::Tan | Func::Asin | Func::Acos | Func::Atan | Func::Sinh | Func::Cosh | Func::Tanh => f.unary(a(0)),
+                    Func::Lt | Func::Le | Func::Gt | Func::Ge | Func::Eq | Func::Ne => truth(f.compare(a(0), a(1))),
                     Func::And => truth(args.iter().all(|e| e.eval(vals, t) != 0.0)),
                     Func::Or => truth(args.iter().any(|e| e.eval(vals, t) != 0.0)),
                     Func::Xor => truth(args.iter().filter(|e| e.eval(vals, t) != 0.0).count() % 2 == 1),

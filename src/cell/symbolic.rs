@@ -26,96 +26,34 @@ pub enum Op {
     /// `a * b + c`
     MulAdd(usize, usize, usize),
     Exp(usize),
-    /// The functions of imported models' equations beyond the above.
-    Unary(Unary, usize),
+    /// A function of one argument of imported models' equations ([`Func::unary`]).
+    Unary(Func, usize),
     Pow(usize, usize),
-    /// 1 where the comparison holds, else 0 (no derivative).
-    Cmp(Cmp, usize, usize),
+    /// 1 where the comparison ([`Func::compare`]) holds, else 0 (no derivative).
+    Cmp(Func, usize, usize),
     /// `v[a]` where `v[c]` is not 0, else `v[b]` (a piecewise).
     Select(usize, usize, usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unary {
-    Ln,
-    Log10,
-    Sqrt,
-    Abs,
-    Floor,
-    Ceil,
-    Sin,
-    Cos,
-    Tan,
-    Asin,
-    Acos,
-    Atan,
-    Sinh,
-    Cosh,
-    Tanh,
-}
-
-impl Unary {
-    pub fn apply(self, x: f64) -> f64 {
-        match self {
-            Unary::Ln => x.ln(),
-            Unary::Log10 => x.log10(),
-            Unary::Sqrt => x.sqrt(),
-            Unary::Abs => x.abs(),
-            Unary::Floor => x.floor(),
-            Unary::Ceil => x.ceil(),
-            Unary::Sin => x.sin(),
-            Unary::Cos => x.cos(),
-            Unary::Tan => x.tan(),
-            Unary::Asin => x.asin(),
-            Unary::Acos => x.acos(),
-            Unary::Atan => x.atan(),
-            Unary::Sinh => x.sinh(),
-            Unary::Cosh => x.cosh(),
-            Unary::Tanh => x.tanh(),
-        }
-    }
-
-    /// d f(x) / dx, given x and y = f(x).
-    pub fn derivative(self, x: f64, y: f64) -> f64 {
-        match self {
-            Unary::Ln => 1.0 / x,
-            Unary::Log10 => 1.0 / (x * std::f64::consts::LN_10),
-            Unary::Sqrt => 0.5 / y,
-            Unary::Abs => x.signum(),
-            Unary::Floor | Unary::Ceil => 0.0,
-            Unary::Sin => x.cos(),
-            Unary::Cos => -x.sin(),
-            Unary::Tan => 1.0 + y * y,
-            Unary::Asin => 1.0 / (1.0 - x * x).sqrt(),
-            Unary::Acos => -1.0 / (1.0 - x * x).sqrt(),
-            Unary::Atan => 1.0 / (1.0 + x * x),
-            Unary::Sinh => x.cosh(),
-            Unary::Cosh => x.sinh(),
-            Unary::Tanh => 1.0 - y * y,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-}
-
-impl Cmp {
-    pub fn holds(self, a: f64, b: f64) -> bool {
-        match self {
-            Cmp::Lt => a < b,
-            Cmp::Le => a <= b,
-            Cmp::Gt => a > b,
-            Cmp::Ge => a >= b,
-            Cmp::Eq => a == b,
-            Cmp::Ne => a != b,
-        }
+/// d f(x) / dx of a function of one argument ([`Func::unary`]), given x and y = f(x).
+fn derivative(f: Func, x: f64, y: f64) -> f64 {
+    match f {
+        Func::Exp => y,
+        Func::Ln => 1.0 / x,
+        Func::Log10 => 1.0 / (x * std::f64::consts::LN_10),
+        Func::Sqrt => 0.5 / y,
+        Func::Abs => x.signum(),
+        Func::Floor | Func::Ceil => 0.0,
+        Func::Sin => x.cos(),
+        Func::Cos => -x.sin(),
+        Func::Tan => 1.0 + y * y,
+        Func::Asin => 1.0 / (1.0 - x * x).sqrt(),
+        Func::Acos => -1.0 / (1.0 - x * x).sqrt(),
+        Func::Atan => 1.0 / (1.0 + x * x),
+        Func::Sinh => x.cosh(),
+        Func::Cosh => x.sinh(),
+        Func::Tanh => 1.0 - y * y,
+        other => unreachable!("{other:?} is not a function of one argument"),
     }
 }
 
@@ -135,9 +73,9 @@ impl Op {
             Op::Neg(a) => -v[a],
             Op::MulAdd(a, b, c) => v[a] * v[b] + v[c],
             Op::Exp(a) => v[a].exp(),
-            Op::Unary(f, a) => f.apply(v[a]),
+            Op::Unary(f, a) => f.unary(v[a]),
             Op::Pow(a, b) => v[a].powf(v[b]),
-            Op::Cmp(c, a, b) => f64::from(u8::from(c.holds(v[a], v[b]))),
+            Op::Cmp(c, a, b) => f64::from(u8::from(c.compare(v[a], v[b]))),
             Op::Select(c, a, b) => {
                 if v[c] != 0.0 {
                     v[a]
@@ -324,7 +262,7 @@ impl Builder {
     /// `v[k] != 0` as 1 or 0.
     fn truth(&mut self, k: usize) -> usize {
         let zero = self.push(Op::Const(0.0));
-        self.push(Op::Cmp(Cmp::Ne, k, zero))
+        self.push(Op::Cmp(Func::Ne, k, zero))
     }
 
     fn expr(&mut self, e: &Expr, var: &[usize]) -> usize {
@@ -350,44 +288,20 @@ impl Builder {
             }
             Expr::Call(f, args) => {
                 let a: Vec<usize> = args.iter().map(|x| self.expr(x, var)).collect();
-                let fold = |b: &mut Self, op: fn(usize, usize) -> Op| {
-                    a[1..].iter().fold(a[0], |acc, &x| b.push(op(acc, x)))
-                };
-                let unary = |b: &mut Self, u: Unary| b.push(Op::Unary(u, a[0]));
-                let cmp = |b: &mut Self, c: Cmp| b.push(Op::Cmp(c, a[0], a[1]));
                 match f {
-                    Func::Add => fold(self, Op::Add),
-                    Func::Mul => fold(self, Op::Mul),
+                    Func::Add => a[1..].iter().fold(a[0], |acc, &x| self.push(Op::Add(acc, x))),
+                    Func::Mul => a[1..].iter().fold(a[0], |acc, &x| self.push(Op::Mul(acc, x))),
                     Func::Sub if a.len() == 1 => self.push(Op::Neg(a[0])),
                     Func::Sub => self.push(Op::Sub(a[0], a[1])),
                     Func::Div => self.push(Op::Div(a[0], a[1])),
                     Func::Neg => self.push(Op::Neg(a[0])),
                     Func::Pow => self.push(Op::Pow(a[0], a[1])),
                     Func::Exp => self.push(Op::Exp(a[0])),
-                    Func::Ln => unary(self, Unary::Ln),
-                    Func::Log10 => unary(self, Unary::Log10),
-                    Func::Floor => unary(self, Unary::Floor),
-                    Func::Ceil => unary(self, Unary::Ceil),
-                    Func::Abs => unary(self, Unary::Abs),
-                    Func::Sqrt => unary(self, Unary::Sqrt),
-                    Func::Sin => unary(self, Unary::Sin),
-                    Func::Cos => unary(self, Unary::Cos),
-                    Func::Tan => unary(self, Unary::Tan),
-                    Func::Asin => unary(self, Unary::Asin),
-                    Func::Acos => unary(self, Unary::Acos),
-                    Func::Atan => unary(self, Unary::Atan),
-                    Func::Sinh => unary(self, Unary::Sinh),
-                    Func::Cosh => unary(self, Unary::Cosh),
-                    Func::Tanh => unary(self, Unary::Tanh),
-                    Func::Lt => cmp(self, Cmp::Lt),
-                    Func::Le => cmp(self, Cmp::Le),
-                    Func::Gt => cmp(self, Cmp::Gt),
-                    Func::Ge => cmp(self, Cmp::Ge),
-                    Func::Eq => cmp(self, Cmp::Eq),
-                    Func::Ne => cmp(self, Cmp::Ne),
+                    Func::Ln | Func::Log10 | Func::Floor | Func::Ceil | Func::Abs | Func::Sqrt | Func::Sin | Func::Cos | Func::Tan | Func::Asin | Func::Acos | Func::Atan | Func::Sinh | Func::Cosh | Func::Tanh => self.push(Op::Unary(*f, a[0])),
+                    Func::Lt | Func::Le | Func::Gt | Func::Ge | Func::Eq | Func::Ne => self.push(Op::Cmp(*f, a[0], a[1])),
                     Func::Not => {
                         let zero = self.push(Op::Const(0.0));
-                        self.push(Op::Cmp(Cmp::Eq, a[0], zero))
+                        self.push(Op::Cmp(Func::Eq, a[0], zero))
                     }
                     Func::And => {
                         let t: Vec<usize> = a.iter().map(|&x| self.truth(x)).collect();
@@ -406,7 +320,7 @@ impl Builder {
                         let t: Vec<usize> = a.iter().map(|&x| self.truth(x)).collect();
                         t[1..]
                             .iter()
-                            .fold(t[0], |acc, &x| self.push(Op::Cmp(Cmp::Ne, acc, x)))
+                            .fold(t[0], |acc, &x| self.push(Op::Cmp(Func::Ne, acc, x)))
                     }
                 }
             }
@@ -472,7 +386,7 @@ impl Tape {
                 }
                 Op::Exp(a) => adj[a] += g * v[k],
                 Op::Time | Op::Cmp(..) => {}
-                Op::Unary(f, a) => adj[a] += g * f.derivative(v[a], v[k]),
+                Op::Unary(f, a) => adj[a] += g * derivative(f, v[a], v[k]),
                 Op::Pow(a, b) => {
                     adj[a] += g * v[b] * v[a].powf(v[b] - 1.0);
                     if !matches!(self.ops[b], Op::Const(_)) {

@@ -6,7 +6,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::cell::symbolic;
-use crate::cell::symbolic::{Cmp, Op, Tape, Unary};
+use crate::cell::equations::Func;
+use crate::cell::symbolic::{Op, Tape};
 use crate::data::{sampling::Rng, Metadata};
 use crate::train::{Net, Normalization};
 use crate::Error;
@@ -49,23 +50,26 @@ fn tensor(v: V, like: &Tensor<2>) -> Tensor<2> {
     }
 }
 
-fn unary(f: Unary, t: Tensor<2>) -> Tensor<2> {
+/// A function of one argument ([`Func::unary`]) on a tensor.
+fn unary(f: Func, t: Tensor<2>) -> Tensor<2> {
     match f {
-        Unary::Ln => t.log(),
-        Unary::Log10 => t.log().div_scalar(std::f64::consts::LN_10),
-        Unary::Sqrt => t.sqrt(),
-        Unary::Abs => t.abs(),
-        Unary::Floor => t.floor(),
-        Unary::Ceil => t.ceil(),
-        Unary::Sin => t.sin(),
-        Unary::Cos => t.cos(),
-        Unary::Tan => t.tan(),
-        Unary::Asin => t.asin(),
-        Unary::Acos => t.acos(),
-        Unary::Atan => t.atan(),
-        Unary::Sinh => t.sinh(),
-        Unary::Cosh => t.cosh(),
-        Unary::Tanh => t.tanh(),
+        Func::Exp => t.exp(),
+        Func::Ln => t.log(),
+        Func::Log10 => t.log().div_scalar(std::f64::consts::LN_10),
+        Func::Sqrt => t.sqrt(),
+        Func::Abs => t.abs(),
+        Func::Floor => t.floor(),
+        Func::Ceil => t.ceil(),
+        Func::Sin => t.sin(),
+        Func::Cos => t.cos(),
+        Func::Tan => t.tan(),
+        Func::Asin => t.asin(),
+        Func::Acos => t.acos(),
+        Func::Atan => t.atan(),
+        Func::Sinh => t.sinh(),
+        Func::Cosh => t.cosh(),
+        Func::Tanh => t.tanh(),
+        other => unreachable!("{other:?} is not a function of one argument"),
     }
 }
 
@@ -95,7 +99,7 @@ pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>], time:
                 V::T(t) => V::T(t.exp()),
             },
             Op::Unary(f, a) => match v[a].clone() {
-                V::C(c) => V::C(f.apply(c)),
+                V::C(c) => V::C(f.unary(c)),
                 V::T(t) => V::T(unary(f, t)),
             },
             Op::Pow(a, b) => match (v[a].clone(), v[b].clone()) {
@@ -105,7 +109,7 @@ pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>], time:
                 (V::T(x), V::T(y)) => V::T(x.powf(y)),
             },
             Op::Cmp(c, a, b) => match (v[a].clone(), v[b].clone()) {
-                (V::C(x), V::C(y)) => V::C(f64::from(u8::from(c.holds(x, y)))),
+                (V::C(x), V::C(y)) => V::C(f64::from(u8::from(c.compare(x, y)))),
                 (x, y) => {
                     let like = match (&x, &y) {
                         (V::T(t), _) | (_, V::T(t)) => t.clone(),
@@ -113,12 +117,13 @@ pub fn rhs(tape: &Tape, params: &[Option<Tensor<2>>], state: &[Tensor<2>], time:
                     };
                     let (x, y) = (tensor(x, &like), tensor(y, &like));
                     V::T(match c {
-                        Cmp::Lt => x.lower(y),
-                        Cmp::Le => x.lower_equal(y),
-                        Cmp::Gt => x.greater(y),
-                        Cmp::Ge => x.greater_equal(y),
-                        Cmp::Eq => x.equal(y),
-                        Cmp::Ne => x.not_equal(y),
+                        Func::Lt => x.lower(y),
+                        Func::Le => x.lower_equal(y),
+                        Func::Gt => x.greater(y),
+                        Func::Ge => x.greater_equal(y),
+                        Func::Eq => x.equal(y),
+                        Func::Ne => x.not_equal(y),
+                        other => unreachable!("{other:?} is not a comparison"),
                     }
                     .float())
                 }
