@@ -240,6 +240,28 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// The bytes of the input file `path` (`what` it should be, for the error),
+/// refused past `max` bytes, counted while reading (a device or pipe such as
+/// /dev/zero reports no length and never ends), and refused when it is not a
+/// regular file at all.
+pub fn read_limited(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::format(path, format!("not a regular file, so not {what}"), format!("pass the path of {what}")));
+    }
+    let too_big = |n: u64| Error::format(path, format!("{n} bytes or more, over the {max}-byte limit of {what}"), format!("check that this is {what}"));
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut bytes)).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// `dir/.name.<tag>-<pid>`: a hidden neighbour on the same file system.
 /// The absolute form of `p` (made from the working directory, not resolved
 /// through links), for paths handed to processes that may start elsewhere.

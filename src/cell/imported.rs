@@ -38,16 +38,17 @@ impl Model for Imported {
 /// The model in the CellML file `path` (read once per distinct content).
 pub fn load(path: &Path) -> Result<&'static Imported, Error> {
     static LOADED: OnceLock<Mutex<HashMap<String, &'static Imported>>> = OnceLock::new();
-    let size = std::fs::metadata(path).map_err(|e| Error::format(path, format!("cannot read the CellML file: {e}"), "check the path (a relative path is taken from the folder of the configuration file)"))?.len();
-    if size > super::cellml::MAX_BYTES {
-        return Err(Error::format(path, format!("{size} bytes is larger than any cell model ({} MiB at most)", super::cellml::MAX_BYTES >> 20), "check that this is a CellML model file"));
-    }
-    let sha256 = crate::hash::sha256_file(path)?;
+    let bytes = super::cellml::read(path).map_err(|e| match e {
+        // a missing file: say where relative paths start
+        Error::Io { .. } => Error::format(path, format!("cannot read the CellML file: {e}"), "check the path (a relative path is taken from the folder of the configuration file)"),
+        e => e,
+    })?;
+    let sha256 = crate::hash::sha256_hex(&bytes);
     let loaded = LOADED.get_or_init(Default::default);
     if let Some(m) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&sha256) {
         return Ok(m);
     }
-    let equations = super::cellml::load(path)?;
+    let equations = super::cellml::parse_bytes(&bytes, path)?;
     let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let info = Box::leak(Box::new(info_of(&equations, &sha256)));
     let model: &'static Imported = Box::leak(Box::new(Imported { info, equations, file, sha256: sha256.clone() }));

@@ -28,11 +28,7 @@ pub fn read(path: &Path) -> Result<Model, Error> {
 
 /// The bytes of the ONNX file `path`, refused above [`MAX_FILE_BYTES`].
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(Error::format(path, format!("{len} bytes, over the {MAX_FILE_BYTES}-byte limit of an ONNX file"), HINT));
-    }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    crate::fsio::read_limited(path, MAX_FILE_BYTES, "an ONNX model file")
 }
 
 /// [`Model::parse`] of `bytes` read from `path`, the defect named with the file.

@@ -295,3 +295,25 @@ fn bundles_repacked_by_gnu_tar_and_git_archive_load() {
     let mut s = excite::Surrogate::load(&out).unwrap();
     assert_eq!(s.predict(&[1.0, 2.0]).unwrap(), want);
 }
+
+/// Files that are not files: a device that never ends (/dev/zero reports no
+/// length), a named pipe nobody writes, a folder. Each input that names a
+/// file (ONNX, CellML, a dataset's `model: {cellml: …}`) refuses them by
+/// name at once instead of reading forever or waiting.
+#[test]
+fn devices_pipes_and_folders_are_not_input_files() {
+    let dir = scratch("hostile-special");
+    let fifo = dir.join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in [std::path::PathBuf::from("/dev/zero"), fifo, dir.clone()] {
+        let start = Instant::now();
+        let e = excite::onnx::read_bytes(&path).err().expect("refused").to_string();
+        assert!(e.contains("not a regular file") && e.contains(&path.display().to_string()), "{e}");
+        let e = excite::cell::cellml::load(&path).err().expect("refused").to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let yaml = format!("name: t\nmodel: {{cellml: {}}}\ntime: {{t_end: 1, dt: 0.01, sample_every: 0.1}}\n", path.display());
+        let e = excite::data::DatasetSpec::from_yaml(&yaml).err().expect("refused").to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{} took {:?}", path.display(), start.elapsed());
+    }
+}

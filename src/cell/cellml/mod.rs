@@ -30,13 +30,18 @@ const NAMESPACES: [&str; 3] = ["http://www.cellml.org/cellml/1.0#", "http://www.
 
 /// Reads the CellML file at `path`.
 pub fn load(path: &Path) -> Result<Equations, Error> {
-    let size = std::fs::metadata(path).map_err(|e| Error::format(path, format!("cannot read the CellML file: {e}"), "check the path"))?.len();
-    if size > MAX_BYTES {
-        return Err(Error::format(path, format!("{size} bytes is larger than any cell model ({} MiB at most)", MAX_BYTES >> 20), "check that this is a CellML model file"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::format(path, format!("cannot read the CellML file: {e}"), "check the path and its permissions"))?;
-    let text = String::from_utf8(bytes).map_err(|e| Error::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()), "save the model as UTF-8 XML"))?;
-    parse(&text, path)
+    parse_bytes(&read(path)?, path)
+}
+
+/// The bytes of the CellML file at `path` (at most [`MAX_BYTES`]: larger than any cell model).
+pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    crate::fsio::read_limited(path, MAX_BYTES, "a CellML model file")
+}
+
+/// The model in `bytes`, read from `path`.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Equations, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::format(path, format!("not UTF-8 text (byte {})", e.valid_up_to()), "save the model as UTF-8 XML"))?;
+    parse(text, path)
 }
 
 /// Reads CellML text; `path` names it in errors.
