@@ -83,7 +83,7 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$requirements" ]]; then
     echo "$requirements" > "$stamp"
 fi
 
-# the CellML files the models/lr1991*.yaml presets import, made from Myokit's models
-if [[ ! -f models/cellml/lr1991.cellml ]]; then
+# the CellML files the models/lr1991*.yaml and hh1952.yaml presets import, made from Myokit's models
+if [[ ! -f models/cellml/lr1991.cellml || ! -f models/cellml/hh1952.cellml ]]; then
     PYTHONPATH="$target" "$python" scripts/myokit_models.py models/cellml >/dev/null
 fi
