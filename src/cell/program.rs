@@ -565,20 +565,22 @@ fn exp_lanes(v: &mut [f64; LANES]) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // 1/n! for n = 13 … 2
-    const C: [f64; 12] = [
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
+    // 1/n! for n = 0 … 13
+    const A: [f64; 14] = [
+        1.0,
+        1.0,
         0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
     ];
     const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0; // 2^52 + the exponent bias
     let mut k = [0.0; LANES];
@@ -588,14 +590,16 @@ fn exp_lanes(v: &mut [f64; LANES]) {
         k[i] = (c * LOG2E).round();
         r[i] = (c - k[i] * LN2_HI) - k[i] * LN2_LO;
     }
-    let mut p = [C[0]; LANES];
-    for &ci in &C[1..] {
-        for i in 0..LANES {
-            p[i] = p[i] * r[i] + ci;
-        }
-    }
     for i in 0..LANES {
-        let p = (p[i] * r[i] + 1.0) * r[i] + 1.0;
+        // the series by Estrin's scheme: pairs, then pairs of pairs with r², r⁴, r⁸,
+        // a dependency chain of 8 operations instead of Horner's 26
+        let r = r[i];
+        let (r2, q) = (r * r, |n: usize| A[n] + A[n + 1] * r);
+        let (r4, s) = (r2 * r2, |n: usize| q(n) + q(n + 2) * r2);
+        let r8 = r4 * r4;
+        let t0 = s(0) + s(4) * r4;
+        let t1 = s(8) + q(12) * r4;
+        let p = t0 + t1 * r8;
         // 2^k = 2^k1 · 2^k2 with both halves normal
         let k1 = (k[i] * 0.5).floor();
         let k2 = k[i] - k1;
