@@ -5,7 +5,7 @@
 //! f64, the scalar reference the executable forms are checked against.
 
 /// A function or operator of the IR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Func {
     Add,
     Sub,

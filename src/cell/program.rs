@@ -52,7 +52,13 @@ struct Builder {
     time: u32,
     /// Per register: whether it changes from step to step (reads time or a state).
     varying: Vec<bool>,
+    /// Instructions emitted so far, by what they compute: the same computation
+    /// twice (a rate and a gate's coefficient often share a term) is done once.
+    done: HashMap<InsKey, u32>,
 }
+
+/// What an instruction computes, without its destination: (function, operands, immediate bits, immediate first).
+type InsKey = (Func, [u32; 3], u64, bool);
 
 impl Builder {
     fn reg(&mut self) -> u32 {
@@ -83,7 +89,12 @@ impl Builder {
     }
 
     fn call(&mut self, f: Func, a: u32, b: u32) -> u32 {
+        let key = (f, [a, b, u32::MAX], 0, false);
+        if let Some(&d) = self.done.get(&key) {
+            return d;
+        }
         let d = self.reg();
+        self.done.insert(key, d);
         // a varying operand beside a constant: the constant as an immediate
         let konst = |r: u32| self.const_list.iter().find(|c| c.0 == r).map(|c| c.1);
         let binary = !matches!(f, Func::Neg | Func::Exp | Func::Ln | Func::Log10 | Func::Floor | Func::Ceil | Func::Abs | Func::Sqrt | Func::Sin | Func::Cos | Func::Tan | Func::Asin | Func::Acos | Func::Atan | Func::Sinh | Func::Cosh | Func::Tanh | Func::Not);
@@ -110,9 +121,17 @@ impl Builder {
                 let mut acc = self.expr(otherwise);
                 for (v, c) in pieces.iter().rev() {
                     let (v, c) = (self.expr(v), self.expr(c));
-                    let d = self.reg();
-                    self.emit(Ins::Select(d, c, v, acc), d, &[c, v, acc]);
-                    acc = d;
+                    // a select is keyed as a function of its three registers (Func::Not marks it: no call has three)
+                    let key = (Func::Not, [c, v, acc], 0, true);
+                    acc = match self.done.get(&key) {
+                        Some(&d) => d,
+                        None => {
+                            let d = self.reg();
+                            self.done.insert(key, d);
+                            self.emit(Ins::Select(d, c, v, acc), d, &[c, v, acc]);
+                            d
+                        }
+                    };
                 }
                 acc
             }
@@ -159,7 +178,7 @@ impl Builder {
 impl Program {
     /// Compiles `eq`; with `gates` (from [`Equations::gates`]) also each gate's coefficients.
     pub fn compile(eq: &Equations, gates: &[Option<Gate>]) -> Program {
-        let mut b = Builder { n: 0, consts: HashMap::new(), const_list: Vec::new(), setup: Vec::new(), code: Vec::new(), vars: HashMap::new(), time: 0, varying: Vec::new() };
+        let mut b = Builder { n: 0, consts: HashMap::new(), const_list: Vec::new(), setup: Vec::new(), code: Vec::new(), vars: HashMap::new(), time: 0, varying: Vec::new(), done: HashMap::new() };
         b.time = b.reg();
         b.varying[b.time as usize] = true;
         let states: Vec<u32> = eq.states.iter().map(|&s| {
@@ -696,5 +715,46 @@ mod tests {
         let mut nan = [f64::NAN];
         exp_block(&mut nan);
         assert!(nan[0].is_nan());
+    }
+
+    /// A computation written twice (here e^V in two rates and a piecewise
+    /// twice) is compiled once, and the program still gives the IR's rates.
+    #[test]
+    fn repeated_computations_are_compiled_once() {
+        use crate::cell::equations::{Kind, Variable};
+        let var = |name: &str, kind: Kind| Variable { name: name.into(), units: "1".into(), kind };
+        let call = |f: Func, args: Vec<Expr>| Expr::Call(f, args);
+        let ev = || call(Func::Exp, vec![call(Func::Mul, vec![Expr::Num(0.1), Expr::Var(0)])]);
+        let pulse = || Expr::Piecewise(vec![(Expr::Num(2.0), call(Func::Lt, vec![Expr::Time, Expr::Num(1.0)]))], Box::new(Expr::Num(0.0)));
+        let eq = Equations {
+            name: "twice".into(),
+            time: ("t".into(), "1".into()),
+            vars: vec![var("c.v", Kind::State { initial: 0.3 }), var("c.w", Kind::State { initial: 0.5 })],
+            states: vec![0, 1],
+            rates: vec![call(Func::Add, vec![call(Func::Mul, vec![Expr::Num(2.0), ev()]), pulse()]), call(Func::Sub, vec![ev(), call(Func::Mul, vec![pulse(), Expr::Var(1)])])],
+            params: vec![],
+            algebraic: vec![],
+        };
+        let p = Program::compile(&eq, &[None, None]);
+        let count = |f: Func| p.code.iter().filter(|i| matches!(i, Ins::Call(g, ..) | Ins::CallK(g, ..) if *g == f)).count();
+        assert_eq!(count(Func::Exp), 1);
+        assert_eq!(p.code.iter().filter(|i| matches!(i, Ins::Select(..))).count(), 1);
+        for (t, v, w) in [(0.5, 0.3, 0.5), (1.5, -2.0, 4.0)] {
+            const W: usize = 4;
+            let mut regs = vec![0.0; p.n_regs * W];
+            for &(r, c) in &p.consts {
+                regs[r as usize * W..(r as usize + 1) * W].fill(c);
+            }
+            regs[p.time as usize * W..(p.time as usize + 1) * W].fill(t);
+            regs[p.states[0] as usize * W..(p.states[0] as usize + 1) * W].fill(v);
+            regs[p.states[1] as usize * W..(p.states[1] as usize + 1) * W].fill(w);
+            p.run_setup::<W>(&mut regs);
+            p.run::<W>(&mut regs);
+            let want = eq.rates(t, &[v, w], &[]);
+            for k in 0..2 {
+                let got = regs[p.rates[k] as usize * W];
+                assert!((got - want[k]).abs() <= 4.0 * f64::EPSILON * want[k].abs().max(1.0), "rate {k} at t {t}: {got} vs {}", want[k]);
+            }
+        }
     }
 }
