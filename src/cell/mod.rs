@@ -207,7 +207,7 @@ pub fn by_name(name: &str) -> Result<&'static dyn Model, Error> {
 /// Where a configuration takes its cell model from: a built-in model's name
 /// (`model: fhn-cardiac`) or a CellML file (`model: {cellml: lr1991.cellml}`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`model` is neither a built-in cell model's name (`model: fhn-cardiac`) nor a CellML file (`model: {cellml: FILE}`)")]
 pub enum ModelRef {
     Builtin(String),
     Cellml { cellml: std::path::PathBuf },

@@ -105,6 +105,7 @@ fn bad_imported_configurations_are_named() {
     check(DATASET.replace("lr1991.cellml", "missing.cellml"), &["missing.cellml", "configuration file"]);
     check("name: t\nmodel: fhn-cardiac\nscheme: rush-larsen\ntime: {t_end: 1, dt: 0.01, sample_every: 0.1}\n".into(), &["scheme", "forward Euler only"]);
     check("name: t\nmodel: hodgkin\ntime: {t_end: 1, dt: 0.01, sample_every: 0.1}\n".into(), &["hodgkin", "cellml"]);
+    check("name: t\nmodel: {cellm: x.cellml}\ntime: {t_end: 1, dt: 0.01, sample_every: 0.1}\n".into(), &["model", "{cellml: FILE}"]);
 
     // a dataset names its file by content: edited later, the file is refused where the model is read again
     std::fs::write(dir.join("lr.yaml"), DATASET).unwrap();
