@@ -327,9 +327,15 @@ impl Equations {
             .collect()
     }
 
-    /// The membrane potential: the state named `V`, `Vm`, `V_m` or `v` (one of them), if any.
+    /// The membrane potential: the state named `V`, `Vm`, `V_m` or `v` (one of
+    /// them) whose units are not dimensionless, if any (FitzHugh–Nagumo's
+    /// dimensionless `v` is its recovery variable).
     pub fn potential(&self) -> Option<usize> {
-        let mut hits = self.states.iter().copied().filter(|&s| matches!(self.vars[s].name.rsplit('.').next(), Some("V" | "Vm" | "V_m" | "v")));
+        let mut hits = self
+            .states
+            .iter()
+            .copied()
+            .filter(|&s| matches!(self.vars[s].name.rsplit('.').next(), Some("V" | "Vm" | "V_m" | "v")) && self.vars[s].units != "dimensionless");
         match (hits.next(), hits.next()) {
             (Some(s), None) => Some(s),
             _ => None,

@@ -117,6 +117,8 @@ mod tests {
         assert_eq!(info.states.len(), 2);
         assert!(info.states.iter().all(|s| s.name.contains('.')), "{:?}", info.states);
         assert!(info.equations.contains(&ma.sha256));
+        // its `v` is dimensionless, the recovery variable: no membrane potential
+        assert_eq!(ma.equations.potential(), None);
         let e = load(&dir.join("missing.cellml")).err().unwrap();
         assert!(e.to_string().contains("missing.cellml"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
