@@ -18,6 +18,21 @@ pub enum Ins {
     CallK(Func, u32, u32, f64, bool),
     /// `dst = if cond ≠ 0 { a } else { b }`
     Select(u32, u32, u32, u32),
+    /// `dst = exp(a · b)`: a product only an exponential reads, in one pass.
+    MulExp(u32, [u32; 2]),
+    /// `dst = exp(k · a)`
+    MulKExp(u32, u32, f64),
+}
+
+impl Ins {
+    /// Its destination and the registers it reads.
+    fn operands(&self) -> (u32, Vec<u32>) {
+        match *self {
+            Ins::Call(_, d, [a, b]) | Ins::MulExp(d, [a, b]) => (d, vec![a, b]),
+            Ins::CallK(_, d, a, _, _) | Ins::MulKExp(d, a, _) => (d, vec![a]),
+            Ins::Select(d, c, a, b) => (d, vec![c, a, b]),
+        }
+    }
 }
 
 /// A compiled model: its registers, code, and where states, parameters,
@@ -211,8 +226,48 @@ impl Program {
         let rates = rates.into_iter().map(|r| own(&mut b, r)).collect();
         let gates = gates.into_iter().map(|g| g.map(|(x, y)| (own(&mut b, x), own(&mut b, y)))).collect();
         let mut p = Program { n_regs: b.n as usize, consts: b.const_list, states, params, time: b.time, setup: b.setup, code: b.code, rates, gates };
+        p.fuse();
         p.allocate();
         p
+    }
+
+    /// Folds each product that only an exponential reads into it
+    /// ([`Ins::MulExp`]): gating rates are full of `exp(k·(V − V½))`, and the
+    /// product's own pass over the block (a store and a load of every lane)
+    /// goes. The same operations in the same order, so the same results.
+    fn fuse(&mut self) {
+        let mut uses = vec![0usize; self.n_regs];
+        for ins in self.setup.iter().chain(&self.code) {
+            for a in ins.operands().1 {
+                uses[a as usize] += 1;
+            }
+        }
+        for &r in self.rates.iter().chain(self.gates.iter().flatten().flat_map(|(a, b)| [a, b])) {
+            uses[r as usize] += 1;
+        }
+        // where each register is made in the per-step code
+        let mut made: Vec<Option<usize>> = vec![None; self.n_regs];
+        for (i, ins) in self.code.iter().enumerate() {
+            made[ins.operands().0 as usize] = Some(i);
+        }
+        let mut dead = vec![false; self.code.len()];
+        for i in 0..self.code.len() {
+            let Ins::Call(Func::Exp, d, [x, _]) = self.code[i] else { continue };
+            let Some(j) = made[x as usize].filter(|_| uses[x as usize] == 2) else { continue };
+            // the exponential reads x twice (as both operands), nothing else reads it
+            let fused = match self.code[j] {
+                Ins::Call(Func::Mul, _, ab) => Ins::MulExp(d, ab),
+                Ins::CallK(Func::Mul, _, a, k, _) => Ins::MulKExp(d, a, k),
+                _ => continue,
+            };
+            self.code[i] = fused;
+            dead[j] = true;
+        }
+        let mut k = 0;
+        self.code.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
     }
 
     /// Renames registers so that one whose value is no longer needed is
@@ -223,13 +278,7 @@ impl Program {
     fn allocate(&mut self) {
         const FOREVER: usize = usize::MAX;
         let n = self.n_regs;
-        let operands = |ins: &Ins| -> (u32, Vec<u32>) {
-            match *ins {
-                Ins::Call(_, d, [a, b]) => (d, vec![a, b]),
-                Ins::CallK(_, d, a, _, _) => (d, vec![a]),
-                Ins::Select(d, c, a, b) => (d, vec![c, a, b]),
-            }
-        };
+        let operands = Ins::operands;
         // last use of each register, in the order setup then code; anything
         // the steps read that the setup made, and the outputs, live forever
         let mut last = vec![0usize; n];
@@ -302,6 +351,8 @@ impl Program {
                 Ins::Call(f, _, _) => Ins::Call(f, dst, [args_now[0], args_now[1]]),
                 Ins::CallK(f, _, _, k, first) => Ins::CallK(f, dst, args_now[0], k, first),
                 Ins::Select(..) => Ins::Select(dst, args_now[0], args_now[1], args_now[2]),
+                Ins::MulExp(..) => Ins::MulExp(dst, [args_now[0], args_now[1]]),
+                Ins::MulKExp(_, _, k) => Ins::MulKExp(dst, args_now[0], k),
             });
         }
         let code = renamed.split_off(self.setup.len());
@@ -366,6 +417,23 @@ fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
                         d[i] = if c[i] != 0.0 { a[i] } else { b[i] };
                     }
                 }
+                Ins::MulExp(d, [a, b]) => {
+                    let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                    let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                    let b = std::slice::from_raw_parts(base.add(b as usize * W), W);
+                    for i in 0..W {
+                        d[i] = a[i] * b[i];
+                    }
+                    exp_block(d);
+                }
+                Ins::MulKExp(d, a, k) => {
+                    let d = std::slice::from_raw_parts_mut(base.add(d as usize * W), W);
+                    let a = std::slice::from_raw_parts(base.add(a as usize * W), W);
+                    for i in 0..W {
+                        d[i] = a[i] * k;
+                    }
+                    exp_block(d);
+                }
             }
         }
     }
@@ -406,6 +474,8 @@ pub fn cuda_source(p: &Program) -> String {
             Ins::Call(f, d, [a, b]) => (d, c_call(f, &r(a), &r(b))),
             Ins::CallK(f, d, a, k, first) => (d, if first { c_call(f, &lit(k), &r(a)) } else { c_call(f, &r(a), &lit(k)) }),
             Ins::Select(d, c, a, b) => (d, format!("({} != 0.0) ? {} : {}", r(c), r(a), r(b))),
+            Ins::MulExp(d, [a, b]) => (d, format!("exp({} * {})", r(a), r(b))),
+            Ins::MulKExp(d, a, k) => (d, format!("exp({} * {})", r(a), lit(k))),
         };
         let _ = writeln!(step, "            r{d} = {e};");
     }
@@ -719,8 +789,9 @@ mod tests {
         assert!(nan[0].is_nan());
     }
 
-    /// A computation written twice (here e^V in two rates and a piecewise
-    /// twice) is compiled once, and the program still gives the IR's rates.
+    /// A computation written twice (here e^(0.1·V) in two rates and a
+    /// piecewise twice) is compiled once, the product folded into its
+    /// exponential, and the program still gives the IR's rates.
     #[test]
     fn repeated_computations_are_compiled_once() {
         use crate::cell::equations::{Kind, Variable};
@@ -739,7 +810,10 @@ mod tests {
         };
         let p = Program::compile(&eq, &[None, None]);
         let count = |f: Func| p.code.iter().filter(|i| matches!(i, Ins::Call(g, ..) | Ins::CallK(g, ..) if *g == f)).count();
-        assert_eq!(count(Func::Exp), 1);
+        // one exponential, with the product only it reads folded into it
+        assert_eq!(count(Func::Exp), 0);
+        assert_eq!(p.code.iter().filter(|i| matches!(i, Ins::MulKExp(_, _, k) if *k == 0.1)).count(), 1);
+        assert_eq!(count(Func::Mul), 2, "2·e^v and the piecewise times w; 0.1·v went into the exponential");
         assert_eq!(p.code.iter().filter(|i| matches!(i, Ins::Select(..))).count(), 1);
         for (t, v, w) in [(0.5, 0.3, 0.5), (1.5, -2.0, 4.0)] {
             const W: usize = 4;
