@@ -201,6 +201,8 @@ pub fn generate(
         .filter(|(_, s)| matches!(s.target, Target::Param(_)))
         .map(|(i, _)| i)
         .collect();
+    // an ITNN of a model whose equations read time takes it as an input (decided once, not per row)
+    let time_input = spec.kind == Kind::Itnn && spec.reads_time();
     let (in_names, rows_per_cell) = match spec.kind {
         Kind::Trajectory => {
             let mut names = vec!["t".to_string()];
@@ -209,7 +211,7 @@ pub fn generate(
         }
         Kind::Itnn => {
             let mut names: Vec<String> = info.states.iter().map(|s| s.name.to_string()).collect();
-            if spec.reads_time() {
+            if time_input {
                 names.push("t".into());
             }
             names.extend(sampled_params.iter().map(|&i| spec.sampled[i].name.clone()));
@@ -233,7 +235,7 @@ pub fn generate(
         Kind::Itnn => {
             // every state in, every state out (spec checked): the step is a map of the whole state
             x.extend((0..n_out).map(|i| traj.get(i, r, c)));
-            if spec.reads_time() {
+            if time_input {
                 x.push(spec.grid.time(r) as f32);
             }
             x.extend(sampled_params.iter().map(|&d| sampled_value(d, c) as f32));
