@@ -72,8 +72,12 @@ struct Builder {
     done: HashMap<InsKey, u32>,
 }
 
-/// What an instruction computes, without its destination: (function, operands, immediate bits, immediate first).
-type InsKey = (Func, [u32; 3], u64, bool);
+/// What an instruction computes, without its destination.
+#[derive(PartialEq, Eq, Hash)]
+enum InsKey {
+    Call(Func, u32, u32),
+    Select(u32, u32, u32),
+}
 
 impl Builder {
     fn reg(&mut self) -> u32 {
@@ -104,7 +108,7 @@ impl Builder {
     }
 
     fn call(&mut self, f: Func, a: u32, b: u32) -> u32 {
-        let key = (f, [a, b, u32::MAX], 0, false);
+        let key = InsKey::Call(f, a, b);
         if let Some(&d) = self.done.get(&key) {
             return d;
         }
@@ -136,8 +140,7 @@ impl Builder {
                 let mut acc = self.expr(otherwise);
                 for (v, c) in pieces.iter().rev() {
                     let (v, c) = (self.expr(v), self.expr(c));
-                    // a select is keyed as a function of its three registers (Func::Not marks it: no call has three)
-                    let key = (Func::Not, [c, v, acc], 0, true);
+                    let key = InsKey::Select(c, v, acc);
                     acc = match self.done.get(&key) {
                         Some(&d) => d,
                         None => {

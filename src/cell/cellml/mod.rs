@@ -324,11 +324,12 @@ impl<'a, 'i> Reader<'a, 'i> {
         let mut algebraic = self.order(algebraic, &out_vars, &eqs)?;
         // a variable given by a constant expression (`stim_amplitude = -80`) is a parameter a study may vary
         algebraic.retain(|(v, e)| {
-            if e.is_constant() {
+            let constant = e.is_constant();
+            if constant {
                 out_vars[*v].kind = Kind::Param { value: e.eval(&[], 0.0) };
                 params.push(*v);
             }
-            !e.is_constant()
+            !constant
         });
         params.sort_unstable();
         let tv = &vars[canonical[time_root].unwrap()];
