@@ -177,14 +177,9 @@ impl RawSpec {
         let model = self.model.resolve(base)?;
         let info = model.info();
         let grid = TimeGrid::new(self.time.t_end, self.time.dt, self.time.sample_every)?;
+        // checked now, so a configuration fails before anything is solved
         let scheme = self.scheme.unwrap_or_default();
-        if scheme == Scheme::RushLarsen && matches!(model.form(), cell::Form::Builtin(_)) {
-            return Err(Error::invalid(
-                "scheme",
-                format!("built-in model `{}` is solved by forward Euler only (it has no gating variables)", info.name),
-                "use scheme: euler, or import a model with gating variables",
-            ));
-        }
+        scheme.check_for(model)?;
 
         let mut params = info.defaults();
         for (name, &value) in &self.params {

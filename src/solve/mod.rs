@@ -222,6 +222,19 @@ impl Scheme {
             Scheme::RushLarsen => "rush-larsen",
         }
     }
+
+    /// Whether `model` can be solved with this scheme: Rush–Larsen needs an
+    /// imported model's equations, where gating variables are found.
+    pub fn check_for(self, model: &dyn crate::cell::Model) -> Result<(), Error> {
+        if self == Scheme::RushLarsen && matches!(model.form(), crate::cell::Form::Builtin(_)) {
+            return Err(Error::invalid(
+                "scheme",
+                format!("built-in model `{}` is solved by forward Euler only (it has no gating variables)", model.info().name),
+                "use scheme: euler, or import a model with gating variables",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where to run the Euler reference.
@@ -258,20 +271,16 @@ pub fn solve(
     threads: usize,
 ) -> Result<Trajectories<f32>, Error> {
     cells.check(model)?;
-    match (model.form(), scheme) {
-        (crate::cell::Form::Imported(m), _) => {
+    scheme.check_for(model)?;
+    match model.form() {
+        crate::cell::Form::Imported(m) => {
             let t = match device {
                 Device::Cpu => imported::solve_cells(&m.equations, scheme, grid, cells, threads)?,
                 Device::Cuda => imported::solve_cuda(&m.equations, scheme, grid, cells)?,
             };
             Ok(Trajectories { n_state: t.n_state, n_samples: t.n_samples, n_cells: t.n_cells, data: t.data.iter().map(|&x| x as f32).collect() })
         }
-        (crate::cell::Form::Builtin(_), Scheme::RushLarsen) => Err(Error::invalid(
-            "scheme",
-            format!("built-in model `{}` is solved by forward Euler only (it has no gating variables)", model.info().name),
-            "use scheme: euler",
-        )),
-        (crate::cell::Form::Builtin(_), Scheme::Euler) => match device {
+        crate::cell::Form::Builtin(_) => match device {
             Device::Cpu => cpu::solve_best(model, grid, cells, threads),
             Device::Cuda => cuda::CudaSolver::new()?.solve(model, grid, cells),
         },
