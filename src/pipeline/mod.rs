@@ -54,12 +54,8 @@ pub struct Pipeline {
     pub name: String,
     /// Each stage's configuration section as JSON, for the stage hashes.
     sections: BTreeMap<Stage, String>,
-    /// The file itself: the simulate and train stages read their sections from it.
-    yaml: String,
-    /// The folder relative paths in it are taken from.
-    base: std::path::PathBuf,
-    /// The imported cell model's sha256 (empty for a built-in model): part of the simulate stage's input.
-    cellml_sha256: String,
+    /// The simulate section, checked (its cell model loaded): what the simulate stage runs.
+    pub dataset: crate::data::DatasetSpec,
     /// The training section, checked (none where the model is imported).
     pub train: Option<crate::train::TrainSpec>,
     /// A model trained elsewhere, in place of the train and export stages.
@@ -111,9 +107,13 @@ impl Pipeline {
         Ok(p)
     }
 
-    /// The imported cell model's sha256 (empty for a built-in model).
+    /// The imported cell model's sha256 (empty for a built-in model): part of
+    /// the simulate stage's input and of a study point's name.
     pub fn cellml_sha256(&self) -> &str {
-        &self.cellml_sha256
+        match self.dataset.model.form() {
+            crate::cell::Form::Imported(m) => &m.sha256,
+            crate::cell::Form::Builtin(_) => "",
+        }
     }
 
     /// A pipeline whose relative paths are taken from the working directory.
@@ -126,10 +126,6 @@ impl Pipeline {
             .map_err(|e| Error::format("<pipeline>", format!("not a valid pipeline file: {e}"), "compare with models/quick.yaml (sections simulate, train, build, verify, package)"))?;
         // Check the sections now, so a typo fails before any stage runs.
         let dataset = crate::data::DatasetSpec::from_yaml_in(text, base)?;
-        let cellml_sha256 = match dataset.model.form() {
-            crate::cell::Form::Imported(m) => m.sha256.clone(),
-            crate::cell::Form::Builtin(_) => String::new(),
-        };
         let train = match (&raw.train, &raw.import) {
             (Some(_), None) => Some(crate::train::TrainSpec::from_yaml(text)?),
             (None, Some(i)) => {
@@ -153,7 +149,7 @@ impl Pipeline {
         sections.insert(Stage::Build, json(&raw.build));
         sections.insert(Stage::Verify, json(&raw.verify));
         sections.insert(Stage::Package, json(&raw.package));
-        Ok(Pipeline { name: raw.name, sections, yaml: text.to_string(), base: base.to_path_buf(), cellml_sha256, train, import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
+        Ok(Pipeline { name: raw.name, sections, dataset, train, import: raw.import, build: raw.build, verify: raw.verify, package: raw.package })
     }
 }
 
@@ -222,7 +218,7 @@ pub fn run(p: &Pipeline, run_dir: &Path, opts: &Options, reporter: &dyn Reporter
         // an imported model's content, not only its path
         let imported = match (&p.import, stage) {
             (Some(i), Stage::Train) => crate::hash::sha256_file(&i.model)?,
-            (_, Stage::Simulate) => p.cellml_sha256.clone(),
+            (_, Stage::Simulate) => p.cellml_sha256().to_string(),
             _ => String::new(),
         };
         parts.push(&imported);

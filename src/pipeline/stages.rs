@@ -133,8 +133,7 @@ pub(super) fn run(stage: Stage, p: &Pipeline, run_dir: &Path, reporter: &dyn Rep
     let dir = |s: Stage| run_dir.join(s.name());
     match stage {
         Stage::Simulate => {
-            let spec = crate::data::DatasetSpec::from_yaml_in(&p.yaml, &p.base)?;
-            let dataset = crate::data::generate(&spec, 0, reporter)?;
+            let dataset = crate::data::generate(&p.dataset, 0, reporter)?;
             dataset.write(&dir(Stage::Simulate))?;
         }
         Stage::Train if p.import.is_some() => {
