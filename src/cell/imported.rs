@@ -37,13 +37,34 @@ impl Model for Imported {
 
 /// The model in the CellML file `path` (read once per distinct content).
 pub fn load(path: &Path) -> Result<&'static Imported, Error> {
+    load_expecting(path, None)
+}
+
+/// [`load`], where `expected` (a sha256 recorded with data made from the
+/// file) must be the content's: a path named in metadata from elsewhere is
+/// only parsed when it holds exactly that file.
+pub fn load_expecting(path: &Path, expected: Option<&str>) -> Result<&'static Imported, Error> {
     static LOADED: OnceLock<Mutex<HashMap<String, &'static Imported>>> = OnceLock::new();
     let bytes = super::cellml::read(path).map_err(|e| match e {
-        // a missing file: say where relative paths start
-        Error::Io { .. } => Error::format(path, format!("cannot read the CellML file: {e}"), "check the path (a relative path is taken from the folder of the configuration file)"),
+        // a missing file: where relative paths start, or that the recorded file must come back
+        Error::Io { .. } => Error::format(
+            path,
+            format!("cannot read the CellML file: {e}"),
+            match expected {
+                None => "check the path (a relative path is taken from the folder of the configuration file)",
+                Some(_) => "put the CellML file the data were made from back at this path",
+            },
+        ),
         e => e,
     })?;
     let sha256 = crate::hash::sha256_hex(&bytes);
+    if let Some(want) = expected.filter(|&want| want != sha256) {
+        return Err(Error::invalid(
+            "model.cellml",
+            format!("`{}` has changed since the data were made (sha256 {} then, {} now)", path.display(), want.get(..12).unwrap_or(want), &sha256[..12]),
+            "restore the file the surrogate was trained on, or make the dataset again from the new one",
+        ));
+    }
     let loaded = LOADED.get_or_init(Default::default);
     if let Some(m) = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&sha256) {
         return Ok(m);

@@ -120,6 +120,10 @@ fn bad_imported_configurations_are_named() {
     std::fs::write(&copy, text).unwrap();
     let e = moved.resolve().err().expect("a changed file is refused").to_string();
     assert!(e.contains("changed") && e.contains("copy.cellml"), "{e}");
+    // metadata naming some other file: refused by its content, never parsed
+    moved.cellml.as_mut().unwrap().file = dir.join("lr.yaml").display().to_string();
+    let e = moved.resolve().err().expect("another file is refused").to_string();
+    assert!(e.contains("changed") && e.contains("lr.yaml") && !e.contains("XML") && !e.contains("CellML model"), "{e}");
 }
 
 /// The presets' model through every stage: a trajectory DDNN of V over the
