@@ -8,16 +8,14 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 cells=${2:-1024}
 t_end=${3:-100}
+# setup.sh exports the two models into models/cellml/ (scripts/myokit_models.py)
 scripts/setup.sh
 cargo build --release --quiet
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-PYTHONPATH=.deps/python python3 tests/integration/cellml_models.py "$dir" >/dev/null
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for r in $(seq "$rounds"); do
     echo "round $r"
     for model in lr1991 hh1952; do
-        target/release/excite bench cellml "$dir/$model-2.0.cellml" --cells "$cells" --t-end "$t_end" --repeat 3
+        target/release/excite bench cellml "models/cellml/$model.cellml" --cells "$cells" --t-end "$t_end" --repeat 3
         PYTHONPATH=.deps/python python3 scripts/bench_myokit.py --model "$model" --cells "$cells" --t-end "$t_end" --repeat 3
     done
 done
