@@ -266,8 +266,11 @@ enum BenchCommand {
     /// Reference throughput of an imported (CellML) model in cell-steps per second.
     ///
     /// Solves copies of the model's default cell with the compiled program
-    /// over SIMD blocks (forward Euler and Rush–Larsen) on each thread count
-    /// given, in f64, and prints cell-steps per second. Its peer is Myokit's
+    /// (forward Euler and Rush–Larsen) on each thread count given, in f64,
+    /// both ways it runs: native (the step generated as C and built with the
+    /// host's compiler, `$CC` or `cc`, once per model and machine; the build
+    /// is not timed) and interpreted over SIMD blocks, and prints cell-steps
+    /// per second. The two give the same numbers bit for bit. Its peer is Myokit's
     /// Simulation1d on the same model, dt and cell count:
     /// `scripts/bench_myokit.py` (`scripts/bench-cellml.sh` runs both in one sitting).
     /// With --cuda, also the generated CUDA kernel on GPU 0 and its largest

@@ -7,6 +7,7 @@
 //! in f64 (checking), f32 (the scalar reference) and SIMD lanes; the CUDA
 //! solver takes the same equations as a short CUDA C snippet.
 
+pub mod c_source;
 pub mod cellml;
 pub mod equations;
 pub mod imported;

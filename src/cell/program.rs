@@ -675,11 +675,15 @@ fn exp_lanes(v: &mut [f64; LANES]) {
         1.0 / 6_227_020_800.0,
     ];
     const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0; // 2^52 + the exponent bias
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5·2^52
     let mut k = [0.0; LANES];
     let mut r = [0.0; LANES];
     for i in 0..LANES {
         let c = v[i].clamp(-746.0, 710.0);
-        k[i] = (c * LOG2E).round();
+        // to the nearest integer, ties to even, by adding and taking away
+        // 1.5·2^52 (exact for |x| < 2^51): two additions in any vector width
+        // and in generated C alike, where `round` is a call per lane
+        k[i] = (c * LOG2E + ROUND) - ROUND;
         r[i] = (c - k[i] * LN2_HI) - k[i] * LN2_LO;
     }
     for i in 0..LANES {

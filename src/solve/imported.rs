@@ -1,7 +1,8 @@
 //! Solvers of imported models, forward Euler or Rush–Larsen in f64: the
 //! scalar reference ([`solve`]: the equation IR evaluated one cell at a
 //! time) and the fast path ([`solve_cells`]: the compiled [`Program`] over
-//! blocks of cells in SIMD lanes, blocks over threads), tested against it.
+//! blocks of cells in SIMD lanes, blocks over threads, interpreted or as
+//! generated native code ([`Exec`]), bit for bit the same), tested against it.
 //! On the GPU ([`solve_cuda`]) the same program runs as generated CUDA C,
 //! one thread per cell. The time of step `n` is `n·dt` (not a running sum)
 //! in all of them, so a stimulus edge falls on the same step however long the run.
@@ -12,6 +13,7 @@ use rayon::prelude::*;
 use crate::cell::equations::{Equations, Gate};
 use crate::cell::program::{cuda_source, exp_block, Program};
 use crate::isa::Isa;
+use crate::solve::native::Native;
 pub use crate::solve::Scheme;
 use crate::solve::{Cells, TimeGrid, Trajectories};
 use crate::Error;
@@ -82,15 +84,54 @@ pub fn solve(eq: &Equations, scheme: Scheme, grid: &TimeGrid, initial: &[f64], p
 /// 1991, one Zen 4 core: 32 cells 7.9e6 cell-steps/s, 64 9.5e6, 128 1.15e7,
 /// 256 1.21e7); fewer than that many cells take narrow blocks, so a run of
 /// a few cells does not pay for 128. Lanes never mix, so a cell's result is
-/// the same at either width.
+/// the same at either width. Both are multiples of the native step's cells
+/// ([`crate::cell::c_source::groups`] · 8, at most 64).
 const BLOCK: usize = 128;
-const NARROW: usize = 32;
+const NARROW: usize = 64;
+
+/// How the compiled program runs on the CPU. The results are the same bit
+/// for bit; only the speed differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exec {
+    /// Generated C built with the host's compiler ([`Native`]): values in
+    /// registers through a step, states through many (Luo–Rudy 1991 about
+    /// 1.3× the interpreter, FHN 7×), after a build of a second or two.
+    Native,
+    /// excite's interpreter: one vectorised loop over a block per instruction.
+    Interpreted,
+}
+
+/// Cell-steps from which a solve builds the native step when no earlier
+/// build of the same program is at hand: the build (about 1.7 s for
+/// Luo–Rudy 1991 with gcc) costs what the interpreter does in ~1e8.
+const BUILD_NATIVE_FROM: f64 = 1e8;
 
 /// Every cell of `cells` on `threads` threads (0: all cores) with the
-/// compiled program: `Trajectories` of every state at every sample.
+/// compiled program: `Trajectories` of every state at every sample. Runs
+/// the native step where one is built already (this process or the disk
+/// cache) or the work repays building it, else the interpreter.
 pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
     cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
     let program = program(eq, scheme);
+    let work = cells.n as f64 * grid.total_steps() as f64;
+    let native = Native::built(&program).or_else(|| if work >= BUILD_NATIVE_FROM { Native::get(&program).ok() } else { None });
+    run_cells(&program, eq, grid, cells, threads, native.as_deref())
+}
+
+/// [`solve_cells`] run as `exec` says: an error where the native step
+/// cannot be built (naming why: no compiler, say).
+pub fn solve_cells_by(exec: Exec, eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells, threads: usize) -> Result<Trajectories<f64>, Error> {
+    cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
+    let program = program(eq, scheme);
+    let native = match exec {
+        Exec::Native => Some(Native::get(&program)?),
+        Exec::Interpreted => None,
+    };
+    run_cells(&program, eq, grid, cells, threads, native.as_deref())
+}
+
+fn run_cells(program: &Program, eq: &Equations, grid: &TimeGrid, cells: &Cells, threads: usize, native: Option<&Native>) -> Result<Trajectories<f64>, Error> {
     let mut out = output(eq, grid, cells.n)?;
     let wide = cells.n >= BLOCK;
     let n_blocks = cells.n.div_ceil(if wide { BLOCK } else { NARROW });
@@ -101,10 +142,11 @@ pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cell
             // SAFETY: block `b` writes only its own cells of `out`, which
             // no other block touches and which outlives the loop
             unsafe {
-                if wide {
-                    block_for::<BLOCK>(isa, &program, grid, cells, b, dest)
-                } else {
-                    block_for::<NARROW>(isa, &program, grid, cells, b, dest)
+                match (native, wide) {
+                    (Some(native), true) => block_native::<BLOCK>(native, program, grid, cells, b, dest),
+                    (Some(native), false) => block_native::<NARROW>(native, program, grid, cells, b, dest),
+                    (None, true) => block_for::<BLOCK>(isa, program, grid, cells, b, dest),
+                    (None, false) => block_for::<NARROW>(isa, program, grid, cells, b, dest),
                 }
             }
         })
@@ -234,6 +276,23 @@ unsafe fn block_avx512<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
     block::<W>(p, g, c, b, out)
+}
+
+/// One block of `W` cells through the whole grid with the native step.
+unsafe fn block_native<const W: usize>(native: &Native, p: &Program, g: &TimeGrid, c: &Cells, b: usize, out: OutPtr) {
+    let first = b * W;
+    let (mut regs, valid) = block_registers::<W>(p, c, b);
+    let mut n = 0usize;
+    for s in 0..g.n_samples {
+        if s > 0 {
+            native.run(p, &mut regs, W, n, g.steps_per_sample, g.dt);
+            n += g.steps_per_sample;
+        }
+        for (k, &x) in p.states.iter().enumerate() {
+            let at = (k * g.n_samples + s) * c.n + first;
+            std::ptr::copy_nonoverlapping(regs[x as usize * W..].as_ptr(), out.0.add(at), valid);
+        }
+    }
 }
 
 /// One block of `W` cells through the whole grid (a partial last block

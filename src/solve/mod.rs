@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod imported;
+pub mod native;
 pub mod cuda;
 pub mod scalar;
 

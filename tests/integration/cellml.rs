@@ -258,3 +258,69 @@ fn a_rate_that_is_a_state_is_not_updated_first() {
     let r2 = reference[10][0].powi(2) + reference[10][1].powi(2);
     assert!((r2 - 1.01f64.powi(100)).abs() < 1e-9, "{r2}");
 }
+
+/// The native step (generated C, built with the host's compiler) against
+/// the interpreter, both schemes, on every model of the import tests in
+/// one version each, the repository's files and the FHN written as CellML:
+/// the same numbers to the bit, cells differing in their start, 70 of them
+/// (a narrow block and a padded one) on two threads.
+#[test]
+fn native_step_is_the_interpreter_to_the_bit() {
+    use excite::solve::imported::{solve_cells_by, Exec, Scheme};
+    use excite::solve::{Cells, Column};
+    let dir = scratch("cellml-native");
+    let out = models(&dir);
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("reference.json")).unwrap()).unwrap();
+    let mut files: Vec<PathBuf> = reference.as_object().unwrap().keys().filter(|f| !f.contains("-1.1.") && !f.contains("-2.0.")).map(|f| out.join(f)).collect();
+    files.push(root().join("models/fhn-cardiac.cellml"));
+    assert!(files.len() >= 9, "{files:?}");
+    let n = 70;
+    for file in &files {
+        let eq = cellml::load(file).unwrap();
+        let mut init: Vec<Column> = eq.initial_state().into_iter().map(Column::Same).collect();
+        // the state of the largest size (the potential, where there is one) differs by cell
+        let x = eq.initial_state();
+        let k = (0..x.len()).max_by(|&a, &b| x[a].abs().total_cmp(&x[b].abs())).unwrap();
+        init[k] = Column::PerCell((0..n).map(|i| x[k] * (1.0 + 0.002 * i as f64)).collect());
+        let cells = Cells { n, init, params: eq.param_values().into_iter().map(Column::Same).collect() };
+        let grid = excite::solve::TimeGrid::new(20.0, 0.005, 1.0).unwrap();
+        for scheme in [Scheme::Euler, Scheme::RushLarsen] {
+            let native = solve_cells_by(Exec::Native, &eq, scheme, &grid, &cells, 2).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let interpreted = solve_cells_by(Exec::Interpreted, &eq, scheme, &grid, &cells, 2).unwrap();
+            let same = native.data.iter().zip(&interpreted.data).filter(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())).count();
+            assert_eq!(same, native.data.len(), "{} {scheme:?}: {} of {} values differ", file.display(), native.data.len() - same, native.data.len());
+            // the cells moved, and differently
+            assert!(native.data.iter().any(|x| x.is_finite()), "{}", file.display());
+            assert!((0..eq.states.len()).any(|k| native.get(k, 20, 0) != native.get(k, 20, n - 1)), "{}: cells alike", file.display());
+        }
+    }
+}
+
+/// Without a C compiler the solver still runs, interpreted, and the
+/// benchmark says why there is no native figure; a build is kept in the
+/// cache folder and used by the next process.
+#[test]
+fn native_step_without_a_compiler_and_from_the_cache() {
+    let dir = scratch("cellml-native-cache");
+    let bench = |cc: &str| {
+        let o = excite().env("CC", cc).env("XDG_CACHE_HOME", &dir).args(["bench", "cellml", "models/fhn-cardiac.cellml", "--cells", "16", "--t-end", "1", "--repeat", "1", "--threads", "1", "--json"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let none = bench("/nonexistent/cc");
+    let why = none["native_missing"].as_str().expect("a reason");
+    assert!(why.contains("C compiler `/nonexistent/cc`") && why.contains("cannot run it") && why.contains("install gcc"), "{why}");
+    let execs: Vec<&str> = none["rows"].as_array().unwrap().iter().map(|r| r["exec"].as_str().unwrap()).collect();
+    assert_eq!(execs, ["interpreted", "interpreted"], "Euler and Rush–Larsen, interpreted");
+    let with = bench("cc");
+    assert!(with["native_missing"].is_null(), "{}", with["native_missing"]);
+    let kept: Vec<_> = std::fs::read_dir(dir.join("excite/native")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    // FHN has no gates: Euler and Rush–Larsen are one program, one build
+    assert!(kept.len() == 1 && kept[0].ends_with(".so"), "{kept:?}");
+    // a corrupt file in the cache is not loaded; the next process builds anew
+    for f in &kept {
+        std::fs::write(dir.join("excite/native").join(f), b"not a library").unwrap();
+    }
+    let again = bench("cc");
+    assert!(again["native_missing"].is_null(), "{}", again["native_missing"]);
+}
