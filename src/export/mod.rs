@@ -99,6 +99,7 @@ fn dense(layers: &[Dense], acts: &[Activation]) -> Vec<mlp::Dense> {
 
 /// The ONNX bytes of the surrogate in run folder `dir`.
 pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
+    refuse_diverged(dir)?;
     let s = TrainedSurrogate::load(dir)?;
     let meta = &s.meta;
     let acts: Vec<Activation> = meta.architecture.hidden.iter().map(|l| l.0).collect();
@@ -144,6 +145,29 @@ pub fn write(dir: &Path, out: &Path) -> Result<String, Error> {
     let bytes = export(dir)?;
     write_atomic(out, &bytes)?;
     Ok(crate::hash::sha256_hex(&bytes))
+}
+
+/// A training run whose metrics say it diverged has nothing worth exporting
+/// (its weights are NaN or its outputs are): a named error, with what the
+/// trainer found out about why.
+fn refuse_diverged(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(crate::train::METRICS_FILE);
+    let Ok(text) = std::fs::read(&path) else { return Ok(()) };
+    let m: crate::train::Metrics = serde_json::from_slice(&text).map_err(|e| Error::format(&path, format!("not training metrics: {e}"), "train again to rewrite it"))?;
+    if !m.diverged {
+        return Ok(());
+    }
+    let pinn = std::fs::read(dir.join(SURROGATE_FILE)).ok().and_then(|t| serde_json::from_slice::<SurrogateMeta>(&t).ok()).is_some_and(|s| s.mode == crate::train::Mode::Pinn);
+    let hint = if pinn {
+        "for a PINN whose equations leave their domain where the network strays (a logarithm of a concentration), set `clamp_states: true` in the train section; else lower train.lr"
+    } else {
+        "train again with a lower learning rate (train.lr) or another seed"
+    };
+    Err(Error::Gate {
+        stage: "export".into(),
+        problem: format!("the training run in {} diverged ({}); there is nothing to export", dir.display(), m.diverged_why.as_deref().unwrap_or("a validation prediction is NaN or infinite")),
+        hint: hint.into(),
+    })
 }
 
 /// `metadata_props`: what a consumer needs to use and trust the model.

@@ -39,7 +39,7 @@ pub fn step_rate(hidden: &[Layer], meta: &Metadata, x: &Array2, y: &Array2, pinn
     arch.check()?;
     let norm = Normalization { inputs: meta.inputs.clone(), outputs: meta.outputs.clone() };
     let (xu, yu) = (Normalization::to_unit(&norm.inputs, &x.data), Normalization::to_unit(&norm.outputs, &y.data));
-    let ctx = if pinn.is_some() { Some(PhysicsCtx::new(meta)?) } else { None };
+    let ctx = if pinn.is_some() { Some(PhysicsCtx::new(meta, false)?) } else { None };
     let physics = ctx.as_ref().zip(pinn).map(|(c, form)| Physics { ctx: c, norm: &norm, t_range: (0.0, meta.time.t_end), collocation: form.collocation, initial_points: form.initial_points, weights: LossWeights::default() });
     let device = Device::flex().autodiff();
     let net = Net::seeded(&arch, &device, true, 0);

@@ -28,6 +28,9 @@ pub struct Metrics {
     /// A validation prediction was NaN or infinite (its errors are infinite).
     #[serde(default)]
     pub diverged: bool,
+    /// For a diverged PINN, what made its residual not finite, where that can be found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_why: Option<String>,
     pub val_rows: usize,
     pub steps: usize,
     pub best_steps: Vec<usize>,

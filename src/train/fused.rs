@@ -519,9 +519,10 @@ mod tests {
         fixed[k] = None;
         let mut param_cols = vec![None; fixed.len()];
         param_cols[k] = Some(1);
-        let builtin = PhysicsCtx { tape: symbolic::trace(model, &fixed), param_cols, initial: vec![Ok(2), Err(0.1)] };
-        // an imported model's operations (time, a piecewise stimulus, pow, ln, abs) on burn's tensors and the host's tape
-        let imported = {
+        let builtin = PhysicsCtx { tape: symbolic::trace(model, &fixed), param_cols, initial: vec![Ok(2), Err(0.1)], clamp: None };
+        // an imported model's operations (time, a piecewise stimulus, pow, ln, abs) on burn's tensors and the host's tape;
+        // and with the states clamped to ranges the untrained outputs often leave
+        let imported = |clamp: Option<Vec<(f64, f64)>>| {
             use crate::cell::equations::{Equations, Expr, Func, Kind, Variable};
             let var = |name: &str, kind: Kind| Variable { name: name.into(), units: "1".into(), kind };
             let call = |f: Func, args: Vec<Expr>| Expr::Call(f, args);
@@ -549,9 +550,9 @@ mod tests {
             };
             let tape = symbolic::trace_equations(&eq, &[None]);
             assert!(tape.ops.iter().any(|o| matches!(o, symbolic::Op::Time)) && tape.ops.iter().any(|o| matches!(o, symbolic::Op::Select(..))));
-            PhysicsCtx { tape, param_cols: vec![Some(1)], initial: vec![Ok(2), Err(0.1)] }
+            PhysicsCtx { tape, param_cols: vec![Some(1)], initial: vec![Ok(2), Err(0.1)], clamp }
         };
-        for ctx in [builtin, imported] {
+        for ctx in [builtin, imported(None), imported(Some(vec![(0.1, 0.7), (0.5, 1.8)]))] {
             let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
             let norm = Normalization { inputs: vec![range("t", 0.0, 50.0), range("k", 0.0, 2.0), range("u0", 0.0, 0.6)], outputs: vec![range("u", -0.2, 1.1), range("v", 0.0, 2.5)] };
             let weights = LossWeights { data: 3.0, physics: 0.7, initial: 1.3 };

@@ -148,6 +148,15 @@ impl TrainedSurrogate {
         TrainedSurrogate { meta, nets, device }
     }
 
+    /// The network of each time window, on [`TrainedSurrogate::device`].
+    pub(crate) fn nets(&self) -> &[Net] {
+        &self.nets
+    }
+
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Predicts outputs for `x` (row-major, `inputs` columns, physical units).
     pub fn predict(&self, x: &[f32]) -> Vec<f32> {
         let n_in = self.meta.architecture.inputs;

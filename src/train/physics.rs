@@ -157,10 +157,13 @@ pub(super) struct PhysicsCtx {
     pub param_cols: Vec<Option<usize>>,
     /// For each state: the input column of its sampled initial value, or its fixed initial value.
     pub initial: Vec<Result<usize, f64>>,
+    /// For each state, the range the residual reads it clamped to
+    /// (`clamp_states`: the dataset's range of it), if any.
+    pub clamp: Option<Vec<(f64, f64)>>,
 }
 
 impl PhysicsCtx {
-    pub fn new(meta: &Metadata) -> Result<Self, Error> {
+    pub fn new(meta: &Metadata, clamp_states: bool) -> Result<Self, Error> {
         let model = meta.model.resolve()?;
         let info = model.info();
         let col = |name: &str| meta.inputs.iter().position(|v| v.name == name);
@@ -201,10 +204,12 @@ impl PhysicsCtx {
                 "use a trajectory dataset",
             ));
         }
+        let clamp = clamp_states.then(|| meta.outputs.iter().map(|v| (v.min, v.max)).collect());
         Ok(PhysicsCtx {
             tape,
             param_cols,
             initial,
+            clamp,
         })
     }
 
@@ -264,7 +269,13 @@ impl PhysicsCtx {
         let state: Vec<Tensor<2>> = outs
             .iter()
             .enumerate()
-            .map(|(i, (mid, half))| y.clone().narrow(1, i, 1).mul_scalar(*half).add_scalar(*mid))
+            .map(|(i, (mid, half))| {
+                let s = y.clone().narrow(1, i, 1).mul_scalar(*half).add_scalar(*mid);
+                match &self.clamp {
+                    Some(c) => s.clamp(c[i].0, c[i].1),
+                    None => s,
+                }
+            })
             .collect();
         let params: Vec<Option<Tensor<2>>> = self
             .param_cols
@@ -287,6 +298,57 @@ impl PhysicsCtx {
             (net.forward(x0) - target).square().mean()
         };
         (phys, ic)
+    }
+}
+
+impl PhysicsCtx {
+    /// Why the residual is not finite at `net`'s outputs (`which` network:
+    /// "untrained", say), if it is not at some of 4096 collocation points over
+    /// `t_range`: the state whose rate fails, the operation where the first
+    /// non-finite value arises, and the states the network puts outside the
+    /// dataset's range there.
+    pub fn diagnose(&self, net: &Net, which: &str, norm: &Normalization, t_range: (f64, f64), device: &Device) -> Option<String> {
+        let n = 4096;
+        let n_in = norm.inputs.len();
+        let xc = Self::collocation(norm, t_range, n, &mut Rng::new(1));
+        let y = net.forward(Tensor::<2>::from_data(TensorData::new(xc.clone(), [n, n_in]), device));
+        let y = y.into_data().convert::<f32>().try_into_vec::<f32>().ok()?;
+        let (ins, outs) = (Normalization::spans(&norm.inputs), Normalization::spans(&norm.outputs));
+        let mut values = Vec::new();
+        for r in 0..n {
+            let (xr, yr) = (&xc[r * n_in..(r + 1) * n_in], &y[r * outs.len()..(r + 1) * outs.len()]);
+            let params: Vec<f64> = self.param_cols.iter().map(|c| c.map_or(0.0, |c| xr[c] as f64 * ins[c].1 + ins[c].0)).collect();
+            let raw: Vec<f64> = yr.iter().zip(&outs).map(|(&u, (mid, half))| u as f64 * half + mid).collect();
+            if raw.iter().any(|v| !v.is_finite()) {
+                // the network itself gives NaN: its weights are, and the equations are not to blame
+                return None;
+            }
+            let state: Vec<f64> = match &self.clamp {
+                Some(c) => raw.iter().zip(c).map(|(v, (lo, hi))| v.clamp(*lo, *hi)).collect(),
+                None => raw.clone(),
+            };
+            let time = xr[0] as f64 * ins[0].1 + ins[0].0;
+            self.tape.eval_into(&params, &state, time, &mut values);
+            let Some(bad) = self.tape.outputs.iter().position(|&o| !values[o].is_finite()) else { continue };
+            let first = values.iter().position(|v| !v.is_finite()).expect("a value is not finite");
+            let arg = |i: usize| format!("{:.3e}", values[i]);
+            let cause = match self.tape.ops[first] {
+                Op::Unary(f, a) => format!("{f:?} of {}", arg(a)),
+                Op::Exp(a) => format!("Exp of {}", arg(a)),
+                Op::Div(a, b) => format!("{} divided by {}", arg(a), arg(b)),
+                Op::Pow(a, b) => format!("{} to the power {}", arg(a), arg(b)),
+                _ => "an operation of finite values".into(),
+            };
+            let strays: Vec<String> = raw
+                .iter()
+                .zip(&norm.outputs)
+                .filter(|(v, range)| **v < range.min || **v > range.max)
+                .map(|(v, range)| format!("{} = {v:.3e} (the dataset's range: {:.3e} to {:.3e})", range.name, range.min, range.max))
+                .collect();
+            let strays = if strays.is_empty() { String::new() } else { format!("; there the network puts {}", strays.join(", ")) };
+            return Some(format!("the physics residual is not finite at the {which} network's outputs: d({})/dt at t = {time:.4} is {} (from {cause}){strays}", norm.outputs[bad].name, values[self.tape.outputs[bad]]));
+        }
+        None
     }
 }
 
@@ -346,6 +408,9 @@ impl<'a> HostResidual<'a> {
             }
             for (j, st) in s.state.iter_mut().enumerate() {
                 *st = yr[j] as f64 * self.outs[j].1 + self.outs[j].0;
+                if let Some(c) = &self.ctx.clamp {
+                    *st = st.clamp(c[j].0, c[j].1);
+                }
             }
             let time = xr[0] as f64 * self.ins[0].1 + self.ins[0].0;
             tape.eval_into(&s.params, &s.state, time, &mut s.values);
@@ -359,9 +424,52 @@ impl<'a> HostResidual<'a> {
             s.d_state.resize(n_out, 0.0);
             tape.vjp(&s.values, &s.seed, &mut s.adj, &mut s.d_state);
             for j in 0..n_out {
-                g_y[r * n_out + j] += (s.d_state[j] * self.outs[j].1) as f32;
+                // a clamped state does not move with the network's output
+                let held = self.ctx.clamp.as_ref().is_some_and(|c| {
+                    let v = yr[j] as f64 * self.outs[j].1 + self.outs[j].0;
+                    v < c[j].0 || v > c[j].1
+                });
+                if !held {
+                    g_y[r * n_out + j] += (s.d_state[j] * self.outs[j].1) as f32;
+                }
             }
         }
         sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::equations::{Equations, Expr, Kind, Variable};
+    use crate::data::VarRange;
+    use crate::train::arch::{Activation, Architecture, Layer as Hidden};
+
+    /// A residual that takes the logarithm of a state: an untrained network
+    /// puts the state below zero somewhere, and the diagnosis names the
+    /// state, the function and the range; clamped, there is nothing to find.
+    #[test]
+    fn a_residual_out_of_its_domain_is_named() {
+        let var = |name: &str, kind: Kind| Variable { name: name.into(), units: "1".into(), kind };
+        let eq = Equations {
+            name: "log".into(),
+            time: ("t".into(), "1".into()),
+            vars: vec![var("c.u", Kind::State { initial: 0.5 })],
+            states: vec![0],
+            rates: vec![Expr::Call(Func::Mul, vec![Expr::Num(0.1), Expr::Call(Func::Ln, vec![Expr::Var(0)])])],
+            params: vec![],
+            algebraic: vec![],
+        };
+        let tape = symbolic::trace_equations(&eq, &[]);
+        let range = |name: &str, min: f64, max: f64| VarRange { name: name.into(), min, max };
+        // four inputs (time and three the equations do not read) give the untrained outputs room to stray
+        let norm = Normalization { inputs: vec![range("t", 0.0, 10.0), range("a", 0.0, 1.0), range("b", 0.0, 1.0), range("c", 0.0, 1.0)], outputs: vec![range("c.u", 0.01, 1.0)] };
+        let device = Device::flex();
+        let net = Net::seeded(&Architecture { inputs: 4, hidden: vec![Hidden(Activation::Tanh, 32)], outputs: 1 }, &device, true, 3);
+        let mut ctx = PhysicsCtx { tape, param_cols: vec![], initial: vec![Err(0.5)], clamp: None };
+        let why = ctx.diagnose(&net, "untrained", &norm, (0.0, 10.0), &device).expect("an untrained network strays below 0 somewhere in 4096 points");
+        assert!(why.contains("d(c.u)/dt") && why.contains("from Ln of -") && why.contains("c.u = -") && why.contains("1.000e-2 to 1.000e0"), "{why}");
+        ctx.clamp = Some(vec![(0.01, 1.0)]);
+        assert_eq!(ctx.diagnose(&net, "untrained", &norm, (0.0, 10.0), &device), None);
     }
 }

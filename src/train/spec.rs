@@ -109,6 +109,12 @@ pub struct TrainSpec {
     /// points moved to t = 0); all of them when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_points: Option<usize>,
+    /// A PINN's residual reads each state clamped to the range the dataset
+    /// holds it in, so the equations stay in their domain where an
+    /// untrained network's outputs stray (a concentration that a logarithm
+    /// reads stays positive); inside the range it changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clamp_states: bool,
     #[serde(default)]
     pub adaptive: Option<Adaptive>,
     /// Time-domain splitting: this many sub-models over consecutive windows of t.

@@ -150,7 +150,7 @@ pub fn train(
     }
 
     let physics_ctx = if spec.mode == Mode::Pinn {
-        Some(PhysicsCtx::new(meta)?)
+        Some(PhysicsCtx::new(meta, spec.clamp_states)?)
     } else {
         None
     };
@@ -211,9 +211,22 @@ pub fn train(
     };
     let surrogate = TrainedSurrogate::from_parts(surrogate_meta.clone(), nets, Device::flex());
     let (variables, rollout) = evaluate(&surrogate, meta, spec.mode, &x_val, &y_val);
+    let diverged = variables.iter().any(VarMetrics::diverged);
+    // a diverged PINN: look for a residual that is not finite at its first
+    // weights, then at the last ones saved before it diverged
+    let diverged_why = match (&physics_ctx, diverged) {
+        (Some(p), true) => {
+            let device = spec.device.burn_device()?.autodiff();
+            let first = Net::seeded(&arch, &device, spec.device == crate::train::spec::TrainDevice::Cpu, spec.seed);
+            let window = (surrogate_meta.windows[0].t0, surrogate_meta.windows[0].t1);
+            p.diagnose(&first, "untrained", &norm, window, &device).or_else(|| p.diagnose(&surrogate.nets()[0], "last saved", &norm, window, surrogate.device()))
+        }
+        _ => None,
+    };
     let metrics = Metrics {
         mae: variables.iter().map(|v| v.mae).sum::<f64>() / variables.len() as f64,
-        diverged: variables.iter().any(VarMetrics::diverged),
+        diverged,
+        diverged_why,
         variables,
         val_rows: x_val.rows,
         steps,
@@ -428,7 +441,9 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
                 val_mae,
                 elapsed_s: state.seconds,
             });
-            let stop = spec.patience > 0 && state.bad_checks >= spec.patience;
+            // a loss that is not finite does not come back (the weights are NaN by now)
+            let diverged = !(last_loss.is_finite() && val_loss.is_finite());
+            let stop = diverged || (spec.patience > 0 && state.bad_checks >= spec.patience);
             state.stopped_early = stop;
             state.rng = rng.state();
             if let Some(f) = &fused {
@@ -438,6 +453,10 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
             log::write(ctx.dir, ctx.window, &state.log)?;
             let eta = state.seconds / state.step as f64 * (spec.steps - state.step) as f64;
             ctx.reporter.progress(state.step, spec.steps, &format!("loss {last_loss:.2e} val {val_loss:.2e} mae {val_mae:.2e} lr {:.1e} eta {eta:.0}s", state.lr));
+            if diverged {
+                ctx.reporter.note(&format!("window {}: diverged by step {} (training loss {last_loss:.3e}, validation loss {val_loss:.3e}); stopped", ctx.window, state.step));
+                break;
+            }
             if stop {
                 ctx.reporter.note(&format!(
                     "window {}: early stop at step {} (best at {})",

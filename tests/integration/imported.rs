@@ -208,6 +208,39 @@ fn a_pinn_takes_its_residual_from_the_imported_equations() {
     assert!(e.contains("every state") && e.contains("membrane.V, ina.m"), "{e}");
 }
 
+/// A PINN on Luo–Rudy 1991 (all eight states): without bounds the network's
+/// outputs stray where the equations are undefined (a logarithm of a negative
+/// calcium concentration) and training diverges; it stops at the first check
+/// and export refuses the run, naming `clamp_states`. With the states the
+/// residual reads clamped to the dataset's range, the same training does not
+/// diverge and learns the beat.
+#[test]
+fn a_pinn_on_luo_rudy_keeps_its_states_in_their_domain() {
+    use excite::train::{self, TrainSpec};
+    let dir = scratch("imported-pinn-domain");
+    lr1991(&dir);
+    let yaml = "name: lr\nmodel: {cellml: lr1991.cellml}\ntime: {t_end: 100, dt: 0.01, sample_every: 0.5}\ncells: 1\nseed: 1\nsplit: {train: 0.5, val: 0.5, test: 0.0}\n";
+    std::fs::write(dir.join("lr.yaml"), yaml).unwrap();
+    let data = dir.join("data");
+    data::generate(&DatasetSpec::from_file(&dir.join("lr.yaml")).unwrap(), 1, &excite::report::Silent).unwrap().write(&data).unwrap();
+    let body = "mode: pinn\narchitecture:\n  hidden: [[tanh, 64], [tanh, 64]]\nbatch: 128\ncollocation: 256\nlr: 0.003\nloss: {data: 10, physics: 1, initial: 1}\nsteps: 1500\nval_every: 100\nseed: 1\n";
+    let run = |extra: &str, name: &str| {
+        let spec = TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}{extra}", data.display())).unwrap();
+        train::train(&spec, &dir.join(name), false, &excite::report::Silent).unwrap()
+    };
+    let free = run("", "free");
+    assert!(free.metrics.diverged && free.metrics.steps < 1500, "diverged {} after {} steps", free.metrics.diverged, free.metrics.steps);
+    let e = excite::export::export(&dir.join("free")).err().expect("a diverged run is not exported");
+    assert!(e.to_string().contains("diverged") && e.hint().unwrap_or("").contains("clamp_states: true"), "{e} / {:?}", e.hint());
+    let clamped = run("clamp_states: true\n", "clamped");
+    assert!(!clamped.metrics.diverged && clamped.metrics.steps == 1500, "{:?}", clamped.metrics.steps);
+    assert!(clamped.metrics.mae < 2.0, "validation MAE {}", clamped.metrics.mae);
+    let v = clamped.metrics.variables.iter().find(|v| v.name == "membrane.V").unwrap();
+    // V spans 125 mV over the beat (a constant would be ~30 mV off); 1500 steps learn its shape
+    assert!(v.mae < 10.0, "V MAE {} mV", v.mae);
+    excite::export::export(&dir.join("clamped")).expect("exported");
+}
+
 /// A study's points are named by content, the imported model's file included:
 /// an edited CellML file makes new points (finished ones are not taken for them).
 #[test]
