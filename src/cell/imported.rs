@@ -52,7 +52,7 @@ pub fn load_expecting(path: &Path, expected: Option<&str>) -> Result<&'static Im
             format!("cannot read the CellML file: {e}"),
             match expected {
                 None => "check the path (a relative path is taken from the folder of the configuration file)",
-                Some(_) => "put the CellML file the data were made from back at this path",
+                Some(_) => "put the CellML file the data were made from back at this path, or name the folder that now holds it in EXCITE_CELLML_PATH",
             },
         ),
         e => e,
@@ -62,7 +62,7 @@ pub fn load_expecting(path: &Path, expected: Option<&str>) -> Result<&'static Im
         return Err(Error::invalid(
             "model.cellml",
             format!("`{}` has changed since the data were made (sha256 {} then, {} now)", path.display(), want.get(..12).unwrap_or(want), &sha256[..12]),
-            "restore the file the surrogate was trained on, or make the dataset again from the new one",
+            "restore the file the surrogate was trained on (or name a folder holding it in EXCITE_CELLML_PATH), or make the dataset again from the new one",
         ));
     }
     let loaded = LOADED.get_or_init(Default::default);

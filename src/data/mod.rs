@@ -49,6 +49,10 @@ pub struct Metadata {
     pub content_sha256: String,
 }
 
+/// Folders where an imported model's CellML file is looked for by name
+/// (and accepted by content) when it is gone from its recorded path.
+pub const CELLML_PATH_VAR: &str = "EXCITE_CELLML_PATH";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     pub name: String,
@@ -69,13 +73,33 @@ pub struct CellmlMeta {
 
 impl ModelMeta {
     /// The cell model this metadata names: a built-in one by name, an
-    /// imported one from its file, which must still hold the same content.
+    /// imported one from its file, which must still hold the same content;
+    /// where it is gone from the recorded path (a project moved to another
+    /// machine), a file of the same name and content in a folder of
+    /// `EXCITE_CELLML_PATH` (separated as PATH is).
     pub fn resolve(&self) -> Result<&'static dyn crate::cell::Model, Error> {
+        let search: Vec<std::path::PathBuf> = std::env::var_os(CELLML_PATH_VAR).map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+        self.resolve_in(&search)
+    }
+
+    /// [`ModelMeta::resolve`] with these folders to search.
+    pub fn resolve_in(&self, search: &[std::path::PathBuf]) -> Result<&'static dyn crate::cell::Model, Error> {
         let Some(c) = &self.cellml else {
             return crate::cell::by_name(&self.name);
         };
-        // the path comes from metadata (perhaps from elsewhere): the file is parsed only if it is the one recorded
-        Ok(crate::cell::imported::load_expecting(Path::new(&c.file), Some(&c.sha256))?)
+        // the path comes from metadata (perhaps from elsewhere): a file is parsed only if it has the recorded content
+        let recorded = Path::new(&c.file);
+        let first = match crate::cell::imported::load_expecting(recorded, Some(&c.sha256)) {
+            Ok(m) => return Ok(m),
+            Err(e) => e,
+        };
+        let name = recorded.file_name().unwrap_or(recorded.as_os_str());
+        for dir in search {
+            if let Ok(m) = crate::cell::imported::load_expecting(&dir.join(name), Some(&c.sha256)) {
+                return Ok(m);
+            }
+        }
+        Err(first)
     }
 }
 
@@ -330,7 +354,10 @@ pub fn generate(
             name: info.name.into(),
             equations: info.equations.into(),
             cellml: match spec.model.form() {
-                crate::cell::Form::Imported(m) => Some(CellmlMeta { file: m.file.display().to_string(), sha256: m.sha256.clone() }),
+                crate::cell::Form::Imported(m) => Some(CellmlMeta {
+                    file: spec.cellml_file.as_ref().map_or_else(|| m.file.display().to_string(), |f| f.display().to_string()),
+                    sha256: m.sha256.clone(),
+                }),
                 crate::cell::Form::Builtin(_) => None,
             },
             params: info

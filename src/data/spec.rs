@@ -2,7 +2,7 @@
 //! checked form the rest of excite works with ([`DatasetSpec`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +102,10 @@ pub enum Target {
 pub struct DatasetSpec {
     pub name: String,
     pub model: &'static dyn Model,
+    /// The CellML file this configuration named for an imported model
+    /// (absolute where it resolves): what the dataset records. The model
+    /// itself is shared by every file of the same content in a process.
+    pub cellml_file: Option<PathBuf>,
     pub kind: Kind,
     /// Parameter values, in the model's order (defaults with overrides applied).
     pub params: Vec<f64>,
@@ -342,9 +346,14 @@ impl RawSpec {
             ));
         }
 
+        let cellml_file = match &self.model {
+            cell::ModelRef::Cellml { cellml } => Some(std::fs::canonicalize(base.join(cellml)).unwrap_or_else(|_| base.join(cellml))),
+            cell::ModelRef::Builtin(_) => None,
+        };
         Ok(DatasetSpec {
             name: self.name.clone(),
             model,
+            cellml_file,
             kind,
             params,
             grid,

@@ -241,6 +241,35 @@ fn a_pinn_on_luo_rudy_keeps_its_states_in_their_domain() {
     excite::export::export(&dir.join("clamped")).expect("exported");
 }
 
+/// A dataset records its CellML file's absolute path and sha256; moved to
+/// another folder (a project copied to a cluster), the file is found by
+/// name in a folder of EXCITE_CELLML_PATH, accepted by content only.
+#[test]
+fn a_moved_cellml_file_is_found_by_content() {
+    let dir = scratch("imported-moved");
+    let here = dir.join("here");
+    std::fs::create_dir_all(&here).unwrap();
+    lr1991(&here);
+    std::fs::write(here.join("lr.yaml"), DATASET).unwrap();
+    let data = dir.join("data");
+    data::generate(&DatasetSpec::from_file(&here.join("lr.yaml")).unwrap(), 1, &excite::report::Silent).unwrap().write(&data).unwrap();
+    let model = data::load(&data).unwrap().meta.model;
+    assert!(model.cellml.as_ref().unwrap().file.ends_with("here/lr1991.cellml"), "{:?}", model.cellml);
+    let there = dir.join("there");
+    std::fs::create_dir_all(&there).unwrap();
+    std::fs::rename(here.join("lr1991.cellml"), there.join("lr1991.cellml")).unwrap();
+    let e = model.resolve_in(&[]).err().expect("gone from its path").to_string();
+    assert!(e.contains("cannot read the CellML file"), "{e}");
+    let found = model.resolve_in(&[dir.join("elsewhere"), there.clone()]).expect("found by name and content");
+    assert_eq!(found.info().name, "Luo_Rudy_1991");
+    // a file of that name with other content is not taken for it
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let text = std::fs::read_to_string(there.join("lr1991.cellml")).unwrap();
+    std::fs::write(other.join("lr1991.cellml"), text.replacen("<model ", "<!-- edited -->\n<model ", 1)).unwrap();
+    assert!(model.resolve_in(&[other]).is_err(), "another content");
+}
+
 /// A study's points are named by content, the imported model's file included:
 /// an edited CellML file makes new points (finished ones are not taken for them).
 #[test]
