@@ -288,10 +288,21 @@ unsafe fn block_native<const W: usize>(native: &Native, p: &Program, g: &TimeGri
             native.run(p, &mut regs, W, n, g.steps_per_sample, g.dt);
             n += g.steps_per_sample;
         }
-        for (k, &x) in p.states.iter().enumerate() {
-            let at = (k * g.n_samples + s) * c.n + first;
-            std::ptr::copy_nonoverlapping(regs[x as usize * W..].as_ptr(), out.0.add(at), valid);
-        }
+        store_sample::<W>(p, &regs, g, c, s, first, valid, out);
+    }
+}
+
+/// A block's states (registers of `W` lanes, `valid` of them cells from
+/// cell `first` on) copied to sample `s` of the output.
+///
+/// # Safety
+/// `out` holds every state at every sample of `c.n` cells, and these cells are the caller's alone.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_sample<const W: usize>(p: &Program, regs: &[f64], g: &TimeGrid, c: &Cells, s: usize, first: usize, valid: usize, out: OutPtr) {
+    for (k, &x) in p.states.iter().enumerate() {
+        let at = (k * g.n_samples + s) * c.n + first;
+        std::ptr::copy_nonoverlapping(regs[x as usize * W..].as_ptr(), out.0.add(at), valid);
     }
 }
 
@@ -337,9 +348,6 @@ unsafe fn block<const W: usize>(p: &Program, g: &TimeGrid, c: &Cells, b: usize, 
                 n += 1;
             }
         }
-        for (k, &x) in p.states.iter().enumerate() {
-            let at = (k * g.n_samples + s) * c.n + first;
-            std::ptr::copy_nonoverlapping(regs[x as usize * W..].as_ptr(), out.0.add(at), valid);
-        }
+        store_sample::<W>(p, &regs, g, c, s, first, valid, out);
     }
 }

@@ -97,11 +97,21 @@ impl Key {
     fn of(program: &Program) -> Key {
         let source = c_source(program);
         let cc = std::env::var("CC").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "cc".into());
-        // the compiler's own account of itself; none where it cannot run (the build says why)
-        let version = Command::new(&cc).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let version = compiler_version(&cc);
         let id = crate::hash::sha256_hex(format!("{source}\n{cc}\n{version}\n{FLAGS:?}\n{} {:?}", crate::isa::cpu_name(), crate::isa::Isa::best()).as_bytes());
         Key { source, cc, id }
     }
+}
+
+/// The compiler's own account of itself (`cc --version`), asked once per
+/// compiler in a process; empty where it cannot run (the build says why).
+fn compiler_version(cc: &str) -> String {
+    static VERSIONS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let mut versions = VERSIONS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    versions
+        .entry(cc.to_string())
+        .or_insert_with(|| Command::new(cc).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default())
+        .clone()
 }
 
 /// Where builds are kept between processes, if this machine has a home for them.
