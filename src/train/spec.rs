@@ -115,6 +115,13 @@ pub struct TrainSpec {
     /// reads stays positive); inside the range it changes nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clamp_states: bool,
+    /// ITNN: Gaussian noise of this standard deviation (in each state's
+    /// unit scale, where the data span −1 to 1) added to the state inputs of
+    /// every training row, the target still the true next state: the map
+    /// learns to pull a slightly wrong state back toward the trajectory,
+    /// which is what a rollout (fed its own outputs) needs. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_noise: f64,
     #[serde(default)]
     pub adaptive: Option<Adaptive>,
     /// Time-domain splitting: this many sub-models over consecutive windows of t.
@@ -319,6 +326,12 @@ impl TrainSpec {
             Schedule::Cosine { min_lr } => positive("schedule.min_lr", min_lr)?,
             Schedule::Constant => {}
         }
+        if !(self.input_noise.is_finite() && self.input_noise >= 0.0) {
+            return Err(Error::invalid("input_noise", format!("{} is not a standard deviation ≥ 0", self.input_noise), "use a small value such as input_noise: 0.005"));
+        }
+        if self.input_noise > 0.0 && self.mode != Mode::Itnn {
+            return Err(Error::invalid("input_noise", format!("perturbs an ITNN's state inputs; this is a {:?}", self.mode), "remove input_noise, or train mode: itnn"));
+        }
         if let Some(a) = self.adaptive {
             if a.every == 0 || !(a.fraction > 0.0 && a.fraction < 1.0) || !(a.boost >= 1.0) {
                 return Err(Error::invalid(
@@ -370,6 +383,24 @@ mod tests {
         TrainSpec::from_yaml(&format!("name: t\ndataset: d\nmode: pinn\narchitecture:\n  hidden: [[tanh, 8]]\nsteps: 10\n{extra}"))
     }
 
+    /// `input_noise` is a standard deviation ≥ 0 for an ITNN, refused for
+    /// other modes (it perturbs an ITNN's state inputs) and absent when 0.
+    #[test]
+    fn input_noise_is_an_itnns() {
+        let itnn = |extra: &str| TrainSpec::from_yaml(&format!("name: t\ndataset: d\nmode: itnn\narchitecture:\n  hidden: [[tanh, 8]]\nsteps: 10\n{extra}"));
+        assert_eq!(itnn("").unwrap().input_noise, 0.0);
+        let s = itnn("input_noise: 0.01").unwrap();
+        s.check().unwrap();
+        assert_eq!(s.input_noise, 0.01);
+        assert!(!serde_json::to_string(&itnn("").unwrap()).unwrap().contains("input_noise"));
+        for bad in ["input_noise: -0.1", "input_noise: .nan"] {
+            let e = itnn(bad).unwrap_err().to_string();
+            assert!(e.contains("input_noise") && e.contains("standard deviation"), "{bad}: {e}");
+        }
+        let e = parse("input_noise: 0.01").unwrap_err().to_string();
+        assert!(e.contains("input_noise") && e.contains("Pinn"), "{e}");
+    }
+
     /// `collocation` takes a count or `batch`; anything else, or zero, is refused by name.
     #[test]
     fn collocation_is_a_count_or_batch() {
@@ -386,4 +417,8 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }

@@ -359,6 +359,10 @@ fn train_window(ctx: &WindowCtx, d: &WindowData) -> Result<(Net, State, Option<u
         let check = (state.step + 1) % spec.val_every == 0 || state.step + 1 == spec.steps;
         gather_into(&mut xf, &d.x_train, n_in, &rows);
         gather_into(&mut yf, &d.y_train, n_out, &rows);
+        if spec.input_noise > 0.0 {
+            // an ITNN's inputs start with its states, in the outputs' order
+            perturb_states(&mut xf, n_in, n_out, spec.input_noise, &mut rng);
+        }
         if let Some(f) = fused.as_mut() {
             let loss = match (&physics, &residual) {
                 (Some(p), Some(residual)) => {
@@ -546,6 +550,17 @@ pub(super) fn step(
 }
 
 /// The rows `rows` of `data` (`cols` wide), into `out` (its old contents dropped).
+/// Adds N(0, σ²) to the first `states` columns of every row of `x`
+/// (`cols` columns), by Box–Muller from `rng`.
+fn perturb_states(x: &mut [f32], cols: usize, states: usize, sigma: f64, rng: &mut Rng) {
+    for row in x.chunks_exact_mut(cols) {
+        for v in &mut row[..states] {
+            let (u1, u2) = (1.0 - rng.uniform(), rng.uniform());
+            *v += (sigma * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+        }
+    }
+}
+
 pub(super) fn gather_into(out: &mut Vec<f32>, data: &[f32], cols: usize, rows: &[usize]) {
     out.clear();
     for &r in rows {
@@ -595,4 +610,26 @@ fn rows_in(x: &Array2, y: &Array2, t0: f64, t1: f64) -> (Array2, Array2) {
             .collect(),
     };
     (pick(x), pick(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Noise goes to the state columns only, with the standard deviation asked for.
+    #[test]
+    fn perturbed_states_only() {
+        let (rows, cols, states) = (20_000, 4, 2);
+        let x0: Vec<f32> = (0..rows * cols).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut x = x0.clone();
+        perturb_states(&mut x, cols, states, 0.02, &mut Rng::new(3));
+        let mut moved = Vec::new();
+        for (r, (a, b)) in x.chunks_exact(cols).zip(x0.chunks_exact(cols)).enumerate() {
+            assert_eq!(&a[states..], &b[states..], "row {r}: a column past the states moved");
+            moved.extend(a[..states].iter().zip(&b[..states]).map(|(a, b)| (a - b) as f64));
+        }
+        let mean = moved.iter().sum::<f64>() / moved.len() as f64;
+        let sd = (moved.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / moved.len() as f64).sqrt();
+        assert!(mean.abs() < 5e-4 && (sd - 0.02).abs() < 5e-4, "mean {mean}, sd {sd}");
+    }
 }
