@@ -67,6 +67,13 @@ impl StagingDir {
         &self.staging
     }
 
+    /// Puts the staged folder at `target` instead of its own target (a
+    /// rejected result beside the good one), replacing what is there.
+    pub fn commit_as(mut self, target: &Path) -> Result<(), Error> {
+        self.target = target.to_path_buf();
+        self.commit()
+    }
+
     /// Replaces the target folder by the staged one.
     pub fn commit(mut self) -> Result<(), Error> {
         let old = sibling(&self.target, "old");

@@ -36,12 +36,6 @@ pub fn run(config: &Path, out: Option<PathBuf>, resume: bool, json: bool) -> Res
         );
     }
     println!("mean MAE {:.4e}", m.mae);
-    if m.diverged {
-        println!("diverged: a validation prediction is NaN or infinite");
-        if let Some(why) = &m.diverged_why {
-            println!("why: {why}");
-        }
-    }
     if let Some(r) = &m.rollout {
         println!(
             "rollout over {} trajectories, {} steps: final MAE {:.4e}, max abs {:.4e}",

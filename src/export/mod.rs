@@ -157,12 +157,8 @@ fn refuse_diverged(dir: &Path) -> Result<(), Error> {
     if !m.diverged {
         return Ok(());
     }
-    let pinn = std::fs::read(dir.join(SURROGATE_FILE)).ok().and_then(|t| serde_json::from_slice::<SurrogateMeta>(&t).ok()).is_some_and(|s| s.mode == crate::train::Mode::Pinn);
-    let hint = if pinn {
-        "for a PINN whose equations leave their domain where the network strays (a logarithm of a concentration), set `clamp_states: true` in the train section; else lower train.lr"
-    } else {
-        "train again with a lower learning rate (train.lr) or another seed"
-    };
+    let mode = std::fs::read(dir.join(SURROGATE_FILE)).ok().and_then(|t| serde_json::from_slice::<SurrogateMeta>(&t).ok()).map_or(crate::train::Mode::Ddnn, |s| s.mode);
+    let hint = crate::train::diverged_hint(mode);
     Err(Error::Gate {
         stage: "export".into(),
         problem: format!("the training run in {} diverged ({}); there is nothing to export", dir.display(), m.diverged_why.as_deref().unwrap_or("a validation prediction is NaN or infinite")),

@@ -139,10 +139,17 @@ pub fn run_point(study: &Study, dir: &Path, point: &Point, reporter: &dyn Report
         write_atomic(&pdir.join("pipeline.yaml"), point.yaml.as_bytes())?;
         let p = Pipeline::from_yaml_in(&point.yaml, &study.base_dir)?;
         let run = pdir.join("run");
-        pipeline::run(&p, &run, &Options { until: Some(Stage::Train), ..Options::default() }, reporter)?;
-        row.read_training(&run)?;
-        if row.status == Status::Diverged {
-            return Ok(());
+        let train = run.join(Stage::Train.name());
+        let diverged = crate::train::rejected_dir(&train);
+        let _ = std::fs::remove_dir_all(&diverged);
+        match pipeline::run(&p, &run, &Options { until: Some(Stage::Train), ..Options::default() }, reporter) {
+            Ok(_) => row.read_training(&train)?,
+            // a diverged training is a result (kept beside the stage's output): the point stops there
+            Err(Error::Gate { .. }) if diverged.exists() => {
+                row.read_training(&diverged)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         let rejected = run.join(pipeline::VERIFY_REJECTED).join(crate::verify::REPORT_FILE);
         let _ = std::fs::remove_file(&rejected);

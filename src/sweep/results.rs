@@ -113,9 +113,8 @@ impl Row {
         }
     }
 
-    /// Fills in what the train stage measured.
-    pub fn read_training(&mut self, run_dir: &Path) -> Result<(), Error> {
-        let train = run_dir.join("train");
+    /// Fills in what a training run (its folder) measured.
+    pub fn read_training(&mut self, train: &Path) -> Result<(), Error> {
         let m: crate::train::Metrics = read_json(&train.join(crate::train::METRICS_FILE))?;
         let meta: crate::train::SurrogateMeta = read_json(&train.join(crate::train::SURROGATE_FILE))?;
         let arch = &meta.architecture;

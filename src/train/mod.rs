@@ -20,7 +20,7 @@ pub mod physics;
 pub mod spec;
 mod trainer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
@@ -41,6 +41,21 @@ pub const FORMAT: &str = "excite-surrogate/1";
 pub const SURROGATE_FILE: &str = "surrogate.json";
 /// The validation errors and timing of a run ([`Metrics`]).
 pub const METRICS_FILE: &str = "metrics.json";
+
+/// Where a training run that diverged is kept: beside its output folder
+/// (`train` → `train.rejected`), which keeps its previous content.
+pub fn rejected_dir(out: &Path) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "train".into());
+    out.with_file_name(format!("{name}.rejected"))
+}
+
+/// What to try when training of `mode` diverged.
+pub fn diverged_hint(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Pinn => "for a PINN whose equations leave their domain where the network strays (a logarithm of a concentration), set `clamp_states: true` in the train section; else lower train.lr",
+        _ => "train again with a lower learning rate (train.lr) or another seed",
+    }
+}
 
 /// Min-max scaling of each column to [-1, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -243,6 +243,16 @@ pub fn train(
         &work.join(crate::train::METRICS_FILE),
         &serde_json::to_vec_pretty(&metrics).expect("serialises"),
     )?;
+    if metrics.diverged {
+        // the previous output stays; the diverged run goes beside it, for its metrics
+        let rejected = crate::train::rejected_dir(out);
+        staging.commit_as(&rejected)?;
+        return Err(Error::Gate {
+            stage: "train".into(),
+            problem: format!("the run diverged ({}); it is kept in {}, and {} is left as it was", metrics.diverged_why.as_deref().unwrap_or("a validation prediction is NaN or infinite"), rejected.display(), out.display()),
+            hint: crate::train::diverged_hint(spec.mode).into(),
+        });
+    }
     staging.commit()?;
     Ok(Outcome {
         dir: out.to_path_buf(),

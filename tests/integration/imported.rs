@@ -226,13 +226,20 @@ fn a_pinn_on_luo_rudy_keeps_its_states_in_their_domain() {
     let body = "mode: pinn\narchitecture:\n  hidden: [[tanh, 64], [tanh, 64]]\nbatch: 128\ncollocation: 256\nlr: 0.003\nloss: {data: 10, physics: 1, initial: 1}\nsteps: 1500\nval_every: 100\nseed: 1\n";
     let run = |extra: &str, name: &str| {
         let spec = TrainSpec::from_yaml(&format!("name: t\ndataset: {}\n{body}{extra}", data.display())).unwrap();
-        train::train(&spec, &dir.join(name), false, &excite::report::Silent).unwrap()
+        train::train(&spec, &dir.join(name), false, &excite::report::Silent)
     };
-    let free = run("", "free");
-    assert!(free.metrics.diverged && free.metrics.steps < 1500, "diverged {} after {} steps", free.metrics.diverged, free.metrics.steps);
-    let e = excite::export::export(&dir.join("free")).err().expect("a diverged run is not exported");
+    // a previous good output of the folder stays; the diverged run goes beside it
+    std::fs::create_dir_all(dir.join("free")).unwrap();
+    std::fs::write(dir.join("free/previous"), "kept").unwrap();
+    let e = run("", "free").err().expect("a diverged run is an error");
     assert!(e.to_string().contains("diverged") && e.hint().unwrap_or("").contains("clamp_states: true"), "{e} / {:?}", e.hint());
-    let clamped = run("clamp_states: true\n", "clamped");
+    assert_eq!(std::fs::read_to_string(dir.join("free/previous")).unwrap(), "kept");
+    let rejected = dir.join("free.rejected");
+    let m: train::Metrics = serde_json::from_slice(&std::fs::read(rejected.join(train::METRICS_FILE)).unwrap()).unwrap();
+    assert!(m.diverged && m.steps < 1500, "diverged {} after {} steps", m.diverged, m.steps);
+    let e = excite::export::export(&rejected).err().expect("a diverged run is not exported");
+    assert!(e.to_string().contains("diverged") && e.hint().unwrap_or("").contains("clamp_states: true"), "{e} / {:?}", e.hint());
+    let clamped = run("clamp_states: true\n", "clamped").unwrap();
     assert!(!clamped.metrics.diverged && clamped.metrics.steps == 1500, "{:?}", clamped.metrics.steps);
     assert!(clamped.metrics.mae < 2.0, "validation MAE {}", clamped.metrics.mae);
     let v = clamped.metrics.variables.iter().find(|v| v.name == "membrane.V").unwrap();
