@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use crate::cell::equations::Func;
-use crate::cell::program::{Ins, Program};
+use crate::cell::program::{libm_name, Ins, Program};
 
 /// Lanes of one generated vector: a register of AVX-512, two of AVX2.
 pub const LANES: usize = 8;
@@ -91,7 +91,6 @@ pub fn groups(p: &Program) -> usize {
 
 /// One instruction as a C expression on vectors.
 fn call(f: Func, a: &str, b: &str) -> String {
-    let libm = |name: &str| format!("each1({name}, {a})");
     match f {
         Func::Add => format!("{a} + {b}"),
         Func::Sub => format!("{a} - {b}"),
@@ -101,20 +100,6 @@ fn call(f: Func, a: &str, b: &str) -> String {
         Func::Pow => format!("each2(pow, {a}, {b})"),
         Func::Exp => format!("vexp({a})"),
         Func::Ln => format!("vln({a})"),
-        Func::Log10 => libm("log10"),
-        Func::Floor => libm("floor"),
-        Func::Ceil => libm("ceil"),
-        Func::Abs => libm("fabs"),
-        Func::Sqrt => libm("sqrt"),
-        Func::Sin => libm("sin"),
-        Func::Cos => libm("cos"),
-        Func::Tan => libm("tan"),
-        Func::Asin => libm("asin"),
-        Func::Acos => libm("acos"),
-        Func::Atan => libm("atan"),
-        Func::Sinh => libm("sinh"),
-        Func::Cosh => libm("cosh"),
-        Func::Tanh => libm("tanh"),
         Func::Lt => format!("truth({a} < {b})"),
         Func::Le => format!("truth({a} <= {b})"),
         Func::Gt => format!("truth({a} > {b})"),
@@ -125,6 +110,8 @@ fn call(f: Func, a: &str, b: &str) -> String {
         Func::And => format!("{a} * {b}"),
         Func::Or => format!("truth({a} + {b} > 0.0)"),
         Func::Not => format!("truth({a} == 0.0)"),
+        // the rest: libm's functions of one argument, lane by lane
+        _ => format!("each1({}, {a})", libm_name(f).expect("the rest are libm's functions of one argument")),
     }
 }
 

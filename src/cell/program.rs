@@ -521,20 +521,6 @@ fn c_call(f: Func, a: &str, b: &str) -> String {
         Func::Pow => format!("pow({a}, {b})"),
         Func::Exp => format!("exp({a})"),
         Func::Ln => format!("log({a})"),
-        Func::Log10 => format!("log10({a})"),
-        Func::Floor => format!("floor({a})"),
-        Func::Ceil => format!("ceil({a})"),
-        Func::Abs => format!("fabs({a})"),
-        Func::Sqrt => format!("sqrt({a})"),
-        Func::Sin => format!("sin({a})"),
-        Func::Cos => format!("cos({a})"),
-        Func::Tan => format!("tan({a})"),
-        Func::Asin => format!("asin({a})"),
-        Func::Acos => format!("acos({a})"),
-        Func::Atan => format!("atan({a})"),
-        Func::Sinh => format!("sinh({a})"),
-        Func::Cosh => format!("cosh({a})"),
-        Func::Tanh => format!("tanh({a})"),
         Func::Lt => truth("<"),
         Func::Le => truth("<="),
         Func::Gt => truth(">"),
@@ -546,7 +532,31 @@ fn c_call(f: Func, a: &str, b: &str) -> String {
         Func::Or => format!("(({a}) + ({b}) > 0.0 ? 1.0 : 0.0)"),
         Func::Xor => truth("!="),
         Func::Not => format!("(({a}) == 0.0 ? 1.0 : 0.0)"),
+        _ => format!("{}({a})", libm_name(f).expect("the rest are libm's functions of one argument")),
     }
+}
+
+/// The C math library's name of a function of one argument that generated
+/// code calls as it is (CUDA's device functions have the same names); the
+/// interpreter calls Rust's, which are libm's too.
+pub fn libm_name(f: Func) -> Option<&'static str> {
+    Some(match f {
+        Func::Log10 => "log10",
+        Func::Floor => "floor",
+        Func::Ceil => "ceil",
+        Func::Abs => "fabs",
+        Func::Sqrt => "sqrt",
+        Func::Sin => "sin",
+        Func::Cos => "cos",
+        Func::Tan => "tan",
+        Func::Asin => "asin",
+        Func::Acos => "acos",
+        Func::Atan => "atan",
+        Func::Sinh => "sinh",
+        Func::Cosh => "cosh",
+        Func::Tanh => "tanh",
+        _ => return None,
+    })
 }
 
 /// An operand of an instruction: a register's lanes, or one constant for all.
