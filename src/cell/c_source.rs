@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use crate::cell::equations::Func;
-use crate::cell::program::{libm_name, Ins, Program};
+use crate::cell::program::{c_literal, libm_name, Ins, Program};
 
 /// Lanes of one generated vector: a register of AVX-512, two of AVX2.
 pub const LANES: usize = 8;
@@ -21,15 +21,7 @@ pub const LANES: usize = 8;
 /// constants, parameters, setup and states are set; the states are left in it.
 pub fn c_source(p: &Program) -> String {
     let groups = groups(p);
-    let lit = |v: f64| -> String {
-        if v.is_nan() {
-            "splat(__builtin_nan(\"\"))".into()
-        } else if v.is_infinite() {
-            if v > 0.0 { "splat(__builtin_inf())".into() } else { "splat(-__builtin_inf())".into() }
-        } else {
-            format!("splat({v:.17e})")
-        }
-    };
+    let lit = |v: f64| format!("splat{}", c_literal(v));
     let (mut load, mut step, mut store) = (String::new(), String::new(), String::new());
     for g in 0..groups {
         let r = |x: u32| format!("r{x}_{g}");

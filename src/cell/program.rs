@@ -452,15 +452,7 @@ fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
 /// or two), compiled without contraction into FMA.
 pub fn cuda_source(p: &Program) -> String {
     use std::fmt::Write;
-    let lit = |v: f64| -> String {
-        if v.is_nan() {
-            "(0.0 / 0.0)".into()
-        } else if v.is_infinite() {
-            if v > 0.0 { "(1.0 / 0.0)".into() } else { "(-1.0 / 0.0)".into() }
-        } else {
-            format!("({v:.17e})")
-        }
-    };
+    let lit = c_literal;
     let r = |x: u32| format!("r{x}");
     let mut head = String::new();
     for x in 0..p.n_regs as u32 {
@@ -533,6 +525,18 @@ fn c_call(f: Func, a: &str, b: &str) -> String {
         Func::Xor => truth("!="),
         Func::Not => format!("(({a}) == 0.0 ? 1.0 : 0.0)"),
         _ => format!("{}({a})", libm_name(f).expect("the rest are libm's functions of one argument")),
+    }
+}
+
+/// A double as a C (and CUDA C) literal that reads back to the same value:
+/// 17 significant digits, and the non-finite ones as quotients.
+pub fn c_literal(v: f64) -> String {
+    if v.is_nan() {
+        "(0.0 / 0.0)".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "(1.0 / 0.0)".into() } else { "(-1.0 / 0.0)".into() }
+    } else {
+        format!("({v:.17e})")
     }
 }
 
