@@ -528,12 +528,20 @@ pub fn cellml(a: &CellmlArgs) -> Result<ExitCode> {
     let cells = Cells { n: a.cells, init: eq.initial_state().into_iter().map(Column::Same).collect(), params: eq.param_values().into_iter().map(Column::Same).collect() };
     let steps = (grid.total_steps() * a.cells) as f64;
     let mut rows = Vec::new();
-    // the native step built before any timing (its build is not the solver's speed)
-    let native_missing = excite::solve::native::Native::get(&excite::cell::program::Program::compile(&eq, &vec![None; eq.states.len()])).err().map(|e| format!("{e}; {}", e.hint().unwrap_or("")));
-    let execs: Vec<Exec> = if native_missing.is_some() { vec![Exec::Interpreted] } else { vec![Exec::Native, Exec::Interpreted] };
+    // why there is no native figure, where there is none
+    let mut native_missing = None;
     for scheme in [Scheme::Euler, Scheme::RushLarsen] {
-        for &exec in &execs {
-            solve_cells_by(exec, &eq, scheme, &TimeGrid::new(a.dt, a.dt, a.dt)?, &cells, 1)?;
+        for exec in [Exec::Native, Exec::Interpreted] {
+            // one step first: the native step's build is not the solver's speed
+            if let Err(e) = solve_cells_by(exec, &eq, scheme, &TimeGrid::new(a.dt, a.dt, a.dt)?, &cells, 1) {
+                match exec {
+                    Exec::Native => {
+                        native_missing.get_or_insert_with(|| format!("{e}; {}", e.hint().unwrap_or("")));
+                        continue;
+                    }
+                    Exec::Interpreted => return Err(e.into()),
+                }
+            }
             for &threads in &a.threads {
                 let mut times = Vec::new();
                 for _ in 0..a.repeat {

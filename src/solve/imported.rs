@@ -115,7 +115,7 @@ pub fn solve_cells(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cell
     cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
     let program = program(eq, scheme);
     let work = cells.n as f64 * grid.total_steps() as f64;
-    let native = Native::built(&program).or_else(|| if work >= BUILD_NATIVE_FROM { Native::get(&program).ok() } else { None });
+    let native = Native::find(&program, work >= BUILD_NATIVE_FROM).and_then(Result::ok);
     run_cells(&program, eq, grid, cells, threads, native.as_deref())
 }
 

@@ -51,23 +51,28 @@ impl Native {
     /// missing or failed): from this process's builds, the disk cache, or
     /// built now. A failure is remembered for the process.
     pub fn get(program: &Program) -> Result<Arc<Native>, Error> {
-        let key = Key::of(program);
-        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-        let built = cache.entry(key.id.clone()).or_insert_with(|| load_cached(&key).map(Ok).unwrap_or_else(|| build(&key).map(Arc::new).map_err(Unavailable::from)));
-        built.clone().map_err(|Unavailable([what, problem, hint])| Error::unavailable(what, problem, hint))
+        Self::find(program, true).expect("built where none is at hand")
     }
 
-    /// `program`'s step where a build of it is at hand (this process or
-    /// the disk cache), without building.
-    pub fn built(program: &Program) -> Option<Arc<Native>> {
+    /// `program`'s step from this process's builds or the disk cache, else
+    /// built now where `build` says so; `None` where it is neither at hand
+    /// nor to be built.
+    pub fn find(program: &Program, build: bool) -> Option<Result<Arc<Native>, Error>> {
         let key = Key::of(program);
         let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(built) = cache.get(&key.id) {
-            return built.clone().ok();
-        }
-        let native = load_cached(&key)?;
-        cache.insert(key.id, Ok(native.clone()));
-        Some(native)
+        let found = match cache.get(&key.id) {
+            Some(known) => known.clone(),
+            None => {
+                let found = match load_cached(&key) {
+                    Some(native) => Ok(native),
+                    None if build => self::build(&key).map(Arc::new).map_err(Unavailable::from),
+                    None => return None,
+                };
+                cache.insert(key.id, found.clone());
+                found
+            }
+        };
+        Some(found.map_err(|Unavailable([what, problem, hint])| Error::unavailable(what, problem, hint)))
     }
 
     /// Runs `steps` steps from step `n0` on a register file of `w` lanes
