@@ -99,8 +99,8 @@ fn dense(layers: &[Dense], acts: &[Activation]) -> Vec<mlp::Dense> {
 
 /// The ONNX bytes of the surrogate in run folder `dir`.
 pub fn export(dir: &Path) -> Result<Vec<u8>, Error> {
-    refuse_diverged(dir)?;
     let s = TrainedSurrogate::load(dir)?;
+    refuse_diverged(dir, s.meta.mode)?;
     let meta = &s.meta;
     let acts: Vec<Activation> = meta.architecture.hidden.iter().map(|l| l.0).collect();
     let (mut nodes, mut inits) = (Vec::new(), Vec::new());
@@ -150,19 +150,17 @@ pub fn write(dir: &Path, out: &Path) -> Result<String, Error> {
 /// A training run whose metrics say it diverged has nothing worth exporting
 /// (its weights are NaN or its outputs are): a named error, with what the
 /// trainer found out about why.
-fn refuse_diverged(dir: &Path) -> Result<(), Error> {
+fn refuse_diverged(dir: &Path, mode: crate::train::Mode) -> Result<(), Error> {
     let path = dir.join(crate::train::METRICS_FILE);
     let Ok(text) = std::fs::read(&path) else { return Ok(()) };
     let m: crate::train::Metrics = serde_json::from_slice(&text).map_err(|e| Error::format(&path, format!("not training metrics: {e}"), "train again to rewrite it"))?;
     if !m.diverged {
         return Ok(());
     }
-    let mode = std::fs::read(dir.join(SURROGATE_FILE)).ok().and_then(|t| serde_json::from_slice::<SurrogateMeta>(&t).ok()).map_or(crate::train::Mode::Ddnn, |s| s.mode);
-    let hint = crate::train::diverged_hint(mode);
     Err(Error::Gate {
         stage: "export".into(),
         problem: format!("the training run in {} diverged ({}); there is nothing to export", dir.display(), m.diverged_why.as_deref().unwrap_or("a validation prediction is NaN or infinite")),
-        hint: hint.into(),
+        hint: crate::train::diverged_hint(mode).into(),
     })
 }
 
