@@ -302,6 +302,25 @@ impl PhysicsCtx {
 }
 
 impl PhysicsCtx {
+    /// One point in physical units from its unit-space inputs `x` and
+    /// network outputs `y` (`ins`, `outs`: their spans): the sampled
+    /// parameters into `params` (the others are constants on the tape), the
+    /// states into `state` (clamped where `clamp` says); returns its time.
+    fn physical(&self, ins: &[(f64, f64)], outs: &[(f64, f64)], x: &[f32], y: &[f32], params: &mut [f64], state: &mut [f64]) -> f64 {
+        for (p, c) in params.iter_mut().zip(&self.param_cols) {
+            if let Some(c) = *c {
+                *p = x[c] as f64 * ins[c].1 + ins[c].0;
+            }
+        }
+        for (j, st) in state.iter_mut().enumerate() {
+            *st = y[j] as f64 * outs[j].1 + outs[j].0;
+            if let Some(c) = &self.clamp {
+                *st = st.clamp(c[j].0, c[j].1);
+            }
+        }
+        x[0] as f64 * ins[0].1 + ins[0].0
+    }
+
     /// Why the residual is not finite at `net`'s outputs (`which` network:
     /// "untrained", say), if it is not at some of 4096 collocation points over
     /// `t_range`: the state whose rate fails, the operation where the first
@@ -314,20 +333,14 @@ impl PhysicsCtx {
         let y = net.forward(Tensor::<2>::from_data(TensorData::new(xc.clone(), [n, n_in]), device));
         let y = y.into_data().convert::<f32>().try_into_vec::<f32>().ok()?;
         let (ins, outs) = (Normalization::spans(&norm.inputs), Normalization::spans(&norm.outputs));
-        let mut values = Vec::new();
+        let (mut params, mut state, mut values) = (vec![0.0; self.param_cols.len()], vec![0.0; outs.len()], Vec::new());
         for r in 0..n {
             let (xr, yr) = (&xc[r * n_in..(r + 1) * n_in], &y[r * outs.len()..(r + 1) * outs.len()]);
-            let params: Vec<f64> = self.param_cols.iter().map(|c| c.map_or(0.0, |c| xr[c] as f64 * ins[c].1 + ins[c].0)).collect();
-            let raw: Vec<f64> = yr.iter().zip(&outs).map(|(&u, (mid, half))| u as f64 * half + mid).collect();
-            if raw.iter().any(|v| !v.is_finite()) {
+            if yr.iter().any(|v| !v.is_finite()) {
                 // the network itself gives NaN: its weights are, and the equations are not to blame
                 return None;
             }
-            let state: Vec<f64> = match &self.clamp {
-                Some(c) => raw.iter().zip(c).map(|(v, (lo, hi))| v.clamp(*lo, *hi)).collect(),
-                None => raw.clone(),
-            };
-            let time = xr[0] as f64 * ins[0].1 + ins[0].0;
+            let time = self.physical(&ins, &outs, xr, yr, &mut params, &mut state);
             self.tape.eval_into(&params, &state, time, &mut values);
             let Some(bad) = self.tape.outputs.iter().position(|&o| !values[o].is_finite()) else { continue };
             let first = values.iter().position(|v| !v.is_finite()).expect("a value is not finite");
@@ -339,10 +352,13 @@ impl PhysicsCtx {
                 Op::Pow(a, b) => format!("{} to the power {}", arg(a), arg(b)),
                 _ => "an operation of finite values".into(),
             };
-            let strays: Vec<String> = raw
+            // the network's own values, before any clamp
+            let strays: Vec<String> = yr
                 .iter()
+                .zip(&outs)
+                .map(|(&u, (mid, half))| u as f64 * half + mid)
                 .zip(&norm.outputs)
-                .filter(|(v, range)| **v < range.min || **v > range.max)
+                .filter(|(v, range)| *v < range.min || *v > range.max)
                 .map(|(v, range)| format!("{} = {v:.3e} (the dataset's range: {:.3e} to {:.3e})", range.name, range.min, range.max))
                 .collect();
             let strays = if strays.is_empty() { String::new() } else { format!("; there the network puts {}", strays.join(", ")) };
@@ -401,18 +417,7 @@ impl<'a> HostResidual<'a> {
         let mut sum = 0.0;
         for r in 0..rows {
             let (xr, yr) = (&x[r * n_in..(r + 1) * n_in], &y[r * n_out..(r + 1) * n_out]);
-            for (p, c) in s.params.iter_mut().zip(&self.ctx.param_cols) {
-                if let Some(c) = *c {
-                    *p = xr[c] as f64 * self.ins[c].1 + self.ins[c].0;
-                }
-            }
-            for (j, st) in s.state.iter_mut().enumerate() {
-                *st = yr[j] as f64 * self.outs[j].1 + self.outs[j].0;
-                if let Some(c) = &self.ctx.clamp {
-                    *st = st.clamp(c[j].0, c[j].1);
-                }
-            }
-            let time = xr[0] as f64 * self.ins[0].1 + self.ins[0].0;
+            let time = self.ctx.physical(&self.ins, &self.outs, xr, yr, &mut s.params, &mut s.state);
             tape.eval_into(&s.params, &s.state, time, &mut s.values);
             for i in 0..n_out {
                 let res = dy[r * n_out + i] as f64 - s.values[tape.outputs[i]] / self.outs[i].1;
