@@ -9,7 +9,7 @@
 //! the distinct files a process reads.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use crate::cell::equations::{Equations, Kind};
@@ -20,8 +20,6 @@ use crate::Error;
 pub struct Imported {
     info: &'static ModelInfo,
     pub equations: Equations,
-    /// The file it was first loaded from (absolute where the path could be resolved).
-    pub file: PathBuf,
     /// sha256 of the file's bytes.
     pub sha256: String,
 }
@@ -70,9 +68,8 @@ pub fn load_expecting(path: &Path, expected: Option<&str>) -> Result<&'static Im
         return Ok(m);
     }
     let equations = super::cellml::parse_bytes(&bytes, path)?;
-    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let info = Box::leak(Box::new(info_of(&equations, &sha256)));
-    let model: &'static Imported = Box::leak(Box::new(Imported { info, equations, file, sha256: sha256.clone() }));
+    let model: &'static Imported = Box::leak(Box::new(Imported { info, equations, sha256: sha256.clone() }));
     Ok(*loaded.lock().unwrap_or_else(|e| e.into_inner()).entry(sha256).or_insert(model))
 }
 

@@ -353,12 +353,9 @@ pub fn generate(
         model: ModelMeta {
             name: info.name.into(),
             equations: info.equations.into(),
-            cellml: match spec.model.form() {
-                crate::cell::Form::Imported(m) => Some(CellmlMeta {
-                    file: spec.cellml_file.as_ref().map_or_else(|| m.file.display().to_string(), |f| f.display().to_string()),
-                    sha256: m.sha256.clone(),
-                }),
-                crate::cell::Form::Builtin(_) => None,
+            cellml: match (spec.model.form(), &spec.cellml_file) {
+                (crate::cell::Form::Imported(m), Some(file)) => Some(CellmlMeta { file: file.display().to_string(), sha256: m.sha256.clone() }),
+                _ => None,
             },
             params: info
                 .params
