@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use crate::cell::equations::Func;
-use crate::cell::program::{c_literal, libm_name, Ins, Program};
+use crate::cell::program::{c_literal, libm_name, Ins, Program, EXP_POLY};
 
 /// Lanes of one generated vector: a register of AVX-512, two of AVX2.
 pub const LANES: usize = 8;
@@ -63,7 +63,10 @@ pub fn c_source(p: &Program) -> String {
         }
     }
     let cells = groups * LANES;
-    format!("{PRELUDE}\nvoid excite_run(double *regs, long long w, long long n0, long long steps, double dt) {{\n    const v8 vdt = splat(dt);\n    for (long long c = 0; c < w; c += {cells}) {{\n{load}        for (long long s = 0; s < steps; s++) {{\n            const v8 vt = splat((double)(n0 + s) * dt);\n{step}        }}\n{store}    }}\n}}\n")
+    // the exponential's polynomial written out from the interpreter's coefficients
+    let poly = EXP_POLY[1..].iter().fold(format!("splat{}", c_literal(EXP_POLY[0])), |acc, &c| format!("fma8({acc}, r, splat{})", c_literal(c)));
+    let prelude = PRELUDE.replace("@EXP_POLY@", &poly);
+    format!("{prelude}\nvoid excite_run(double *regs, long long w, long long n0, long long steps, double dt) {{\n    const v8 vdt = splat(dt);\n    for (long long c = 0; c < w; c += {cells}) {{\n{load}        for (long long s = 0; s < steps; s++) {{\n            const v8 vt = splat((double)(n0 + s) * dt);\n{step}        }}\n{store}    }}\n}}\n")
 }
 
 /// Groups of [`LANES`] cells a generated step advances together: a short
@@ -72,7 +75,8 @@ pub fn c_source(p: &Program) -> String {
 /// itself and would only spill more values (measured on one Zen 4 core:
 /// FHN, 11 instructions, 1.18e9 cell-steps/s with one group, 3.3e9 with
 /// four, 3.8e9 with eight or sixteen; Luo–Rudy 1991, 233 instructions,
-/// 1.96e7 with one, 1.93e7 with two).
+/// 2.9–3.1e7 with one, 3.1e7 with two, Rush–Larsen 2.7e7 with one or two
+/// and 2.3e7 with four; Hodgkin–Huxley, 72, 1.3–1.6e8 with one, two or four).
 pub fn groups(p: &Program) -> usize {
     if p.code.len() <= 64 {
         8
@@ -125,9 +129,9 @@ typedef uint64_t u8 __attribute__((vector_size(64)));
 INLINE v8 splat(double x) { return (v8){x, x, x, x, x, x, x, x}; }
 INLINE v8 ld(const double *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 INLINE void st(double *p, v8 v) { memcpy(p, &v, sizeof v); }
-/* lanes of a where m is true, else of b */
-INLINE v8 sel(m8 m, v8 a, v8 b) { return (v8)((m & (m8)a) | (~m & (m8)b)); }
-INLINE v8 truth(m8 m) { return sel(m, splat(1.0), splat(0.0)); }
+#define each1(f, a) ({ v8 x_ = (a), r_; for (int i_ = 0; i_ < 8; i_++) r_[i_] = f(x_[i_]); r_; })
+#define each2(f, a, b) ({ v8 x_ = (a), y_ = (b), r_; for (int i_ = 0; i_ < 8; i_++) r_[i_] = f(x_[i_], y_[i_]); r_; })
+
 INLINE v8 fma8(v8 a, v8 b, v8 c) {
 #if defined(__AVX512F__)
     return (v8)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
@@ -145,34 +149,39 @@ INLINE v8 fma8(v8 a, v8 b, v8 c) {
     return r;
 #endif
 }
-#define each1(f, a) ({ v8 x_ = (a), r_; for (int i_ = 0; i_ < 8; i_++) r_[i_] = f(x_[i_]); r_; })
-#define each2(f, a, b) ({ v8 x_ = (a), y_ = (b), r_; for (int i_ = 0; i_ < 8; i_++) r_[i_] = f(x_[i_], y_[i_]); r_; })
 
-INLINE v8 vexp(v8 x) {
-    const double LOG2E = 1.4426950408889634074, LN2_HI = 6.9314718036912381649e-1, LN2_LO = 1.9082149292705877000e-10;
-    const double SHIFT = 4503599627370496.0 + 1023.0, ROUND = 6755399441055744.0;
-    const double A[14] = {1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0,
-                          1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0, 1.0 / 6227020800.0};
-    /* clamp as Rust's f64::clamp: NaN stays NaN */
-    v8 c = sel(x < -746.0, splat(-746.0), x);
-    c = sel(c > 710.0, splat(710.0), c);
-    v8 k = (c * LOG2E + ROUND) - ROUND;
-    v8 r = (c - k * LN2_HI) - k * LN2_LO;
-#define Q(n) fma8(splat(A[(n) + 1]), r, splat(A[n]))
-    v8 r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-#define S(n) fma8(Q((n) + 2), r2, Q(n))
-    v8 t0 = fma8(S(4), r4, S(0));
-    v8 t1 = fma8(Q(12), r4, S(8));
-    v8 p = fma8(t1, r8, t0);
-#undef Q
-#undef S
-    /* 2^k = 2^k1 · 2^k2 with both halves normal */
+/* lanes of a where m is true, else of b; the larger and the smaller of a
+   and b (either where one is NaN: callers mask NaN afterwards); p·2^k
+   rounded once (k whole) */
+#if defined(__AVX512F__)
+INLINE v8 sel(m8 m, v8 a, v8 b) { return (v8)_mm512_mask_blend_pd(_mm512_test_epi64_mask((__m512i)m, (__m512i)m), (__m512d)b, (__m512d)a); }
+INLINE v8 vmax(v8 a, v8 b) { return (v8)_mm512_max_pd((__m512d)a, (__m512d)b); }
+INLINE v8 vmin(v8 a, v8 b) { return (v8)_mm512_min_pd((__m512d)a, (__m512d)b); }
+INLINE v8 scale2(v8 p, v8 k) { return (v8)_mm512_scalef_pd((__m512d)p, (__m512d)k); }
+#else
+INLINE v8 sel(m8 m, v8 a, v8 b) { return (v8)((m & (m8)a) | (~m & (m8)b)); }
+INLINE v8 vmax(v8 a, v8 b) { return sel(a > b, a, b); }
+INLINE v8 vmin(v8 a, v8 b) { return sel(a < b, a, b); }
+INLINE v8 scale2(v8 p, v8 k) {
+    /* 2^k = 2^k1 · 2^k2 with both halves normal: p·2^k1 is exact */
+    const double SHIFT = 4503599627370496.0 + 1023.0;
     v8 k1 = each1(floor, k * 0.5);
     v8 k2 = k - k1;
     v8 s1 = (v8)((u8)(k1 + SHIFT) << 52);
     v8 s2 = (v8)((u8)(k2 + SHIFT) << 52);
-    v8 y = p * s1 * s2;
-    return sel(x != x, x, sel(x > 709.79, splat(__builtin_inf()), y));
+    return p * s1 * s2;
+}
+#endif
+INLINE v8 truth(m8 m) { return sel(m, splat(1.0), splat(0.0)); }
+
+INLINE v8 vexp(v8 x) {
+    const double LOG2E = 1.4426950408889634074, LN2_HI = 6.9314718036912381649e-1, LN2_LO = 1.9082149292705877000e-10;
+    const double ROUND = 6755399441055744.0;
+    v8 c = vmin(vmax(x, splat(-746.0)), splat(710.0));
+    v8 k = fma8(c, splat(LOG2E), splat(ROUND)) - ROUND;
+    v8 r = fma8(k, splat(-LN2_LO), fma8(k, splat(-LN2_HI), c));
+    v8 p = @EXP_POLY@;
+    return sel(x != x, x, scale2(p, k));
 }
 
 INLINE v8 vln(v8 x) {
@@ -189,7 +198,7 @@ INLINE v8 vln(v8 x) {
     v8 s = (m - 1.0) / (m + 1.0);
     v8 s2 = s * s;
     v8 p = splat(C[0]);
-    for (int i = 1; i < 11; i++) p = p * s2 + C[i];
+    for (int i = 1; i < 11; i++) p = fma8(p, s2, splat(C[i]));
     v8 lnm = 2.0 * s + 2.0 * s * s2 * p;
     v8 r = (e * LN2_LO + lnm) + e * LN2_HI;
     r = sel(x == __builtin_inf(), splat(__builtin_inf()), r);
