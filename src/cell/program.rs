@@ -687,9 +687,9 @@ const LANES: usize = 32;
 
 /// The coefficients of e^r on |r| ≤ ln 2 / 2 from the 11th power down to
 /// the 0th: 1 + r + r²·q(r) with q the Chebyshev fit of degree 9 to
-/// (e^r − 1 − r)/r² (mpmath's `chebyfit` at 50 digits; relative error
+/// (e^r − 1 − r)/r² (`scripts/exp_poly.py`: mpmath's `chebyfit` at 50 digits; relative error
 /// 1.6e-17 with the coefficients rounded to double, against 7e-15 for the
-/// Taylor series of the same degree). The generated C has the same list.
+/// Taylor series of the same degree). The generated C is written from this list.
 pub const EXP_POLY: [f64; 12] = [
     2.510038549551032e-08,
     2.7620088445409746e-07,
