@@ -115,21 +115,27 @@ pub struct SlurmOptions {
     pub poll: Duration,
 }
 
-/// The batch script of an array job: task i runs shard i of n.
+/// The batch script of an array job: task i runs shard i of n. (Where each
+/// task's log goes is given to sbatch as an argument, [`slurm_log_option`]:
+/// an `#SBATCH` line's value ends at its first space.)
 pub fn slurm_script(inv: &Invocation, study: &Study, tasks: usize) -> String {
     let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     format!(
         "#!/bin/sh\n\
-         # excite sweep {name}: array task i runs shard i/{tasks}; written by excite, submitted with sbatch\n\
+         # excite sweep {name}: array task i runs shard i/{tasks}; written by excite, submitted with sbatch {log}\n\
          #SBATCH --job-name=excite-{name}\n\
-         #SBATCH --output={logs}/slurm-%A_%a.log\n\
          exec {exe} sweep {file} --out {out} --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\"\n",
         name = study.name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"),
-        logs = inv.out.join("logs").display(),
+        log = q(&slurm_log_option(inv)),
         exe = q(&inv.exe.display().to_string()),
         file = q(&inv.study_file.display().to_string()),
         out = q(&inv.out.display().to_string()),
     )
+}
+
+/// sbatch's option that puts array task i's output in the study's `logs` folder.
+fn slurm_log_option(inv: &Invocation) -> String {
+    format!("--output={}", inv.out.join("logs").join("slurm-%A_%a.log").display())
 }
 
 /// Submits the study as a Slurm job array, follows it with `squeue`, and
@@ -154,6 +160,7 @@ pub fn slurm(inv: &Invocation, study: &Study, o: &SlurmOptions, reporter: &dyn R
         let out = Command::new("sbatch")
             .arg("--parsable")
             .arg(format!("--array={}", list.join(",")))
+            .arg(slurm_log_option(inv))
             .args(&o.sbatch_args)
             .arg(&script)
             .output()

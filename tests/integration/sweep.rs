@@ -322,7 +322,8 @@ fn a_slurm_array_runs_the_shards_and_resubmits_a_cancelled_task() {
     let dir = scratch("sweep-slurm");
     let six = FOUR.replace("seed: [0, 1]", "seed: [0, 1, 2]");
     let file = study(&dir, &six, &[("steps: 300", "steps: 1500")]);
-    let out = dir.join("out");
+    // a space in the folder, as users' paths have
+    let out = dir.join("out dir");
     let coord = excite().arg("sweep").arg(&file).arg("--out").arg(&out).args(["--executor", "slurm", "-j", "2"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // cancel array task 1 once it runs
     let mut job = String::new();
@@ -347,6 +348,9 @@ fn a_slurm_array_runs_the_shards_and_resubmits_a_cancelled_task() {
     assert_eq!(rows(&out).iter().filter(|r| r["status"] == "ok").count(), 6);
     let script = std::fs::read_to_string(out.join("slurm/sweep.sbatch")).unwrap();
     assert!(script.contains("--shard \"$SLURM_ARRAY_TASK_ID/2\""));
+    // each task's log in the study's logs folder
+    let logs: Vec<String> = std::fs::read_dir(out.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(logs.iter().filter(|l| l.starts_with("slurm-") && l.ends_with(".log")).count() >= 2, "{logs:?}");
 }
 
 /// MPI ranks through rsmpi: in an excite built with `--features mpi` (the test command's build).
