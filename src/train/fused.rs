@@ -27,7 +27,7 @@ const EPSILON: f32 = 1e-5;
 const MOMENTS_FILE: &str = "fused-adam.json";
 
 /// One layer's weights `[inputs][outputs]` (burn's Linear layout), bias, and their Adam moments.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 struct Layer {
     inputs: usize,
     outputs: usize,
@@ -39,10 +39,21 @@ struct Layer {
     v_b: Vec<f32>,
 }
 
+/// Adam's state as a checkpoint keeps it: the step count and each layer's
+/// moments (the weights are the checkpoint's model.bpk; files written with
+/// them too by an earlier excite still read, the extra fields ignored).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Moments {
     time: i32,
-    layers: Vec<Layer>,
+    layers: Vec<LayerMoments>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayerMoments {
+    m_w: Vec<f32>,
+    v_w: Vec<f32>,
+    m_b: Vec<f32>,
+    v_b: Vec<f32>,
 }
 
 /// An MLP being trained by the fused step.
@@ -123,7 +134,8 @@ impl Fused {
 
     /// Writes Adam's state into a checkpoint folder (before its state.json).
     pub fn save(&self, dir: &Path) -> Result<(), Error> {
-        let m = Moments { time: self.time, layers: self.layers.clone() };
+        let layers = self.layers.iter().map(|l| LayerMoments { m_w: l.m_w.clone(), v_w: l.v_w.clone(), m_b: l.m_b.clone(), v_b: l.v_b.clone() }).collect();
+        let m = Moments { time: self.time, layers };
         write_atomic(&dir.join(MOMENTS_FILE), &serde_json::to_vec(&m).expect("serialises"))
     }
 
@@ -133,7 +145,7 @@ impl Fused {
         let path = dir.join(MOMENTS_FILE);
         let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
         let m: Moments = serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, format!("damaged optimizer state: {e}"), "start again without --resume"))?;
-        let fits = m.layers.len() == self.layers.len() && m.layers.iter().zip(&self.layers).all(|(a, b)| a.w.len() == b.w.len() && a.b.len() == b.b.len());
+        let fits = m.layers.len() == self.layers.len() && m.layers.iter().zip(&self.layers).all(|(a, b)| a.m_w.len() == b.w.len() && a.v_w.len() == b.w.len() && a.m_b.len() == b.b.len() && a.v_b.len() == b.b.len());
         if !fits {
             return Err(Error::format(&path, "optimizer state of another architecture", "start again without --resume"));
         }
@@ -460,6 +472,26 @@ mod tests {
     use crate::train::arch::{Architecture, Layer as Hidden};
     use burn::optim::AdamConfig;
     use burn::tensor::Device;
+
+    /// A checkpoint keeps Adam's moments and not the weights again; one
+    /// written by an earlier excite, weights and all, still resumes.
+    #[test]
+    fn moments_are_saved_without_the_weights_and_old_files_resume() {
+        let layer = |n: usize| Layer { inputs: 1, outputs: n, w: vec![9.0; n], b: vec![9.0; n], m_w: vec![1.0; n], v_w: vec![2.0; n], m_b: vec![3.0; n], v_b: vec![4.0; n] };
+        let fused = Fused { layers: vec![layer(2)], acts: vec![], time: 7, work: Default::default() };
+        let dir = std::env::temp_dir().join(format!("excite-moments-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        fused.save(&dir).unwrap();
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(MOMENTS_FILE)).unwrap()).unwrap();
+        assert!(saved["layers"][0].get("w").is_none() && saved["layers"][0].get("b").is_none(), "{saved}");
+        let old = r#"{"time": 5, "layers": [{"inputs": 1, "outputs": 2, "w": [0.5, 0.5], "b": [0.1, 0.1], "m_w": [1.5, 1.5], "v_w": [2.5, 2.5], "m_b": [3.5, 3.5], "v_b": [4.5, 4.5]}]}"#;
+        std::fs::write(dir.join(MOMENTS_FILE), old).unwrap();
+        let mut resumed = Fused { layers: vec![layer(2)], acts: vec![], time: 0, work: Default::default() };
+        resumed.resume(&dir).unwrap();
+        let l = &resumed.layers[0];
+        assert_eq!((resumed.time, l.m_w[0], l.v_w[1], l.m_b[0], l.v_b[1], l.w[0]), (5, 1.5, 2.5, 3.5, 4.5, 9.0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The fused step and burn's autodiff step take the same network to the
     /// same weights (to f32 rounding), for every activation, over steps
