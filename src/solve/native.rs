@@ -3,7 +3,8 @@
 //! A build is kept in the process and on disk (`$XDG_CACHE_HOME/excite/native`,
 //! else `~/.cache/excite/native`), by the sha256 of the source, the
 //! compiler's version and this CPU, so it is paid once per model on a
-//! machine. The results are the interpreter's bit for bit.
+//! machine; the cache keeps the 64 builds used last. The results are the
+//! interpreter's bit for bit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -125,10 +126,39 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("excite").join("native"))
 }
 
-/// The build of `key` from the disk cache, where it is there and loads.
+/// The build of `key` from the disk cache, where it is there and loads;
+/// its time is set to now, so that pruning keeps the builds in use.
 fn load_cached(key: &Key) -> Option<Arc<Native>> {
     let so = cache_dir()?.join(format!("{}.so", key.id));
-    so.is_file().then(|| load(&so).ok()).flatten().map(Arc::new)
+    let native = so.is_file().then(|| load(&so).ok()).flatten().map(Arc::new)?;
+    let _ = std::fs::File::options().append(true).open(&so).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    Some(native)
+}
+
+/// Builds the disk cache keeps: every model and compiler a machine has
+/// used lately (a build is 20–110 KB), the ones used longest ago removed.
+const CACHE_KEEP: usize = 64;
+
+/// Removes all but the `keep` builds used last from the cache folder, and
+/// the half-written copies (`.part`) an hour old, whose process died. A
+/// process that has a removed build loaded keeps it mapped.
+fn prune(cache: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    let now = std::time::SystemTime::now();
+    let mut builds = Vec::new();
+    for e in entries.flatten() {
+        let (path, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+        let Ok(modified) = e.metadata().and_then(|m| m.modified()) else { continue };
+        if name.ends_with(".so") {
+            builds.push((modified, path));
+        } else if name.starts_with('.') && name.ends_with(".part") && now.duration_since(modified).is_ok_and(|age| age.as_secs() > 3600) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    builds.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in builds.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Compiles `key`'s source in a private folder, keeps the library in the
@@ -148,6 +178,7 @@ fn build(key: &Key) -> Result<Native, Error> {
             if kept.is_err() {
                 let _ = std::fs::remove_file(&part);
             }
+            prune(&cache, CACHE_KEEP);
             kept.ok().map(|_| target)
         });
         load(kept.as_deref().unwrap_or(&so))
@@ -193,4 +224,35 @@ fn scratch_dir(id: &str) -> Result<PathBuf, Error> {
     let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::unavailable("generated model", format!("cannot create {}: {e}", dir.display()), "check that the temporary folder (TMPDIR) is writable"))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache keeps the builds used last and drops the rest, and a
+    /// half-written copy only once it is old.
+    #[test]
+    fn the_cache_keeps_the_builds_used_last() {
+        let dir = std::env::temp_dir().join(format!("excite-native-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::SystemTime::now();
+        let touch = |name: &str, age: std::time::Duration| {
+            let f = std::fs::File::create(dir.join(name)).unwrap();
+            f.set_modified(now - age).unwrap();
+        };
+        for i in 0..10 {
+            touch(&format!("{i}.so"), day * i);
+        }
+        touch(".old.1.2.part", day);
+        touch(".new.1.2.part", std::time::Duration::from_secs(5));
+        touch("notes.txt", day * 30);
+        prune(&dir, 4);
+        let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [".new.1.2.part", "0.so", "1.so", "2.so", "3.so", "notes.txt"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
