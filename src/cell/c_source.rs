@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use crate::cell::equations::Func;
-use crate::cell::program::{c_literal, libm_name, Ins, Program, EXP_POLY};
+use crate::cell::program::{c_literal, libm_name, CDialect, Program, EXP_POLY};
 
 /// Lanes of one generated vector: a register of AVX-512, two of AVX2.
 pub const LANES: usize = 8;
@@ -21,7 +21,6 @@ pub const LANES: usize = 8;
 /// constants, parameters, setup and states are set; the states are left in it.
 pub fn c_source(p: &Program) -> String {
     let groups = groups(p);
-    let lit = |v: f64| format!("splat{}", c_literal(v));
     let (mut load, mut step, mut store) = (String::new(), String::new(), String::new());
     for g in 0..groups {
         let r = |x: u32| format!("r{x}_{g}");
@@ -35,28 +34,14 @@ pub fn c_source(p: &Program) -> String {
         }
         let _ = writeln!(step, "            {} = vt;", r(p.time));
         for ins in &p.code {
-            let (d, e) = match *ins {
-                Ins::Call(f, d, [a, b]) => (d, call(f, &r(a), &r(b))),
-                Ins::CallK(f, d, a, k, first) => (d, if first { call(f, &lit(k), &r(a)) } else { call(f, &r(a), &lit(k)) }),
-                Ins::Select(d, c, a, b) => (d, format!("sel({} != 0.0, {}, {})", r(c), r(a), r(b))),
-                Ins::MulExp(d, [a, b]) => (d, format!("vexp({} * {})", r(a), r(b))),
-                Ins::MulKExp(d, a, k) => (d, format!("vexp({} * {})", r(a), lit(k))),
-            };
+            let (d, e) = VECTOR.instruction(ins, &r);
             let _ = writeln!(step, "            {} = {e};", r(d));
         }
         // every state's new value from the old ones, then all stored: no rate
         // or coefficient is a state's register, as in the interpreter
         for (k, &x) in p.states.iter().enumerate() {
-            let (x, update) = match p.gates[k] {
-                // x + (a + b·x)·(e^{b·dt} − 1)/b, where b ≠ 0 (the interpreter's form)
-                Some((a, b)) => {
-                    let (x, a, b) = (r(x), r(a), r(b));
-                    (x.clone(), format!("sel({b} == 0.0, {x} + vdt * {a}, {x} + ({a} + {b} * {x}) * (vexp({b} * vdt) - 1.0) / {b})"))
-                }
-                None => (r(x), format!("{} + vdt * {}", r(x), r(p.rates[k]))),
-            };
-            let _ = writeln!(step, "            v8 next{k}_{g} = {update};");
-            let _ = writeln!(store, "        st({}, {x});", at(p.states[k]));
+            let _ = writeln!(step, "            v8 next{k}_{g} = {};", VECTOR.update(p, k, &r));
+            let _ = writeln!(store, "        st({}, {});", at(x), r(x));
         }
         for (k, &x) in p.states.iter().enumerate() {
             let _ = writeln!(step, "            {} = next{k}_{g};", r(x));
@@ -68,6 +53,10 @@ pub fn c_source(p: &Program) -> String {
     let prelude = PRELUDE.replace("@EXP_POLY@", &poly);
     format!("{prelude}\nvoid excite_run(double *regs, long long w, long long n0, long long steps, double dt) {{\n    const v8 vdt = splat(dt);\n    for (long long c = 0; c < w; c += {cells}) {{\n{load}        for (long long s = 0; s < steps; s++) {{\n            const v8 vt = splat((double)(n0 + s) * dt);\n{step}        }}\n{store}    }}\n}}\n")
 }
+
+/// The vector dialect: eight lanes a value, selects by mask, the
+/// interpreter's exponential.
+const VECTOR: CDialect = CDialect { call, literal: |v| format!("splat{}", c_literal(v)), select: |c, a, b| format!("sel({c}, {a}, {b})"), exp: "vexp", dt: "vdt" };
 
 /// Groups of [`LANES`] cells a generated step advances together: a short
 /// step is a chain of dependent operations, whose latency several

@@ -467,7 +467,6 @@ fn run<const W: usize>(code: &[Ins], n_regs: usize, regs: &mut [f64]) {
 /// or two), compiled without contraction into FMA.
 pub fn cuda_source(p: &Program) -> String {
     use std::fmt::Write;
-    let lit = c_literal;
     let r = |x: u32| format!("r{x}");
     let mut head = String::new();
     for x in 0..p.n_regs as u32 {
@@ -477,25 +476,16 @@ pub fn cuda_source(p: &Program) -> String {
             let _ = writeln!(head, "    double r{x} = regs0[{x}LL * W + i];");
         }
     }
+    let cuda = CDialect { call: c_call, literal: c_literal, select: |c, a, b| format!("({c}) ? {a} : {b}"), exp: "exp", dt: "dt" };
     let mut step = String::new();
     let _ = writeln!(step, "            r{} = (double)n * dt;", p.time);
     for ins in &p.code {
-        let (d, e) = match *ins {
-            Ins::Call(f, d, [a, b]) => (d, c_call(f, &r(a), &r(b))),
-            Ins::CallK(f, d, a, k, first) => (d, if first { c_call(f, &lit(k), &r(a)) } else { c_call(f, &r(a), &lit(k)) }),
-            Ins::Select(d, c, a, b) => (d, format!("({} != 0.0) ? {} : {}", r(c), r(a), r(b))),
-            Ins::MulExp(d, [a, b]) => (d, format!("exp({} * {})", r(a), r(b))),
-            Ins::MulKExp(d, a, k) => (d, format!("exp({} * {})", r(a), lit(k))),
-        };
+        let (d, e) = cuda.instruction(ins, &r);
         let _ = writeln!(step, "            r{d} = {e};");
     }
     // states advanced in place (no rate or coefficient is a state's register)
     for (k, &x) in p.states.iter().enumerate() {
-        let update = match p.gates[k] {
-            Some((a, b)) => format!("(r{b} == 0.0) ? r{x} + dt * r{a} : r{x} + (r{a} + r{b} * r{x}) * (exp(r{b} * dt) - 1.0) / r{b}"),
-            None => format!("r{x} + dt * r{}", p.rates[k]),
-        };
-        let _ = writeln!(step, "            r{x} = {update};");
+        let _ = writeln!(step, "            r{x} = {};", cuda.update(p, k, &r));
     }
     let mut store = String::new();
     for (k, &x) in p.states.iter().enumerate() {
@@ -552,6 +542,52 @@ pub fn c_literal(v: f64) -> String {
         if v > 0.0 { "(1.0 / 0.0)".into() } else { "(-1.0 / 0.0)".into() }
     } else {
         format!("({v:.17e})")
+    }
+}
+
+/// How a C generator writes the program: the host's vector step
+/// ([`crate::cell::c_source`]) and CUDA's scalar kernel ([`cuda_source`])
+/// differ only in these, so one copy of each instruction's and each
+/// scheme's form serves both.
+pub struct CDialect {
+    /// One instruction of a function on two operands (the second unused by
+    /// functions of one).
+    pub call: fn(Func, &str, &str) -> String,
+    pub literal: fn(f64) -> String,
+    /// `cond ? a : b`, the condition a comparison.
+    pub select: fn(&str, &str, &str) -> String,
+    /// The exponential's name.
+    pub exp: &'static str,
+    /// The step size's name.
+    pub dt: &'static str,
+}
+
+impl CDialect {
+    /// Instruction `ins` as its destination register and the expression
+    /// it is set to, registers named by `r`.
+    pub fn instruction(&self, ins: &Ins, r: &dyn Fn(u32) -> String) -> (u32, String) {
+        let (lit, exp) = (self.literal, self.exp);
+        match *ins {
+            Ins::Call(f, d, [a, b]) => (d, (self.call)(f, &r(a), &r(b))),
+            Ins::CallK(f, d, a, k, first) => (d, if first { (self.call)(f, &lit(k), &r(a)) } else { (self.call)(f, &r(a), &lit(k)) }),
+            Ins::Select(d, c, a, b) => (d, (self.select)(&format!("{} != 0.0", r(c)), &r(a), &r(b))),
+            Ins::MulExp(d, [a, b]) => (d, format!("{exp}({} * {})", r(a), r(b))),
+            Ins::MulKExp(d, a, k) => (d, format!("{exp}({} * {})", r(a), lit(k))),
+        }
+    }
+
+    /// State `k`'s value after a step, from the old states and the step's
+    /// rates: forward Euler, or for a gate under Rush–Larsen x + (a +
+    /// b·x)·(e^{b·dt} − 1)/b where b ≠ 0 (the interpreter's form).
+    pub fn update(&self, p: &Program, k: usize, r: &dyn Fn(u32) -> String) -> String {
+        let (x, dt, exp) = (r(p.states[k]), self.dt, self.exp);
+        match p.gates[k] {
+            Some((a, b)) => {
+                let (a, b) = (r(a), r(b));
+                (self.select)(&format!("{b} == 0.0"), &format!("{x} + {dt} * {a}"), &format!("{x} + ({a} + {b} * {x}) * ({exp}({b} * {dt}) - 1.0) / {b}"))
+            }
+            None => format!("{x} + {dt} * {}", r(p.rates[k])),
+        }
     }
 }
 

@@ -198,9 +198,25 @@ fn block_registers<const W: usize>(p: &Program, c: &Cells, b: usize) -> (Vec<f64
     (regs, valid)
 }
 
-/// The program of `eq` under `scheme`.
-fn program(eq: &Equations, scheme: Scheme) -> Program {
+/// The program of `eq` under `scheme`: what every path runs.
+pub fn program(eq: &Equations, scheme: Scheme) -> Program {
     Program::compile(eq, &gates(eq, scheme))
+}
+
+/// The register file of every cell of `cells` after `p`'s setup (`n_regs ×
+/// n`, register-major): what the CUDA kernel ([`cuda_source`]) takes as
+/// `regs0`, the setup done on the CPU block by block.
+pub fn cuda_registers(eq: &Equations, p: &Program, cells: &Cells) -> Result<Vec<f64>, Error> {
+    cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
+    let n = cells.n;
+    let mut regs0 = zeros(p.n_regs, n, 1).ok_or_else(|| Error::invalid("cells", format!("{n} cells of `{}` do not fit in this machine's memory", eq.name), "solve fewer cells at a time"))?;
+    for b in 0..n.div_ceil(NARROW) {
+        let (regs, valid) = block_registers::<NARROW>(p, cells, b);
+        for r in 0..p.n_regs {
+            regs0[r * n + b * NARROW..r * n + b * NARROW + valid].copy_from_slice(&regs[r * NARROW..r * NARROW + valid]);
+        }
+    }
+    Ok(regs0)
 }
 
 /// The CUDA kernel of `eq` under `scheme` ([`cuda_source`]) compiled to PTX
@@ -215,22 +231,13 @@ pub fn compile_cuda(eq: &Equations, scheme: Scheme, arch: Option<&'static str>) 
 pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells) -> Result<Trajectories<f64>, Error> {
     use cudarc::driver::{LaunchConfig, PushKernelArg};
     cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
-    let p = program(eq, scheme);
     let n = cells.n;
-    let too_many = || Error::invalid("cells", format!("{n} cells of `{}` do not fit in this machine's memory", eq.name), "solve fewer cells at a time");
     // the solution comes back into host memory: known to fit before the GPU works
     let mut solution = output(eq, grid, n)?;
-    let mut regs0 = zeros(p.n_regs, n, 1).ok_or_else(too_many)?;
+    let regs0 = cuda_registers(eq, &program(eq, scheme), cells)?;
     let ptx = compile_cuda(eq, scheme, None)?;
     let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or solve on the CPU")?;
     let err = |what: &'static str| move |e: cudarc::driver::DriverError| Error::unavailable("cuda", format!("{what}: {e:?}"), "check the GPU with nvidia-smi");
-    // the setup on the CPU, block by block, into one register file of all cells
-    for b in 0..n.div_ceil(NARROW) {
-        let (regs, valid) = block_registers::<NARROW>(&p, cells, b);
-        for r in 0..p.n_regs {
-            regs0[r * n + b * NARROW..r * n + b * NARROW + valid].copy_from_slice(&regs[r * NARROW..r * NARROW + valid]);
-        }
-    }
     let stream = ctx.default_stream();
     let module = ctx.load_module(ptx).map_err(err("loading the kernel"))?;
     let f = module.load_function("imported").map_err(err("loading the kernel"))?;

@@ -5,6 +5,8 @@ use excite::cell;
 use excite::solve::{cuda, Device, TimeGrid};
 
 use crate::util::cells;
+use std::path::PathBuf;
+use std::process::Command;
 
 /// Assembles PTX to machine code with ptxas (from the nvidia-cuda-nvcc-cu12
 /// wheel scripts/setup.sh installs): NVRTC checks the CUDA source, ptxas the
@@ -269,6 +271,73 @@ fn imported_models_kernels_compile() {
                 // f64 registers, no local-memory spills of a hot loop's values beyond what ptxas reports
                 assert!(log.contains("registers"), "{log}");
             }
+        }
+    }
+}
+
+/// The generated CUDA kernel's logic, run where no GPU is: its source
+/// compiled as C by the host's compiler (CUDA's qualifiers taken out, one
+/// "thread" per cell in a loop), fed the register file `solve_cuda` sends,
+/// against the CPU solver, both schemes, on every model of the import tests
+/// and the FHN as CellML: within the 1e-5 (relative to each value's size)
+/// that the GPU run is held to (the host's libm exp and log stand in for
+/// CUDA's, the CPU solver has its own: ulps apart, grown over 4000 steps).
+#[test]
+fn imported_models_kernels_run_as_c_are_the_cpu_solver() {
+    use excite::solve::imported::{cuda_registers, program, solve_cells_by, Exec, Scheme};
+    use excite::solve::{Cells, Column};
+    let dir = crate::util::scratch("imported-kernels-host");
+    let out = crate::cellml::models(&dir);
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("reference.json")).unwrap()).unwrap();
+    let mut files: Vec<PathBuf> = reference.as_object().unwrap().keys().filter(|f| f.contains("-2.0.")).map(|f| out.join(f)).collect();
+    files.push(crate::util::root().join("models/fhn-cardiac.cellml"));
+    assert!(files.len() >= 6, "{files:?}");
+    type Kernel = unsafe extern "C" fn(*const f64, *mut f64, i64, i32, i32, f64);
+    let n = 37;
+    for file in &files {
+        let eq = excite::cell::cellml::load(file).unwrap();
+        let x = eq.initial_state();
+        let k = (0..x.len()).max_by(|&a, &b| x[a].abs().total_cmp(&x[b].abs())).unwrap();
+        let mut init: Vec<Column> = x.iter().map(|&v| Column::Same(v)).collect();
+        init[k] = Column::PerCell((0..n).map(|i| x[k] * (1.0 + 0.002 * i as f64)).collect());
+        let cells = Cells { n, init, params: eq.param_values().into_iter().map(Column::Same).collect() };
+        let grid = TimeGrid::new(20.0, 0.005, 1.0).unwrap();
+        for scheme in [Scheme::Euler, Scheme::RushLarsen] {
+            let p = program(&eq, scheme);
+            let source = excite::cell::program::cuda_source(&p).replace("extern \"C\" __global__ ", "").replace("__restrict__", "restrict");
+            let c = format!(
+                "#include <math.h>\ntypedef struct {{ long long x; }} dim;\nstatic dim blockIdx, blockDim, threadIdx;\n{source}\n\
+                 void run_all(const double *regs0, double *out, long long W, int n_samples, int steps, double dt) {{\n\
+                 blockDim.x = 1; threadIdx.x = 0;\n\
+                 for (long long i = 0; i < W; i++) {{ blockIdx.x = i; imported(regs0, out, W, n_samples, steps, dt); }}\n}}\n"
+            );
+            let name = format!("{}-{scheme:?}", file.file_stem().unwrap().to_string_lossy());
+            let (src, lib) = (dir.join(format!("{name}.c")), dir.join(format!("{name}.so")));
+            std::fs::write(&src, c).unwrap();
+            let cc = Command::new("cc").args(["-O1", "-ffp-contract=off", "-fPIC", "-shared", "-o"]).arg(&lib).arg(&src).arg("-lm").output().unwrap();
+            assert!(cc.status.success(), "{name}: {}", String::from_utf8_lossy(&cc.stderr));
+            let regs0 = cuda_registers(&eq, &p, &cells).unwrap();
+            let mut got = vec![0.0f64; eq.states.len() * grid.n_samples * n];
+            // SAFETY: run_all has this signature; regs0 holds n_regs·n and got states·samples·n doubles
+            unsafe {
+                let lib = libloading::Library::new(&lib).unwrap();
+                let run: libloading::Symbol<Kernel> = lib.get(b"run_all\0").unwrap();
+                run(regs0.as_ptr(), got.as_mut_ptr(), n as i64, grid.n_samples as i32, grid.steps_per_sample as i32, grid.dt);
+            }
+            let cpu = solve_cells_by(Exec::Interpreted, &eq, scheme, &grid, &cells, 1).unwrap();
+            let mut worst = 0.0f64;
+            for st in 0..eq.states.len() {
+                for s in 0..grid.n_samples {
+                    for i in 0..n {
+                        let (c, g) = (cpu.get(st, s, i), got[(st * grid.n_samples + s) * n + i]);
+                        let d = if (c - g).is_nan() { f64::INFINITY } else { (c - g).abs() / (1.0 + c.abs()) };
+                        worst = worst.max(d);
+                    }
+                }
+            }
+            assert!(worst <= 1e-5, "{name}: largest relative difference {worst:e}");
+            // the cells moved
+            assert!((0..eq.states.len()).any(|st| got[(st * grid.n_samples + grid.n_samples - 1) * n] != got[st * grid.n_samples * n]), "{name}: nothing moved");
         }
     }
 }
