@@ -14,7 +14,12 @@ The surrogate is timed at batch 1024 for a second; the reference by `excite
 bench cellml` (cell-steps/s on all cores, timed at the preset's dt: a step
 costs the same at any dt), divided by the steps a sample takes.
 
-usage: python3 scripts/equal_accuracy.py PRESET RUN_DIR [CELLS]
+Engine directories after CELLS (`excite build RUN_DIR/export/model.onnx
+--target native-cpu -o DIR`, say) are timed too, by `excite bench engine` at
+batch 1024 in the same run: the same network, so the surrogate's MAE above,
+within the budget their own verification checked.
+
+usage: python3 scripts/equal_accuracy.py PRESET RUN_DIR [CELLS [ENGINE_DIR...]]
   (RUN_DIR: `excite pipeline PRESET -o RUN_DIR` ran there)
 """
 import json
@@ -30,6 +35,7 @@ import onnxruntime as ort
 
 preset, run = sys.argv[1], sys.argv[2]
 cells = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+engines = sys.argv[4:]
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 excite = os.path.join(root, "target", "release", "excite")
 text = open(preset).read()
@@ -93,6 +99,13 @@ while time.perf_counter() - start < 1.0:
 print(f"{name}: {cells} fresh cells x {len(x) // cells} samples; MAE of the first output against forward Euler at dt {dt0 / 20:g}")
 print(f"{'':36} {'MAE':>12} {'sample-equivalents/s':>22}")
 print(f"{'surrogate (ONNX Runtime, fp32, 1024)':36} {np.mean(np.abs(surrogate - fine)):12.4g} {rows / (time.perf_counter() - start):22.4e}")
+if engines:
+    done = subprocess.run([excite, "bench", "engine", *engines, "--batches", "1024", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    for e in json.loads(done.stdout)["engines"]:
+        label = f"surrogate, {e['engine']['backend'].removeprefix('excite-')} {e['engine']['precision']}"
+        print(f"{label:36} {'(as above)':>12} {e['rows'][0]['samples_per_s']:22.4e}")
 for scheme, factors in [("euler", [0.5, 1, 2]), ("rush-larsen", [1, 2, 5, 10, 20, 50])]:
     steps_per_s = rate(scheme)
     for dt in [round(dt0 * f, 12) for f in factors]:
