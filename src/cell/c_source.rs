@@ -49,7 +49,8 @@ pub fn c_source(p: &Program) -> String {
     }
     let cells = groups * LANES;
     // the exponential's polynomial written out from the interpreter's coefficients
-    let poly = EXP_POLY[1..].iter().fold(format!("splat{}", c_literal(EXP_POLY[0])), |acc, &c| format!("fma8({acc}, r, splat{})", c_literal(c)));
+    let lit = VECTOR.literal;
+    let poly = EXP_POLY[1..].iter().fold(lit(EXP_POLY[0]), |acc, &c| format!("fma8({acc}, r, {})", lit(c)));
     let prelude = PRELUDE.replace("@EXP_POLY@", &poly);
     format!("{prelude}\nvoid excite_run(double *regs, long long w, long long n0, long long steps, double dt) {{\n    const v8 vdt = splat(dt);\n    for (long long c = 0; c < w; c += {cells}) {{\n{load}        for (long long s = 0; s < steps; s++) {{\n            const v8 vt = splat((double)(n0 + s) * dt);\n{step}        }}\n{store}    }}\n}}\n")
 }
