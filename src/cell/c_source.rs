@@ -57,7 +57,20 @@ pub fn c_source(p: &Program) -> String {
 
 /// The vector dialect: eight lanes a value, selects by mask, the
 /// interpreter's exponential.
-const VECTOR: CDialect = CDialect { call, literal: |v| format!("splat{}", c_literal(v)), select: |c, a, b| format!("sel({c}, {a}, {b})"), exp: "vexp", dt: "vdt" };
+const VECTOR: CDialect = CDialect { call, literal: |v| format!("splat{}", c_literal(v)), select: |op, x, y, a, b| format!("sel_{}({x}, {y}, {a}, {b})", selector(op)), exp: "vexp", dt: "vdt" };
+
+/// The suffix of the prelude's `sel_` function of a comparison.
+fn selector(f: Func) -> &'static str {
+    match f {
+        Func::Lt => "lt",
+        Func::Le => "le",
+        Func::Gt => "gt",
+        Func::Ge => "ge",
+        Func::Eq => "eq",
+        Func::Ne => "ne",
+        _ => unreachable!("{f:?} is not a comparison"),
+    }
+}
 
 /// Groups of [`LANES`] cells a generated step advances together: a short
 /// step is a chain of dependent operations, whose latency several
@@ -86,16 +99,12 @@ fn call(f: Func, a: &str, b: &str) -> String {
         Func::Pow => format!("each2(pow, {a}, {b})"),
         Func::Exp => format!("vexp({a})"),
         Func::Ln => format!("vln({a})"),
-        Func::Lt => format!("truth({a} < {b})"),
-        Func::Le => format!("truth({a} <= {b})"),
-        Func::Gt => format!("truth({a} > {b})"),
-        Func::Ge => format!("truth({a} >= {b})"),
-        Func::Eq => format!("truth({a} == {b})"),
-        Func::Ne | Func::Xor => format!("truth({a} != {b})"),
+        Func::Lt | Func::Le | Func::Gt | Func::Ge | Func::Eq | Func::Ne => format!("sel_{}({a}, {b}, ONE, ZERO)", selector(f)),
+        Func::Xor => format!("sel_ne({a}, {b}, ONE, ZERO)"),
         // operands are 0/1 here (the compiler compares with 0 first)
         Func::And => format!("{a} * {b}"),
-        Func::Or => format!("truth({a} + {b} > 0.0)"),
-        Func::Not => format!("truth({a} == 0.0)"),
+        Func::Or => format!("sel_gt({a} + {b}, ZERO, ONE, ZERO)"),
+        Func::Not => format!("sel_eq({a}, ZERO, ONE, ZERO)"),
         // the rest: libm's functions of one argument, lane by lane
         _ => format!("each1({}, {a})", libm_name(f).expect("the rest are libm's functions of one argument")),
     }
@@ -140,16 +149,18 @@ INLINE v8 fma8(v8 a, v8 b, v8 c) {
 #endif
 }
 
-/* lanes of a where m is true, else of b; the larger and the smaller of a
-   and b (either where one is NaN: callers mask NaN afterwards); p·2^k
-   rounded once (k whole) */
+/* sel_OP(x, y, a, b): lanes of a where x OP y (C's comparison: != is true
+   where either is NaN, the others false), else of b; the larger and the
+   smaller of a and b (either where one is NaN: callers mask NaN
+   afterwards); p·2^k rounded once (k whole) */
 #if defined(__AVX512F__)
-INLINE v8 sel(m8 m, v8 a, v8 b) { return (v8)_mm512_mask_blend_pd(_mm512_test_epi64_mask((__m512i)m, (__m512i)m), (__m512d)b, (__m512d)a); }
+#define SEL(name, op, code) INLINE v8 name(v8 x, v8 y, v8 a, v8 b) { return (v8)_mm512_mask_blend_pd(_mm512_cmp_pd_mask((__m512d)x, (__m512d)y, code), (__m512d)b, (__m512d)a); }
 INLINE v8 vmax(v8 a, v8 b) { return (v8)_mm512_max_pd((__m512d)a, (__m512d)b); }
 INLINE v8 vmin(v8 a, v8 b) { return (v8)_mm512_min_pd((__m512d)a, (__m512d)b); }
 INLINE v8 scale2(v8 p, v8 k) { return (v8)_mm512_scalef_pd((__m512d)p, (__m512d)k); }
 #else
 INLINE v8 sel(m8 m, v8 a, v8 b) { return (v8)((m & (m8)a) | (~m & (m8)b)); }
+#define SEL(name, op, code) INLINE v8 name(v8 x, v8 y, v8 a, v8 b) { return sel(x op y, a, b); }
 INLINE v8 vmax(v8 a, v8 b) { return sel(a > b, a, b); }
 INLINE v8 vmin(v8 a, v8 b) { return sel(a < b, a, b); }
 INLINE v8 scale2(v8 p, v8 k) {
@@ -162,7 +173,14 @@ INLINE v8 scale2(v8 p, v8 k) {
     return p * s1 * s2;
 }
 #endif
-INLINE v8 truth(m8 m) { return sel(m, splat(1.0), splat(0.0)); }
+SEL(sel_lt, <, _CMP_LT_OQ)
+SEL(sel_le, <=, _CMP_LE_OQ)
+SEL(sel_gt, >, _CMP_GT_OQ)
+SEL(sel_ge, >=, _CMP_GE_OQ)
+SEL(sel_eq, ==, _CMP_EQ_OQ)
+SEL(sel_ne, !=, _CMP_NEQ_UQ)
+#define ONE splat(1.0)
+#define ZERO splat(0.0)
 
 INLINE v8 vexp(v8 x) {
     const double LOG2E = 1.4426950408889634074, LN2_HI = 6.9314718036912381649e-1, LN2_LO = 1.9082149292705877000e-10;
@@ -171,28 +189,28 @@ INLINE v8 vexp(v8 x) {
     v8 k = fma8(c, splat(LOG2E), splat(ROUND)) - ROUND;
     v8 r = fma8(k, splat(-LN2_LO), fma8(k, splat(-LN2_HI), c));
     v8 p = @EXP_POLY@;
-    return sel(x != x, x, scale2(p, k));
+    return sel_ne(x, x, x, scale2(p, k));
 }
 
 INLINE v8 vln(v8 x) {
     const double LN2_HI = 6.9314718036912381649e-1, LN2_LO = 1.9082149292705877000e-10, TWO54 = 18014398509481984.0;
     const double C[11] = {1.0 / 23.0, 1.0 / 21.0, 1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0};
-    m8 sub = x < 2.2250738585072014e-308;
-    v8 y = sel(sub, x * TWO54, x);
+    const v8 MIN = splat(2.2250738585072014e-308), SQRT2 = splat(1.4142135623730951);
+    v8 y = sel_lt(x, MIN, x * TWO54, x);
     u8 bits = (u8)y;
     v8 e = (v8)(((bits >> 52) & 0x7ff) | 0x4330000000000000ULL) - (4503599627370496.0 + 1023.0);
-    v8 m = (v8)((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
-    m8 big = m > 1.4142135623730951;
-    m = sel(big, m * 0.5, m);
-    e = e + sel(big, splat(1.0), splat(0.0)) - sel(sub, splat(54.0), splat(0.0));
+    v8 m1 = (v8)((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    v8 m = sel_gt(m1, SQRT2, m1 * 0.5, m1);
+    e = e + sel_gt(m1, SQRT2, ONE, ZERO) - sel_lt(x, MIN, splat(54.0), ZERO);
     v8 s = (m - 1.0) / (m + 1.0);
     v8 s2 = s * s;
     v8 p = splat(C[0]);
     for (int i = 1; i < 11; i++) p = fma8(p, s2, splat(C[i]));
     v8 lnm = 2.0 * s + 2.0 * s * s2 * p;
     v8 r = (e * LN2_LO + lnm) + e * LN2_HI;
-    r = sel(x == __builtin_inf(), splat(__builtin_inf()), r);
-    r = sel(x == 0.0, splat(-__builtin_inf()), r);
-    return sel((x != x) | (x < 0.0), splat(__builtin_nan("")), r);
+    r = sel_eq(x, splat(__builtin_inf()), splat(__builtin_inf()), r);
+    r = sel_eq(x, ZERO, splat(-__builtin_inf()), r);
+    r = sel_lt(x, ZERO, splat(__builtin_nan("")), r);
+    return sel_ne(x, x, splat(__builtin_nan("")), r);
 }
 "#;

@@ -476,7 +476,7 @@ pub fn cuda_source(p: &Program) -> String {
             let _ = writeln!(head, "    double r{x} = regs0[{x}LL * W + i];");
         }
     }
-    let cuda = CDialect { call: c_call, literal: c_literal, select: |c, a, b| format!("({c}) ? {a} : {b}"), exp: "exp", dt: "dt" };
+    let cuda = CDialect { call: c_call, literal: c_literal, select: |op, x, y, a, b| format!("({x} {} {y}) ? {a} : {b}", c_comparison(op)), exp: "exp", dt: "dt" };
     let mut step = String::new();
     let _ = writeln!(step, "            r{} = (double)n * dt;", p.time);
     for ins in &p.code {
@@ -504,6 +504,19 @@ extern "C" __global__ void imported(const double *__restrict__ regs0, double *__
 }}
 "#
     )
+}
+
+/// C's operator of a comparison.
+pub fn c_comparison(f: Func) -> &'static str {
+    match f {
+        Func::Lt => "<",
+        Func::Le => "<=",
+        Func::Gt => ">",
+        Func::Ge => ">=",
+        Func::Eq => "==",
+        Func::Ne => "!=",
+        _ => unreachable!("{f:?} is not a comparison"),
+    }
 }
 
 /// One instruction as a C expression (CUDA's math functions by their C names).
@@ -554,8 +567,8 @@ pub struct CDialect {
     /// functions of one).
     pub call: fn(Func, &str, &str) -> String,
     pub literal: fn(f64) -> String,
-    /// `cond ? a : b`, the condition a comparison.
-    pub select: fn(&str, &str, &str) -> String,
+    /// `(x op y) ? a : b` for a comparison `op` ([`Func::Eq`], [`Func::Ne`], …): `(op, x, y, a, b)`.
+    pub select: fn(Func, &str, &str, &str, &str) -> String,
     /// The exponential's name.
     pub exp: &'static str,
     /// The step size's name.
@@ -570,7 +583,7 @@ impl CDialect {
         match *ins {
             Ins::Call(f, d, [a, b]) => (d, (self.call)(f, &r(a), &r(b))),
             Ins::CallK(f, d, a, k, first) => (d, if first { (self.call)(f, &lit(k), &r(a)) } else { (self.call)(f, &r(a), &lit(k)) }),
-            Ins::Select(d, c, a, b) => (d, (self.select)(&format!("{} != 0.0", r(c)), &r(a), &r(b))),
+            Ins::Select(d, c, a, b) => (d, (self.select)(Func::Ne, &r(c), &lit(0.0), &r(a), &r(b))),
             Ins::MulExp(d, [a, b]) => (d, format!("{exp}({} * {})", r(a), r(b))),
             Ins::MulKExp(d, a, k) => (d, format!("{exp}({} * {})", r(a), lit(k))),
         }
@@ -584,7 +597,7 @@ impl CDialect {
         match p.gates[k] {
             Some((a, b)) => {
                 let (a, b) = (r(a), r(b));
-                (self.select)(&format!("{b} == 0.0"), &format!("{x} + {dt} * {a}"), &format!("{x} + ({a} + {b} * {x}) * ({exp}({b} * {dt}) - 1.0) / {b}"))
+                (self.select)(Func::Eq, &b, &(self.literal)(0.0), &format!("{x} + {dt} * {a}"), &format!("{x} + ({a} + {b} * {x}) * ({exp}({b} * {dt}) - 1.0) / {b}"))
             }
             None => format!("{x} + {dt} * {}", r(p.rates[k])),
         }
