@@ -507,7 +507,7 @@ extern "C" __global__ void imported(const double *__restrict__ regs0, double *__
 }
 
 /// C's operator of a comparison.
-pub fn c_comparison(f: Func) -> &'static str {
+fn c_comparison(f: Func) -> &'static str {
     match f {
         Func::Lt => "<",
         Func::Le => "<=",
@@ -531,12 +531,7 @@ fn c_call(f: Func, a: &str, b: &str) -> String {
         Func::Pow => format!("pow({a}, {b})"),
         Func::Exp => format!("exp({a})"),
         Func::Ln => format!("log({a})"),
-        Func::Lt => truth("<"),
-        Func::Le => truth("<="),
-        Func::Gt => truth(">"),
-        Func::Ge => truth(">="),
-        Func::Eq => truth("=="),
-        Func::Ne => truth("!="),
+        Func::Lt | Func::Le | Func::Gt | Func::Ge | Func::Eq | Func::Ne => truth(c_comparison(f)),
         // operands are 0/1 here (the compiler compares with 0 first)
         Func::And => format!("{a} * {b}"),
         Func::Or => format!("(({a}) + ({b}) > 0.0 ? 1.0 : 0.0)"),
@@ -878,6 +873,24 @@ mod tests {
         assert!(nan[0].is_nan());
     }
 
+    /// The rates `p` computes at time `t` from `states` (a model without
+    /// parameters), in four lanes alike.
+    fn program_rates(p: &Program, t: f64, states: &[f64]) -> Vec<f64> {
+        const W: usize = 4;
+        let mut regs = vec![0.0; p.n_regs * W];
+        let mut set = |r: u32, v: f64| regs[r as usize * W..(r as usize + 1) * W].fill(v);
+        for &(r, c) in &p.consts {
+            set(r, c);
+        }
+        set(p.time, t);
+        for (&r, &v) in p.states.iter().zip(states) {
+            set(r, v);
+        }
+        p.run_setup::<W>(&mut regs);
+        p.run::<W>(&mut regs);
+        p.rates.iter().map(|&r| regs[r as usize * W]).collect()
+    }
+
     /// A sum's negated term (unary minus as CellML writes it, and Neg as
     /// the IR's own rewriting does) is taken away, not negated and added:
     /// one instruction fewer, the rate eval's to the bit.
@@ -902,16 +915,9 @@ mod tests {
         let count = |f: Func| p.code.iter().filter(|i| matches!(i, Ins::Call(g, ..) | Ins::CallK(g, ..) if *g == f)).count();
         assert_eq!((count(Func::Neg), count(Func::Sub), count(Func::Add)), (0, 2, 1), "{:?}", p.code);
         for (t, x, y) in [(0.5, 0.3, 0.7), (1.5, -2.0, 4.0), (0.0, 0.0, 0.0), (0.0, -0.0, 0.0)] {
-            const W: usize = 4;
-            let mut regs = vec![0.0; p.n_regs * W];
-            regs[p.time as usize * W..(p.time as usize + 1) * W].fill(t);
-            regs[p.states[0] as usize * W..(p.states[0] as usize + 1) * W].fill(x);
-            regs[p.states[1] as usize * W..(p.states[1] as usize + 1) * W].fill(y);
-            p.run_setup::<W>(&mut regs);
-            p.run::<W>(&mut regs);
-            let want = eq.rates(t, &[x, y], &[]);
+            let (got, want) = (program_rates(&p, t, &[x, y]), eq.rates(t, &[x, y], &[]));
             for k in 0..2 {
-                assert_eq!(regs[p.rates[k] as usize * W].to_bits(), want[k].to_bits(), "rate {k} at t {t}, x {x}, y {y}");
+                assert_eq!(got[k].to_bits(), want[k].to_bits(), "rate {k} at t {t}, x {x}, y {y}");
             }
         }
     }
@@ -943,19 +949,9 @@ mod tests {
         assert_eq!(count(Func::Mul), 2, "2·e^v and the piecewise times w; 0.1·v went into the exponential");
         assert_eq!(p.code.iter().filter(|i| matches!(i, Ins::Select(..))).count(), 1);
         for (t, v, w) in [(0.5, 0.3, 0.5), (1.5, -2.0, 4.0)] {
-            const W: usize = 4;
-            let mut regs = vec![0.0; p.n_regs * W];
-            for &(r, c) in &p.consts {
-                regs[r as usize * W..(r as usize + 1) * W].fill(c);
-            }
-            regs[p.time as usize * W..(p.time as usize + 1) * W].fill(t);
-            regs[p.states[0] as usize * W..(p.states[0] as usize + 1) * W].fill(v);
-            regs[p.states[1] as usize * W..(p.states[1] as usize + 1) * W].fill(w);
-            p.run_setup::<W>(&mut regs);
-            p.run::<W>(&mut regs);
-            let want = eq.rates(t, &[v, w], &[]);
+            let (rates, want) = (program_rates(&p, t, &[v, w]), eq.rates(t, &[v, w], &[]));
             for k in 0..2 {
-                let got = regs[p.rates[k] as usize * W];
+                let got = rates[k];
                 assert!((got - want[k]).abs() <= 4.0 * f64::EPSILON * want[k].abs().max(1.0), "rate {k} at t {t}: {got} vs {}", want[k]);
             }
         }

@@ -230,11 +230,11 @@ pub fn compile_cuda(eq: &Equations, scheme: Scheme, arch: Option<&'static str>) 
 /// Every cell on GPU 0, one thread per cell, in f64 ([`compile_cuda`]'s kernel).
 pub fn solve_cuda(eq: &Equations, scheme: Scheme, grid: &TimeGrid, cells: &Cells) -> Result<Trajectories<f64>, Error> {
     use cudarc::driver::{LaunchConfig, PushKernelArg};
-    cells.check_shape(&eq.name, eq.states.len(), eq.params.len())?;
     let n = cells.n;
-    // the solution comes back into host memory: known to fit before the GPU works
-    let mut solution = output(eq, grid, n)?;
+    // the cells checked and set up, and the solution's room in host memory
+    // known to fit, before the GPU works
     let regs0 = cuda_registers(eq, &program(eq, scheme), cells)?;
+    let mut solution = output(eq, grid, n)?;
     let ptx = compile_cuda(eq, scheme, None)?;
     let ctx = crate::gpu::context("cuda", "run on a machine with an NVIDIA GPU and driver, or solve on the CPU")?;
     let err = |what: &'static str| move |e: cudarc::driver::DriverError| Error::unavailable("cuda", format!("{what}: {e:?}"), "check the GPU with nvidia-smi");

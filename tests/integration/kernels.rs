@@ -315,7 +315,7 @@ fn imported_models_kernels_run_as_c_are_the_cpu_solver() {
             let name = format!("{}-{scheme:?}", file.file_stem().unwrap().to_string_lossy());
             let (src, lib) = (dir.join(format!("{name}.c")), dir.join(format!("{name}.so")));
             std::fs::write(&src, c).unwrap();
-            let cc = Command::new("cc").args(["-O1", "-ffp-contract=off", "-fPIC", "-shared", "-o"]).arg(&lib).arg(&src).arg("-lm").output().unwrap();
+            let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into())).args(["-O1", "-ffp-contract=off", "-fPIC", "-shared", "-o"]).arg(&lib).arg(&src).arg("-lm").output().unwrap();
             assert!(cc.status.success(), "{name}: {}", String::from_utf8_lossy(&cc.stderr));
             let regs0 = cuda_registers(&eq, &p, &cells).unwrap();
             let mut got = vec![0.0f64; eq.states.len() * grid.n_samples * n];
